@@ -1,0 +1,5 @@
+import sys
+
+from omnireid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""The ``omnireid`` command line. The only module that turns user text into typed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from omnireid.models import build, list_models
+from omnireid.models.complexity import count_complexity
+from omnireid.models.layers import FUSIONS
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("arch", help="architecture name (see `omnireid models`)")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier size (default 1000)")
+    p.add_argument("--streams", type=int, default=4, help="T, streams per block (Table 5)")
+    p.add_argument("--fusion", choices=FUSIONS, default="unified", help="stream fusion (Table 5)")
+    p.add_argument("--full-conv", action="store_true", help="standard 3x3 instead of Lite 3x3")
+    p.add_argument(
+        "--stream-depth", type=int, default=None, help="same depth for every stream (ResNeXt-like)"
+    )
+    p.add_argument("--layers", type=int, nargs=3, default=None, help="blocks per stage, e.g. 3 8 6")
+
+
+def _model_from_args(args: argparse.Namespace):
+    options: dict = dict(
+        streams=args.streams,
+        fusion=args.fusion,
+        lite=not args.full_conv,
+        stream_depth=args.stream_depth,
+    )
+    if args.layers:
+        options["layers"] = tuple(args.layers)
+    return build(args.arch, num_classes=args.num_classes, **options)
+
+
+def cmd_models(_: argparse.Namespace) -> int:
+    for name in list_models():
+        print(name)
+    return 0
+
+
+def cmd_complexity(args: argparse.Namespace) -> int:
+    model = _model_from_args(args)
+    c = count_complexity(model, args.height, args.width)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "arch": args.arch,
+                    "height": args.height,
+                    "width": args.width,
+                    "params": c.params,
+                    "mult_adds": c.mult_adds,
+                }
+            )
+        )
+    else:
+        print(
+            f"{args.arch} at {args.height}x{args.width}: "
+            f"{c.params / 1e6:.2f}M parameters, {c.mult_adds / 1e6:.1f}M mult-adds "
+            "(classifier excluded)"
+        )
+    return 0
+
+
+def cmd_demo(_: argparse.Namespace) -> int:
+    """Model-family summary: every architecture's size and cost at the Table 6 resolutions."""
+    sizes = [(256, 128), (192, 96), (128, 64), (64, 32)]
+    header = f"{'architecture':<18}{'params':>9}" + "".join(f"{h}x{w}".rjust(12) for h, w in sizes)
+    print("omnireid model family — parameters (M) and mult-adds (M), classifier excluded\n")
+    print(header)
+    print("-" * len(header))
+    for name in list_models():
+        model = build(name)
+        costs = [count_complexity(model, h, w) for h, w in sizes]
+        row = f"{name:<18}{costs[0].params / 1e6:>9.2f}"
+        row += "".join(f"{c.mult_adds / 1e6:>12.1f}" for c in costs)
+        print(row)
+    print("\nICCV'19 Table 1: OSNet x1.0 has 2.2M parameters and 978.9M mult-adds at 256x128.")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omnireid", description="OSNet person re-identification (omnireid)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the available architectures")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("complexity", help="parameters and mult-adds of an architecture")
+    _add_model_options(p)
+    p.add_argument("--height", type=int, default=256, help="input height (default 256)")
+    p.add_argument("--width", type=int, default=128, help="input width (default 128)")
+    p.add_argument("--json", action="store_true", help="print JSON with keys params, mult_adds")
+    p.set_defaults(func=cmd_complexity)
+
+    p = sub.add_parser("demo", help="summary of the model family (what `make demo` runs)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, TypeError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"omnireid {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""OSNet (ICCV'19 Table 1) and its instance-normalised variants (TPAMI'21).
+
+``OSNet`` holds the structure; the ``osnet_*`` builders below choose widths and block types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from omnireid.models.layers import ConvNormAct, Fusion, InstanceNormPlacement, Norm, OSBlock
+
+# Table 6's width multiplier beta applied to [conv1, conv2, conv3, conv4] of Table 1.
+WIDTHS: dict[str, tuple[int, int, int, int]] = {
+    "x1_0": (64, 256, 384, 512),
+    "x0_75": (48, 192, 288, 384),
+    "x0_5": (32, 128, 192, 256),
+    "x0_25": (16, 64, 96, 128),
+}
+
+# TPAMI Table 1: OSNet-AIN's block types per stage, found by the architecture search.
+AIN_BLOCKS: tuple[tuple[InstanceNormPlacement, ...], ...] = (
+    ("in", "in"),
+    ("none", "in"),
+    ("in", "none"),
+)
+# OSNet-IBN (TPAMI Sec. 3.3): IN after the residual addition in both conv2 blocks.
+IBN_BLOCKS: tuple[tuple[InstanceNormPlacement, ...], ...] = (
+    ("out", "out"),
+    ("none", "none"),
+    ("none", "none"),
+)
+
+
+class OSNet(nn.Module):
+    """Omni-Scale Network.
+
+    stem (7x7/2 conv, 3x3/2 max-pool) -> conv2 -> transition (pool2) -> conv3 -> transition
+    (pool3) -> conv4 -> conv5 (1x1) -> global average pool -> fc (Linear, BN1d, ReLU) -> classifier.
+
+    Args:
+        channels: widths of conv1 (stem), conv2, conv3, conv4; conv5 keeps conv4's width.
+        layers: omni-scale blocks per stage (Table 1: 2-2-2; the CIFAR variant 3-8-6).
+        num_classes: classifier outputs (training identities).
+        feature_dim: size of the fc embedding; not scaled by the width multiplier.
+        block_norms: instance-norm placement of every block, one tuple per stage; overrides
+            ``layers`` when given (TPAMI block types ``none``, ``in``, ``out``, ``in_out``).
+        stem_norm: ``bn``, or ``in`` for the instance-normalised stem of OSNet-IBN/AIN.
+        streams, fusion, lite, stream_depth: the Table 5 ablations, see ``OSBlock``.
+        gate_reduction: reduction ratio of the aggregation gate's hidden layer (16).
+
+    Input ``(N, 3, H, W)``. ``forward`` returns the ``(N, feature_dim)`` embedding in eval mode;
+    in train mode the ``(N, num_classes)`` logits, or ``(logits, embedding)`` when
+    ``return_features=True`` (for metric losses such as triplet).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = WIDTHS["x1_0"],
+        layers: Sequence[int] = (2, 2, 2),
+        num_classes: int = 1000,
+        *,
+        feature_dim: int = 512,
+        block_norms: Sequence[Sequence[InstanceNormPlacement]] | None = None,
+        stem_norm: Norm = "bn",
+        streams: int = 4,
+        fusion: Fusion = "unified",
+        lite: bool = True,
+        stream_depth: int | None = None,
+        gate_reduction: int = 16,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"channels needs 4 widths (conv1..conv4), got {list(channels)}")
+        if block_norms is None:
+            if len(layers) != 3:
+                raise ValueError(f"layers needs 3 stage depths, got {list(layers)}")
+            block_norms = [("none",) * n for n in layers]
+        if len(block_norms) != 3 or any(len(stage) < 1 for stage in block_norms):
+            raise ValueError(f"block_norms needs 3 non-empty stages, got {block_norms}")
+        self.feature_dim = feature_dim
+        c1, c2, c3, c4 = channels
+
+        def stage(c_in: int, c_out: int, norms: Sequence[InstanceNormPlacement]) -> nn.Sequential:
+            return nn.Sequential(
+                *(
+                    OSBlock(
+                        c_in if i == 0 else c_out,
+                        c_out,
+                        streams=streams,
+                        fusion=fusion,
+                        lite=lite,
+                        stream_depth=stream_depth,
+                        instance_norm=norm,
+                        gate_reduction=gate_reduction,
+                    )
+                    for i, norm in enumerate(norms)
+                )
+            )
+
+        def transition(c: int) -> nn.Sequential:
+            return nn.Sequential(ConvNormAct(c, c, 1), nn.AvgPool2d(2, stride=2))
+
+        self.conv1 = ConvNormAct(3, c1, 7, stride=2, padding=3, norm=stem_norm)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv2 = stage(c1, c2, block_norms[0])
+        self.pool2 = transition(c2)
+        self.conv3 = stage(c2, c3, block_norms[1])
+        self.pool3 = transition(c3)
+        self.conv4 = stage(c3, c4, block_norms[2])
+        self.conv5 = ConvNormAct(c4, c4, 1)
+        self.fc = nn.Sequential(
+            nn.Linear(c4, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True)
+        )
+        self.classifier = nn.Linear(feature_dim, num_classes)
+        init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` images -> ``(N, C, H/16, W/16)`` conv5 feature maps."""
+        x = self.maxpool(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        x = self.pool3(self.conv3(x))
+        return self.conv5(self.conv4(x))
+
+    def forward_embedding(self, fmap: torch.Tensor) -> torch.Tensor:
+        """``(N, C, h, w)`` feature maps -> ``(N, feature_dim)`` embedding (GAP then fc)."""
+        return self.fc(F.adaptive_avg_pool2d(fmap, 1).flatten(1))
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        v = self.forward_embedding(self.forward_features(x))
+        if not self.training:
+            return v
+        logits = self.classifier(v)
+        return (logits, v) if return_features else logits
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out, relu) convs, unit norms, N(0, 0.01) linears, zero biases."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.InstanceNorm2d) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def osnet_x1_0(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet x1.0 (Table 1): 2.2M parameters, 978.9M mult-adds at 256x128."""
+    return OSNet(WIDTHS["x1_0"], num_classes=num_classes, **options)
+
+
+def osnet_x0_75(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet with width multiplier beta = 0.75 (Table 6)."""
+    return OSNet(WIDTHS["x0_75"], num_classes=num_classes, **options)
+
+
+def osnet_x0_5(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet with width multiplier beta = 0.5 (Table 6)."""
+    return OSNet(WIDTHS["x0_5"], num_classes=num_classes, **options)
+
+
+def osnet_x0_25(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet with width multiplier beta = 0.25 (Table 6)."""
+    return OSNet(WIDTHS["x0_25"], num_classes=num_classes, **options)
+
+
+def osnet_ibn_x1_0(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet-IBN x1.0: IN stem, IN after the residual in both conv2 blocks (TPAMI Sec. 3.3)."""
+    return OSNet(
+        WIDTHS["x1_0"], num_classes=num_classes, block_norms=IBN_BLOCKS, stem_norm="in", **options
+    )
+
+
+def _ain(width: str, num_classes: int, options: dict) -> OSNet:
+    return OSNet(
+        WIDTHS[width], num_classes=num_classes, block_norms=AIN_BLOCKS, stem_norm="in", **options
+    )
+
+
+def osnet_ain_x1_0(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet-AIN x1.0: the searched IN placement of TPAMI Table 1."""
+    return _ain("x1_0", num_classes, options)
+
+
+def osnet_ain_x0_75(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet-AIN x0.75."""
+    return _ain("x0_75", num_classes, options)
+
+
+def osnet_ain_x0_5(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet-AIN x0.5."""
+    return _ain("x0_5", num_classes, options)
+
+
+def osnet_ain_x0_25(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet-AIN x0.25."""
+    return _ain("x0_25", num_classes, options)

@@ -1,0 +1,151 @@
+"""Reading checkpoints, including the reference implementation's (torchreid), into our models.
+
+Two reference layouts exist. ``osnet_ain.py``'s is ours (``conv2.0.conv2.{t}.layers.{j}``,
+transitions ``pool2``/``pool3``), so it loads as is. ``osnet.py``'s names the streams
+``conv2a``, ``conv2b.{j}``..., keeps the transitions inside the stages (``conv2.2.0.conv``)
+and calls the post-residual instance norm ``IN``; ``to_native_layout`` renames those keys.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+StateDict = dict[str, torch.Tensor]
+
+CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
+_STREAM_NAMES = {"conv2a": 0, "conv2b": 1, "conv2c": 2, "conv2d": 3}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or does not match the model."""
+
+
+@dataclass
+class LoadReport:
+    """What ``load_weights`` did: the keys loaded and the tolerated classifier mismatch."""
+
+    loaded: list[str] = field(default_factory=list)
+    skipped_classifier: bool = False
+
+
+def read_state_dict(path: str | Path) -> StateDict:
+    """Read a state_dict from a ``.pt``/``.pth`` (any torch format, legacy pre-1.6 included) or
+    ``.safetensors`` file, never unpickling arbitrary objects.
+
+    Unwraps checkpoint dicts that hold ``state_dict`` (or ``model``) and strips a ``module.``
+    prefix (DataParallel / DDP).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        obj: object = load_file(str(path))
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+            raise CheckpointError(
+                f"cannot read {path} as a weights-only torch checkpoint "
+                f"(corrupt, truncated, or holding arbitrary Python objects, which are not loaded "
+                f"for safety): {e}"
+            ) from e
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj: object, source: str = "checkpoint") -> StateDict:
+    """Find the tensor mapping inside a loaded checkpoint and strip ``module.`` prefixes."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{source} holds no state_dict (found {type(obj).__name__})")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: entries that are not tensors: {bad[:10]}")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def is_reference_osnet_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True for the reference ``osnet.py`` layout (streams named ``conv2a``...)."""
+    return any(".conv2a." in k for k in state_dict)
+
+
+def _rename_reference_key(key: str) -> str:
+    m = re.match(r"^(conv[234]\.\d+)\.(conv2[abcd])\.(?:(\d+)\.)?(.*)$", key)
+    if m:
+        block, stream, layer, rest = m.groups()
+        return f"{block}.conv2.{_STREAM_NAMES[stream]}.layers.{layer or 0}.{rest}"
+    m = re.match(r"^conv([23])\.\d+\.0\.(.*)$", key)  # transition inside the stage
+    if m:
+        return f"pool{m.group(1)}.0.{m.group(2)}"
+    m = re.match(r"^(conv[234]\.\d+)\.IN\.(.*)$", key)  # IN after the residual addition
+    if m:
+        return f"{m.group(1)}.IN_out.{m.group(2)}"
+    return key
+
+
+def to_native_layout(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Rename a reference ``osnet.py`` state_dict to our layout; other layouts pass unchanged."""
+    if not is_reference_osnet_layout(state_dict):
+        return dict(state_dict)
+    return {_rename_reference_key(k): v for k, v in state_dict.items()}
+
+
+def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> LoadReport:
+    """Load a checkpoint (path or state_dict, either reference layout or ours) into ``model``.
+
+    Every key must match in name and shape. The one tolerated difference is a classifier of
+    another size (weights trained on other identities): it is left as initialised, with a
+    warning. Anything else raises ``CheckpointError`` listing the offending keys.
+    """
+    raw = read_state_dict(source) if isinstance(source, str | Path) else unwrap_state_dict(source)
+    state = to_native_layout(raw)
+    own = model.state_dict()
+    # Checkpoints from torch < 0.4.1 have no BN batch counters; they carry no information.
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape and k not in CLASSIFIER_KEYS
+    ]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected}")
+        if wrong_shape:
+            parts.append(f"shape mismatches ({len(wrong_shape)}): {wrong_shape}")
+        name = source if isinstance(source, str | Path) else "state_dict"
+        raise CheckpointError(f"{name} does not match {type(model).__name__}: " + "; ".join(parts))
+    report = LoadReport()
+    mismatched = [k for k in CLASSIFIER_KEYS if k in own and state[k].shape != own[k].shape]
+    if mismatched:
+        warnings.warn(
+            f"classifier size differs (checkpoint {tuple(state['classifier.weight'].shape)}, "
+            f"model {tuple(own['classifier.weight'].shape)}): the classifier keeps its "
+            "initialisation; the feature extractor is loaded",
+            stacklevel=2,
+        )
+        state = {k: v for k, v in state.items() if k not in CLASSIFIER_KEYS}
+        report.skipped_classifier = True
+    result = model.load_state_dict(state, strict=not mismatched)
+    leftover = [k for k in result.missing_keys if k not in CLASSIFIER_KEYS]
+    leftover = [k for k in leftover if not k.endswith("num_batches_tracked")]
+    if leftover or result.unexpected_keys:  # pragma: no cover - guarded by the checks above
+        raise CheckpointError(f"incomplete load: {leftover} {result.unexpected_keys}")
+    report.loaded = sorted(state)
+    return report

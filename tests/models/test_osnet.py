@@ -1,0 +1,157 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from omnireid.models import MODELS, build, list_models
+from omnireid.models.osnet import OSNet
+
+
+def _stage_shapes(model: OSNet, height: int, width: int) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    names = ["conv1", "maxpool", "conv2", "pool2", "conv3", "pool3", "conv4", "conv5", "fc"]
+    handles = [
+        getattr(model, n).register_forward_hook(
+            lambda _m, _i, out, n=n: shapes.__setitem__(n, tuple(out.shape[1:]))
+        )
+        for n in names
+    ]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, height, width))
+    for h in handles:
+        h.remove()
+    return shapes
+
+
+def test_table1_output_sizes_of_osnet_x1_0():
+    shapes = _stage_shapes(build("osnet_x1_0"), 256, 128)
+    assert shapes == {
+        "conv1": (64, 128, 64),
+        "maxpool": (64, 64, 32),
+        "conv2": (256, 64, 32),
+        "pool2": (256, 32, 16),
+        "conv3": (384, 32, 16),
+        "pool3": (384, 16, 8),
+        "conv4": (512, 16, 8),
+        "conv5": (512, 16, 8),
+        "fc": (512,),
+    }
+
+
+@pytest.mark.parametrize(
+    ("arch", "widths"),
+    [
+        ("osnet_x0_75", (48, 192, 288, 384)),
+        ("osnet_x0_5", (32, 128, 192, 256)),
+        ("osnet_x0_25", (16, 64, 96, 128)),
+    ],
+)
+def test_width_multiplier_scales_everything_but_the_512d_fc(arch, widths):
+    shapes = _stage_shapes(build(arch), 128, 64)
+    assert [shapes[n][0] for n in ("conv1", "conv2", "conv3", "conv4")] == list(widths)
+    assert shapes["fc"] == (512,)
+
+
+def test_transitions_are_1x1_conv_bn_relu_then_2x2_avgpool():
+    model = build("osnet_x0_25")
+    for pool in (model.pool2, model.pool3):
+        conv, avg = pool
+        assert conv.conv.kernel_size == (1, 1) and isinstance(conv.bn, nn.BatchNorm2d)
+        assert isinstance(avg, nn.AvgPool2d) and avg.kernel_size == 2 and avg.stride == 2
+    assert isinstance(model.fc[0], nn.Linear) and isinstance(model.fc[1], nn.BatchNorm1d)
+    assert isinstance(model.fc[2], nn.ReLU)
+
+
+def test_eval_returns_embedding_train_returns_logits_and_optionally_features():
+    torch.manual_seed(0)
+    model = build("osnet_x0_25", num_classes=7)
+    x = torch.randn(3, 3, 64, 32)
+    model.train()
+    logits = model(x)
+    assert logits.shape == (3, 7)
+    logits, feats = model(x, return_features=True)
+    assert logits.shape == (3, 7) and feats.shape == (3, 512)
+    model.eval()
+    emb = model(x)
+    assert emb.shape == (3, 512) and (emb >= 0).all()
+
+
+ABLATIONS = [
+    {},
+    {"lite": False},
+    {"stream_depth": 1},
+    {"fusion": "concat"},
+    {"fusion": "add"},
+    {"fusion": "separate"},
+    {"fusion": "streamwise"},
+    {"fusion": "static"},
+    {"streams": 1},
+    {"streams": 2},
+    {"streams": 3},
+]
+
+
+@pytest.mark.parametrize(
+    "options", ABLATIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "primary"
+)
+def test_table5_ablations_build_train_and_every_parameter_gets_a_gradient(options):
+    torch.manual_seed(0)
+    model = build("osnet_x0_25", num_classes=5, **options).train()
+    logits = model(torch.randn(2, 3, 64, 32))
+    nn.functional.cross_entropy(logits, torch.tensor([0, 3])).backward()
+    # Connected to the loss (a gate with one hidden unit can have an all-dead ReLU at init).
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad
+
+
+def test_table5_stream_cardinality_sets_the_number_of_streams():
+    for t in (1, 2, 3, 4):
+        model = build("osnet_x0_25", streams=t)
+        assert all(len(b.conv2) == t for b in model.conv3)
+
+
+def test_cifar_variant_has_3_8_6_blocks():
+    model = build("osnet_x1_0", layers=(3, 8, 6), num_classes=10)
+    assert (len(model.conv2), len(model.conv3), len(model.conv4)) == (3, 8, 6)
+    model.eval()
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 512)
+
+
+def test_initialisation_follows_the_reference_recipe():
+    torch.manual_seed(0)
+    model = build("osnet_x1_0", num_classes=1000)
+    w = model.conv1.conv.weight  # Kaiming normal, fan_out, relu: std = sqrt(2 / (64 * 7 * 7))
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (64 * 49)), rel=0.05)
+    assert model.classifier.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert not model.classifier.bias.any() and not model.conv2[0].gate.fc1.bias.any()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d)]
+    assert all((m.weight == 1).all() and not m.bias.any() for m in norms)
+
+
+def test_ain_and_ibn_block_types_follow_tpami():
+    ain = build("osnet_ain_x1_0")
+    placements = [
+        [("in" if b.IN is not None else "none") for b in stage]
+        for stage in (ain.conv2, ain.conv3, ain.conv4)
+    ]
+    assert placements == [["in", "in"], ["none", "in"], ["in", "none"]]
+    assert isinstance(ain.conv1.bn, nn.InstanceNorm2d)
+    ibn = build("osnet_ibn_x1_0")
+    assert all(b.IN_out is not None for b in ibn.conv2)
+    assert all(b.IN_out is None and b.IN is None for b in (*ibn.conv3, *ibn.conv4))
+
+
+def test_registry_lists_builders_and_rejects_unknowns():
+    assert list_models() == sorted(MODELS)
+    assert {"osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25"} <= set(list_models())
+    with pytest.raises(KeyError, match=r"available: .*osnet_x1_0"):
+        build("osnet_x2_0")
+    with pytest.raises(TypeError, match="valid options"):
+        build("osnet_x1_0", loss="triplet")
+
+
+def test_bad_layer_spec_raises():
+    with pytest.raises(ValueError, match="3 stage"):
+        build("osnet_x0_25", layers=(2, 2))
