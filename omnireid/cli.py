@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from omnireid.models import build, list_models
 from omnireid.models.complexity import count_complexity
 from omnireid.models.layers import FUSIONS
+from omnireid.models.weights import CheckpointError, load_weights
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -83,6 +84,66 @@ def cmd_demo(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from omnireid.data.datasets import load_dataset
+    from omnireid.data.transforms import build_eval_transform
+    from omnireid.evaluation.evaluate import evaluate_model
+    from omnireid.models.weights import read_state_dict
+
+    dataset = load_dataset(args.dataset, args.root)
+    print(dataset.summary(), file=sys.stderr)
+    state = read_state_dict(args.weights)
+    num_classes = state["classifier.weight"].shape[0] if "classifier.weight" in state else 1000
+    model = build(args.arch, num_classes=num_classes)
+    load_weights(model, state)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ev = evaluate_model(
+        model.to(args.device),
+        dataset,
+        build_eval_transform(args.height, args.width),
+        metric=args.metric,
+        normalize=args.normalize,
+        rerank=args.rerank,
+        flip=args.flip,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        skip_unreadable=args.skip_unreadable,
+    )
+    skipped = len(ev.query.skipped) + len(ev.gallery.skipped)
+    if skipped:
+        print(
+            f"skipped {skipped} unreadable image(s), e.g. "
+            f"{(ev.query.skipped + ev.gallery.skipped)[:3]}",
+            file=sys.stderr,
+        )
+    metrics = ev.result.as_dict()
+    print(f"{args.arch} on {args.dataset}" + (" (re-ranked)" if args.rerank else ""))
+    print(" ".join(f"{k:>7}" for k in metrics))
+    print(" ".join(f"{v:>7.2f}" for v in metrics.values()))
+    print(
+        f"{ev.result.num_valid_queries} queries evaluated, "
+        f"{ev.result.num_skipped_queries} without a valid gallery match skipped"
+    )
+    if args.json:
+        payload = dict(
+            metrics,
+            arch=args.arch,
+            dataset=args.dataset,
+            weights=str(args.weights),
+            num_valid_queries=ev.result.num_valid_queries,
+            num_skipped_queries=ev.result.num_skipped_queries,
+            skipped_images=skipped,
+            rerank=args.rerank,
+        )
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnireid", description="OSNet person re-identification (omnireid)."
@@ -99,6 +160,29 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON with keys params, mult_adds")
     p.set_defaults(func=cmd_complexity)
 
+    p = sub.add_parser("evaluate", help="CMC/mAP/mINP of a checkpoint on a re-ID benchmark")
+    p.add_argument("--arch", required=True, help="architecture name")
+    p.add_argument("--weights", required=True, help="checkpoint (.pt/.pth/.safetensors)")
+    p.add_argument("--dataset", required=True, help="dataset name, e.g. market1501")
+    p.add_argument("--root", required=True, help="folder holding the dataset")
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise features first")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
+    p.add_argument("--flip", action="store_true", help="average with mirrored-image features")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="skip corrupt/unreadable images (counted) instead of stopping",
+    )
+    p.add_argument("--json", help="also write the metrics (percent) to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("demo", help="summary of the model family (what `make demo` runs)")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -108,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, CheckpointError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"omnireid {args.command}: error: {msg}", file=sys.stderr)
         return 2

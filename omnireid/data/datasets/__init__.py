@@ -1,0 +1,48 @@
+"""Dataset parsers: ``load_dataset(name, root)`` -> ``ReIDDataset`` of (path, pid, camid)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from omnireid.data.datasets.base import DatasetLayoutError, ReIDDataset, Sample
+from omnireid.data.datasets.cuhk01 import cuhk01
+from omnireid.data.datasets.cuhk03 import cuhk03
+from omnireid.data.datasets.custom import custom
+from omnireid.data.datasets.dukemtmc import dukemtmc
+from omnireid.data.datasets.grid import grid
+from omnireid.data.datasets.market1501 import market1501
+from omnireid.data.datasets.msmt17 import msmt17
+from omnireid.data.datasets.multisource import combine_sources
+from omnireid.data.datasets.viper import viper
+
+# The plain name -> parser table. Add a dataset by adding a line here.
+DATASETS: dict[str, Callable[..., ReIDDataset]] = {
+    "market1501": market1501,
+    "dukemtmcreid": dukemtmc,
+    "msmt17": msmt17,
+    "cuhk03": cuhk03,
+    "cuhk03_labeled": partial(cuhk03, labeled=True),
+    "viper": viper,
+    "grid": grid,
+    "cuhk01": cuhk01,
+    "custom": custom,
+}
+
+
+def load_dataset(name: str, root: str | Path) -> ReIDDataset:
+    """Parse dataset ``name`` under ``root``; unknown names raise with the list of known ones."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](root)
+
+
+__all__ = [
+    "DATASETS",
+    "DatasetLayoutError",
+    "ReIDDataset",
+    "Sample",
+    "combine_sources",
+    "load_dataset",
+]

@@ -1,0 +1,1 @@
+"""Evaluation: features, distances, ranking metrics (CMC, mAP, mINP), re-ranking."""

@@ -1,0 +1,60 @@
+"""The whole same-domain protocol: features of query and gallery, distances, ranking metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+
+from omnireid.data.datasets.base import ReIDDataset
+from omnireid.evaluation.distance import Metric, compute_distance_matrix
+from omnireid.evaluation.features import Features, extract_features
+from omnireid.evaluation.metrics import RankResult, evaluate_rank
+
+
+@dataclass
+class Evaluation:
+    result: RankResult
+    query: Features
+    gallery: Features
+    distmat: torch.Tensor
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: ReIDDataset,
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    metric: Metric = "euclidean",
+    normalize: bool = False,
+    rerank: bool = False,
+    flip: bool = False,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    device: str | torch.device = "cpu",
+    skip_unreadable: bool = False,
+    progress: bool = True,
+) -> Evaluation:
+    """Extract query and gallery features, rank the gallery for every query, score it."""
+    common = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        flip=flip,
+        skip_unreadable=skip_unreadable,
+        progress=progress,
+    )
+    query = extract_features(model, dataset.query, transform, desc="query", **common)
+    gallery = extract_features(model, dataset.gallery, transform, desc="gallery", **common)
+    distmat = compute_distance_matrix(query.feats, gallery.feats, metric, normalize)
+    if rerank:
+        from omnireid.evaluation.rerank import rerank as k_reciprocal
+
+        q_q = compute_distance_matrix(query.feats, query.feats, metric, normalize)
+        g_g = compute_distance_matrix(gallery.feats, gallery.feats, metric, normalize)
+        distmat = torch.from_numpy(k_reciprocal(distmat, q_q, g_g))
+    result = evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
+    return Evaluation(result, query, gallery, distmat)

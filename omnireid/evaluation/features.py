@@ -1,0 +1,80 @@
+"""Batched feature extraction with DataLoader workers and a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from omnireid.data.dataset import ImageDataset, collate_skipping
+from omnireid.data.datasets.base import Sample
+
+
+@dataclass
+class Features:
+    """``feats`` ``(N, D)`` float32 on the CPU, with the pids, camids and paths of its rows."""
+
+    feats: torch.Tensor
+    pids: torch.Tensor
+    camids: torch.Tensor
+    paths: list[str]
+    skipped: list[str]
+
+
+@torch.inference_mode()
+def extract_features(
+    model: nn.Module,
+    samples: Sequence[Sample],
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    device: str | torch.device = "cpu",
+    flip: bool = False,
+    skip_unreadable: bool = False,
+    desc: str = "features",
+    progress: bool = True,
+) -> Features:
+    """Run ``model`` (put in eval mode) over ``samples``.
+
+    ``flip`` averages each image's feature with its horizontal mirror's (test-time flip).
+    Unreadable images raise unless ``skip_unreadable``, in which case they are listed in
+    ``Features.skipped`` and left out of the rows.
+    """
+    model.eval()
+    dataset = ImageDataset(samples, transform, skip_unreadable)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_skipping,
+        pin_memory=torch.device(device).type == "cuda",
+        persistent_workers=False,
+    )
+    feats, pids, camids, indices = [], [], [], []
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        if batch is None:
+            continue
+        images, pid, camid, index = batch
+        images = images.to(device, non_blocking=True)
+        f = model(images)
+        if flip:
+            f = (f + model(images.flip(3))) / 2
+        feats.append(f.float().cpu())
+        pids.append(pid)
+        camids.append(camid)
+        indices.append(index)
+    order = torch.cat(indices) if indices else torch.empty(0, dtype=torch.long)
+    seen = set(order.tolist())
+    return Features(
+        feats=torch.cat(feats) if feats else torch.empty(0, 0),
+        pids=torch.cat(pids) if pids else torch.empty(0, dtype=torch.long),
+        camids=torch.cat(camids) if camids else torch.empty(0, dtype=torch.long),
+        paths=[samples[i].path for i in order.tolist()],
+        skipped=[s.path for i, s in enumerate(samples) if i not in seen],
+    )

@@ -1,0 +1,157 @@
+"""Ranking metrics: CMC rank-k, mAP and mINP under the standard re-ID protocol.
+
+For each query, gallery entries with the query's id AND camera are removed (they are the
+same view, not a cross-camera match). Queries left with no valid match are skipped and
+counted. Ranks are computed over the remaining gallery in order of increasing distance
+(``np.argsort``, so ties break exactly as in the reference implementation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """``cmc[k-1]`` is the rank-k accuracy in [0, 1]; mAP and mINP in [0, 1]."""
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    num_valid_queries: int
+    num_skipped_queries: int
+
+    def as_dict(self) -> dict[str, float]:
+        """Percentages with the keys ``rank1, rank5, rank10, mAP, mINP``."""
+        out = {f"rank{k}": 100.0 * float(self.cmc[k - 1]) for k in (1, 5, 10) if k <= len(self.cmc)}
+        out.update(mAP=100.0 * self.mAP, mINP=100.0 * self.mINP)
+        return out
+
+
+def _as_numpy(x: np.ndarray | torch.Tensor | Sequence[int]) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def evaluate_rank(
+    distmat: np.ndarray | torch.Tensor,
+    q_pids: np.ndarray | torch.Tensor | Sequence[int],
+    g_pids: np.ndarray | torch.Tensor | Sequence[int],
+    q_camids: np.ndarray | torch.Tensor | Sequence[int],
+    g_camids: np.ndarray | torch.Tensor | Sequence[int],
+    max_rank: int = 50,
+    chunk_size: int = 256,
+) -> RankResult:
+    """CMC, mAP and mINP of an ``(N, M)`` query-gallery distance matrix.
+
+    Vectorised over chunks of ``chunk_size`` queries. Raises if no query has a valid match.
+    """
+    distmat = _as_numpy(distmat)
+    q_pids, g_pids = _as_numpy(q_pids), _as_numpy(g_pids)
+    q_camids, g_camids = _as_numpy(q_camids), _as_numpy(g_camids)
+    n, m = distmat.shape
+    if (len(q_pids), len(q_camids), len(g_pids), len(g_camids)) != (n, n, m, m):
+        raise ValueError(
+            f"distmat is {n}x{m} but got {len(q_pids)} query pids, {len(q_camids)} query camids, "
+            f"{len(g_pids)} gallery pids, {len(g_camids)} gallery camids"
+        )
+    max_rank = min(max_rank, m)
+
+    def chunk_stats(start: int) -> tuple[np.ndarray, float, float, int]:
+        stop = min(start + chunk_size, n)
+        order = np.argsort(distmat[start:stop], axis=1)
+        # Only same-id entries matter (matches and removed same-camera views): work sparsely.
+        # np.nonzero lists them grouped by query row, in rank order within a row.
+        rows, cols = np.nonzero(g_pids[order] == q_pids[start:stop, None])
+        removed = g_camids[order[rows, cols]] == q_camids[start + rows]
+        row_first = np.searchsorted(rows, rows)  # index of each row's first same-id entry
+        removed_before = np.cumsum(removed) - removed
+        removed_before -= removed_before[row_first]
+        match = ~removed
+        rows, cols, removed_before = rows[match], cols[match], removed_before[match]
+        rank = cols + 1 - removed_before  # 1-based rank among the kept gallery entries
+        hits_so_far = np.arange(len(rows)) - np.searchsorted(rows, rows) + 1
+        num_rel = np.bincount(rows, minlength=stop - start)
+        ap = np.bincount(rows, weights=hits_so_far / rank, minlength=stop - start)
+        valid = num_rel > 0
+        first = np.full(stop - start, m + 1)
+        np.minimum.at(first, rows, rank)
+        last = np.zeros(stop - start, dtype=np.int64)
+        np.maximum.at(last, rows, rank)
+        ap = ap[valid] / num_rel[valid]
+        inp = num_rel[valid] / last[valid]
+        # first_hit[r - 1]: queries whose first valid match is at rank r (r > max_rank pooled).
+        first_hit = np.bincount(np.minimum(first[valid], max_rank + 1) - 1, minlength=max_rank + 1)
+        return first_hit, float(ap.sum()), float(inp.sum()), int(valid.sum())
+
+    # np.argsort releases the GIL: chunks run in parallel on the available cores.
+    workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(chunk_stats, range(0, n, chunk_size)))
+    num_valid = sum(p[3] for p in parts)
+    if num_valid == 0:
+        raise ValueError(
+            "no query has a valid match in the gallery (all are same-camera or absent)"
+        )
+    first_hit_counts = np.sum([p[0] for p in parts], axis=0)
+    cmc = np.cumsum(first_hit_counts[:max_rank]) / num_valid
+    ap_sum, inp_sum = sum(p[1] for p in parts), sum(p[2] for p in parts)
+    return RankResult(cmc, ap_sum / num_valid, inp_sum / num_valid, num_valid, n - num_valid)
+
+
+def evaluate_single_gallery_shot(
+    distmat: np.ndarray | torch.Tensor,
+    q_pids: np.ndarray | torch.Tensor | Sequence[int],
+    g_pids: np.ndarray | torch.Tensor | Sequence[int],
+    q_camids: np.ndarray | torch.Tensor | Sequence[int],
+    g_camids: np.ndarray | torch.Tensor | Sequence[int],
+    max_rank: int = 50,
+    repeats: int = 10,
+    seed: int = 0,
+) -> RankResult:
+    """CUHK03 single-gallery-shot CMC: each repeat keeps one random image per gallery id.
+
+    CMC is averaged over ``repeats`` seeded draws; mAP and mINP are those of the full protocol.
+    """
+    full = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
+    distmat = _as_numpy(distmat)
+    q_pids, g_pids = _as_numpy(q_pids), _as_numpy(g_pids)
+    q_camids, g_camids = _as_numpy(q_camids), _as_numpy(g_camids)
+    rng = np.random.default_rng(seed)
+    max_rank = min(max_rank, distmat.shape[1])
+    first_hit_counts = np.zeros(max_rank, dtype=np.int64)  # over queries x repeats
+    num_valid = 0
+    for i in range(distmat.shape[0]):
+        keep = ~((g_pids == q_pids[i]) & (g_camids == q_camids[i]))
+        if not (keep & (g_pids == q_pids[i])).any():
+            continue
+        num_valid += 1
+        idx = np.flatnonzero(keep)
+        pids = g_pids[idx]
+        for _ in range(repeats):
+            picked = np.array([rng.choice(idx[pids == p]) for p in np.unique(pids)])
+            ranked = g_pids[picked[np.argsort(distmat[i, picked])]]
+            first = int(np.flatnonzero(ranked == q_pids[i])[0])
+            if first < max_rank:
+                first_hit_counts[first] += 1
+    cmc = np.cumsum(first_hit_counts) / (num_valid * repeats)
+    return RankResult(cmc, full.mAP, full.mINP, num_valid, distmat.shape[0] - num_valid)
+
+
+def average_results(results: Sequence[RankResult]) -> RankResult:
+    """Mean over the splits of a small dataset (VIPeR, GRID, CUHK01)."""
+    if not results:
+        raise ValueError("no results to average")
+    length = min(len(r.cmc) for r in results)
+    return RankResult(
+        np.mean([r.cmc[:length] for r in results], axis=0),
+        float(np.mean([r.mAP for r in results])),
+        float(np.mean([r.mINP for r in results])),
+        sum(r.num_valid_queries for r in results),
+        sum(r.num_skipped_queries for r in results),
+    )
