@@ -1,0 +1,1 @@
+"""Deployment: fast inference path (feature extractor, ONNX and gallery index to come)."""
