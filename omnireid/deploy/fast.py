@@ -2,12 +2,16 @@
 
 What it changes, each exact up to float rounding:
 - every BatchNorm is folded into the convolution or linear layer before it;
-- in each omni-scale block with Lite streams of depths 1..T, the streams run level by level:
-  the T first Lite layers share their input, so their 1x1 convs become one conv with T times
-  the outputs; at depth j the T-j+1 streams still running are one grouped 1x1 conv and one
-  depthwise conv over their concatenated channels;
+- convolutions followed by a ReLU run as one oneDNN call with the ReLU fused (CPU, no grad);
+  other ReLUs, the gated sum and the residual addition work in place (fewer large
+  allocations, which on CPU cost page faults);
 - the aggregation gate runs once for all streams (one batched MLP);
-- tensors are kept channels_last, the layout CPU convolution kernels prefer.
+- tensors are kept channels_last, the layout CPU convolution kernels prefer;
+- optionally (``level_streams=True``), streams of depths 1..T run level by level: the T first
+  Lite layers share their input, so their 1x1 convs become one conv with T times the outputs,
+  and at depth j the streams still running are one grouped 1x1 conv and one depthwise conv.
+  Off by default: on a 2-core AVX2 CPU the grouped convolutions and channel slices made it
+  slower (``benchmarks/fast_inference.py``).
 Instance norms (OSNet-IBN/AIN) have no running statistics and are kept as they are.
 """
 
@@ -21,6 +25,18 @@ from torch.nn import functional as F
 
 from omnireid.models.layers import AggregationGate, ConvNormAct, LiteConv3x3, OSBlock
 from omnireid.models.osnet import OSNet
+
+_FUSED_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+
+
+def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))``, as one oneDNN call with a fused ReLU on CPU where torch has it."""
+    if _FUSED_CONV is not None and x.device.type == "cpu" and not torch.is_grad_enabled():
+        c = conv
+        return _FUSED_CONV(
+            x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], ""
+        )
+    return conv(x).relu_()
 
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d):
@@ -57,10 +73,12 @@ class FoldedConv(nn.Module):
         self.act = layer.act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act and self.norm is None:
+            return conv_relu(self.conv, x)
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x)
-        return F.relu(x) if self.act else x
+        return x.relu_() if self.act else x
 
 
 def _level(lites: list[LiteConv3x3]) -> tuple[nn.Conv2d, nn.Conv2d]:
@@ -80,11 +98,12 @@ def _level(lites: list[LiteConv3x3]) -> tuple[nn.Conv2d, nn.Conv2d]:
 class FastOSBlock(nn.Module):
     """An ``OSBlock`` with folded BN and level-by-level streams (see the module docstring)."""
 
-    def __init__(self, block: OSBlock) -> None:
+    def __init__(self, block: OSBlock, level_streams: bool = False) -> None:
         super().__init__()
         depths = [len(s.layers) for s in block.conv2]
         lite = all(isinstance(layer, LiteConv3x3) for s in block.conv2 for layer in s.layers)
-        self.levelled = lite and depths == list(range(1, len(depths) + 1))
+        incremental = depths == list(range(1, len(depths) + 1))
+        self.levelled = level_streams and lite and incremental
         self.mid = block.conv1.conv.out_channels
         self.num_streams = len(depths)
         self.conv1 = FoldedConv(block.conv1)
@@ -124,7 +143,7 @@ class FastOSBlock(nn.Module):
         for j, (pw, dw) in enumerate(self.levels):
             if j:
                 h = h[:, self.mid :].contiguous(memory_format=torch.channels_last)
-            h = F.relu(dw(pw(h)))
+            h = conv_relu(dw, pw(h))
             outs.append(h[:, : self.mid])
         return outs
 
@@ -145,7 +164,7 @@ class FastOSBlock(nn.Module):
             gates = [t[:, :, None, None] for t in g.chunk(len(xs))]
         out = xs[0] * gates[0]
         for x, g in zip(xs[1:], gates[1:], strict=True):
-            out = out + x * g
+            out.addcmul_(x, g)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,10 +172,10 @@ class FastOSBlock(nn.Module):
         out = self.conv3(self.fuse(self.run_streams(self.conv1(x))))
         if self.IN is not None:
             out = self.IN(out)
-        out = out + identity
+        out.add_(identity)
         if self.IN_out is not None:
             out = self.IN_out(out)
-        return F.relu(out)
+        return out.relu_()
 
 
 class FoldedLite(nn.Module):
@@ -167,7 +186,7 @@ class FoldedLite(nn.Module):
         self.pw, self.dw = _level([lite])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.dw(self.pw(x)))
+        return conv_relu(self.dw, self.pw(x))
 
 
 def _fold_any(layer: nn.Module) -> nn.Module:
@@ -181,14 +200,16 @@ def _fold_any(layer: nn.Module) -> nn.Module:
 class FastOSNet(nn.Module):
     """Eval-only OSNet: ``(N, 3, H, W)`` images -> ``(N, feature_dim)`` embeddings."""
 
-    def __init__(self, model: OSNet, channels_last: bool = True) -> None:
+    def __init__(
+        self, model: OSNet, channels_last: bool = True, level_streams: bool = True
+    ) -> None:
         super().__init__()
         self.channels_last = channels_last
         self.conv1 = FoldedConv(model.conv1)
         self.maxpool = model.maxpool
 
         def stage(seq: nn.Sequential) -> nn.Sequential:
-            return nn.Sequential(*(FastOSBlock(b) for b in seq))
+            return nn.Sequential(*(FastOSBlock(b, level_streams) for b in seq))
 
         def transition(seq: nn.Sequential) -> nn.Sequential:
             return nn.Sequential(FoldedConv(seq[0]), seq[1])
@@ -215,12 +236,14 @@ class FastOSNet(nn.Module):
         return self.conv5(self.conv4(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.fc(self.forward_features(x).mean((2, 3))))
+        return self.fc(self.forward_features(x).mean((2, 3))).relu_()
 
 
 @torch.no_grad()
-def optimize_for_inference(model: OSNet, channels_last: bool = True) -> FastOSNet:
+def optimize_for_inference(
+    model: OSNet, channels_last: bool = True, level_streams: bool = False
+) -> FastOSNet:
     """A fast eval-only copy of ``model`` (which is left unchanged) giving the same features."""
     if not isinstance(model, OSNet):
         raise TypeError(f"expected an OSNet, got {type(model).__name__}")
-    return FastOSNet(copy.deepcopy(model).eval(), channels_last)
+    return FastOSNet(copy.deepcopy(model).eval(), channels_last, level_streams)

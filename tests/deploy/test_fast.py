@@ -20,8 +20,8 @@ def _trained_like(arch: str, **options) -> nn.Module:
     return model.eval()
 
 
-def _assert_same_features(model: nn.Module) -> None:
-    fast = optimize_for_inference(model)
+def _assert_same_features(model: nn.Module, level_streams: bool = False) -> None:
+    fast = optimize_for_inference(model, level_streams=level_streams)
     x = torch.randn(2, 3, 64, 32)
     with torch.no_grad():
         expected, got = model(x), fast(x)
@@ -52,12 +52,19 @@ def test_ablations_give_the_same_features(options):
     _assert_same_features(_trained_like("osnet_x0_25", **options))
 
 
+@pytest.mark.parametrize("arch", ["osnet_x0_25", "osnet_ain_x0_25"])
+def test_levelled_streams_give_the_same_features(arch):
+    _assert_same_features(_trained_like(arch), level_streams=True)
+
+
 def test_streams_are_levelled_only_when_exact():
-    fast = optimize_for_inference(_trained_like("osnet_x0_25"))
+    fast = optimize_for_inference(_trained_like("osnet_x0_25"), level_streams=True)
     blocks = [m for m in fast.modules() if isinstance(m, FastOSBlock)]
     assert blocks and all(b.levelled for b in blocks)
     assert len(blocks[0].levels) == 4 and blocks[0].levels[1][0].groups == 3
-    resnext = optimize_for_inference(_trained_like("osnet_x0_25", stream_depth=1))
+    resnext = optimize_for_inference(
+        _trained_like("osnet_x0_25", stream_depth=1), level_streams=True
+    )
     assert not any(m.levelled for m in resnext.modules() if isinstance(m, FastOSBlock))
 
 
