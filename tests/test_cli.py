@@ -39,3 +39,73 @@ def test_console_entry_point_runs_as_a_module():
         check=True,
     )
     assert '"mult_adds": 82316000' in done.stdout
+
+
+def test_evaluate_real_checkpoint_on_the_mini_benchmark(
+    market_mini, market_weights, tmp_path, capsys
+):
+    out = tmp_path / "metrics.json"
+    args = ["evaluate", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    args += ["--dataset", "market1501", "--root", str(market_mini), "--json", str(out)]
+    assert main(args) == 0
+    import json
+
+    metrics = json.loads(out.read_text())
+    assert set(metrics) >= {"rank1", "rank5", "rank10", "mAP", "mINP"}
+    # 16 queries over 9 gallery ids plus distractors: chance rank-1 is about 10%; the trained
+    # model must do far better, and the fast path must not change the ranking.
+    assert metrics["rank1"] >= 75 and metrics["num_valid_queries"] == 16
+    assert "rank1" in capsys.readouterr().out
+    assert main([*args[:-2], "--json", str(tmp_path / "plain.json"), "--no-fast"]) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert plain["rank1"] == metrics["rank1"] and abs(plain["mAP"] - metrics["mAP"]) < 1e-6
+
+
+def test_evaluate_wrong_layout_is_a_clear_error(tmp_path, market_weights, capsys):
+    args = ["evaluate", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    assert main([*args, "--dataset", "market1501", "--root", str(tmp_path)]) == 2
+    assert "Market-1501-v15.09.15" in capsys.readouterr().err
+
+
+def test_stats_prints_the_train_mean_and_std(market_mini, capsys):
+    import json
+
+    assert main(["stats", "--dataset", "market1501", "--root", str(market_mini)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 88
+    assert all(0.2 < m < 0.7 for m in out["mean"]) and all(0.1 < s < 0.4 for s in out["std"])
+
+
+def test_split_id_is_refused_for_single_split_datasets(market_mini, market_weights, capsys):
+    args = ["evaluate", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    args += ["--dataset", "market1501", "--root", str(market_mini), "--split-id", "3"]
+    assert main(args) == 2
+    assert "--split-id applies to" in capsys.readouterr().err
+
+
+def test_small_benchmarks_average_their_ten_splits(tmp_path, capsys):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from omnireid.models import build
+
+    for cam, shade in (("cam_a", 60), ("cam_b", 200)):
+        folder = tmp_path / "VIPeR" / cam
+        folder.mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 32), (shade, 10 * i, 255 - 30 * i)).save(
+                folder / f"{i:03d}_x.bmp"
+            )
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pt"
+    torch.save(build("osnet_x0_25", num_classes=3).state_dict(), weights)
+    out = tmp_path / "m.json"
+    args = ["evaluate", "--arch", "osnet_x0_25", "--weights", str(weights), "--dataset", "viper"]
+    args += ["--root", str(tmp_path), "--height", "64", "--width", "32", "--json", str(out)]
+    assert main(args) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["num_splits"] == 10
+    assert metrics["num_valid_queries"] == 10 * 3  # 3 test ids per split, one query each
+    assert "mean of 10 splits" in capsys.readouterr().out

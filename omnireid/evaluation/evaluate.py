@@ -12,7 +12,7 @@ from torch import nn
 from omnireid.data.datasets.base import ReIDDataset
 from omnireid.evaluation.distance import Metric, compute_distance_matrix
 from omnireid.evaluation.features import Features, extract_features
-from omnireid.evaluation.metrics import RankResult, evaluate_rank
+from omnireid.evaluation.metrics import RankResult, evaluate_rank, evaluate_single_gallery_shot
 
 
 @dataclass
@@ -32,13 +32,17 @@ def evaluate_model(
     normalize: bool = False,
     rerank: bool = False,
     flip: bool = False,
-    batch_size: int = 128,
-    num_workers: int = 2,
+    batch_size: int = 32,
+    num_workers: int = 0,
     device: str | torch.device = "cpu",
     skip_unreadable: bool = False,
     progress: bool = True,
+    single_gallery_shot: bool = False,
 ) -> Evaluation:
-    """Extract query and gallery features, rank the gallery for every query, score it."""
+    """Extract query and gallery features, rank the gallery for every query, score it.
+
+    ``single_gallery_shot`` scores CMC with the CUHK03 single-gallery-shot protocol (seeded).
+    """
     common = dict(
         batch_size=batch_size,
         num_workers=num_workers,
@@ -56,5 +60,6 @@ def evaluate_model(
         q_q = compute_distance_matrix(query.feats, query.feats, metric, normalize)
         g_g = compute_distance_matrix(gallery.feats, gallery.feats, metric, normalize)
         distmat = torch.from_numpy(k_reciprocal(distmat, q_q, g_g))
-    result = evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
+    score = evaluate_single_gallery_shot if single_gallery_shot else evaluate_rank
+    result = score(distmat, query.pids, gallery.pids, query.camids, gallery.camids)
     return Evaluation(result, query, gallery, distmat)

@@ -31,15 +31,23 @@ DATASETS: dict[str, Callable[..., ReIDDataset]] = {
 }
 
 
-def load_dataset(name: str, root: str | Path) -> ReIDDataset:
-    """Parse dataset ``name`` under ``root``; unknown names raise with the list of known ones."""
+def load_dataset(name: str, root: str | Path, **options) -> ReIDDataset:
+    """Parse dataset ``name`` under ``root``; unknown names raise with the list of known ones.
+
+    ``options`` go to the parser (e.g. ``split_id`` for viper/grid/cuhk01, ``combineall`` for
+    msmt17).
+    """
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](root)
+    return DATASETS[name](root, **options)
 
+
+# Small benchmarks evaluated over 10 random train/test splits, results averaged.
+MULTI_SPLIT: dict[str, int] = {"viper": 10, "grid": 10, "cuhk01": 10}
 
 __all__ = [
     "DATASETS",
+    "MULTI_SPLIT",
     "DatasetLayoutError",
     "ReIDDataset",
     "Sample",
