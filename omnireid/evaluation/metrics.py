@@ -34,16 +34,20 @@ class RankResult:
         return out
 
 
-def _as_numpy(x: np.ndarray | torch.Tensor | Sequence[int]) -> np.ndarray:
+Matrix = np.ndarray | torch.Tensor
+Ids = np.ndarray | torch.Tensor | Sequence[int]
+
+
+def _as_numpy(x: Ids) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def evaluate_rank(
-    distmat: np.ndarray | torch.Tensor,
-    q_pids: np.ndarray | torch.Tensor | Sequence[int],
-    g_pids: np.ndarray | torch.Tensor | Sequence[int],
-    q_camids: np.ndarray | torch.Tensor | Sequence[int],
-    g_camids: np.ndarray | torch.Tensor | Sequence[int],
+    distmat: Matrix,
+    q_pids: Ids,
+    g_pids: Ids,
+    q_camids: Ids,
+    g_camids: Ids,
     max_rank: int = 50,
     chunk_size: int = 256,
 ) -> RankResult:
@@ -105,11 +109,11 @@ def evaluate_rank(
 
 
 def evaluate_single_gallery_shot(
-    distmat: np.ndarray | torch.Tensor,
-    q_pids: np.ndarray | torch.Tensor | Sequence[int],
-    g_pids: np.ndarray | torch.Tensor | Sequence[int],
-    q_camids: np.ndarray | torch.Tensor | Sequence[int],
-    g_camids: np.ndarray | torch.Tensor | Sequence[int],
+    distmat: Matrix,
+    q_pids: Ids,
+    g_pids: Ids,
+    q_camids: Ids,
+    g_camids: Ids,
     max_rank: int = 50,
     repeats: int = 10,
     seed: int = 0,

@@ -1,8 +1,9 @@
-"""Market-1501 (Zheng et al., ICCV 2015): 1,501 ids, 6 cameras.
+"""Market-1501 (Zheng et al., ICCV 2015): 1,501 ids, 6 cameras; and its folder layout.
 
 Layout: ``ROOT/Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}`` (ROOT may
 also be the ``Market-1501-v15.09.15`` folder itself). Files ``PPPP_cCsS_FFFFFF_BB.jpg``;
-pid -1 is junk and dropped, pid 0000 stays in the gallery as distractors.
+pid -1 is junk and dropped, pid 0000 stays in the gallery as distractors. DukeMTMC-reID uses
+the same layout (``bounding_box_layout``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from omnireid.data.datasets.base import (
 
 FOLDER = "Market-1501-v15.09.15"
 PATTERN = re.compile(r"^(-?\d+)_c(\d)")
+SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
 def find_root(root: str | Path, folder: str, marker: str) -> Path:
@@ -30,18 +32,26 @@ def find_root(root: str | Path, folder: str, marker: str) -> Path:
     return require_dir(root / folder, f"the {folder} folder (containing {marker}/)")
 
 
-def market1501(root: str | Path) -> ReIDDataset:
-    base = find_root(root, FOLDER, "bounding_box_train")
-    split_dir = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+def bounding_box_layout(root: str | Path, folder: str, name: str, num_cams: int) -> ReIDDataset:
+    """Parse a ``{bounding_box_train,query,bounding_box_test}`` dataset of ``PPPP_cC...`` files.
+
+    Junk (pid -1) is dropped everywhere; distractors (pid 0) are kept in the gallery only.
+    """
+    base = find_root(root, folder, SPLIT_DIRS["train"])
     splits = {
         split: parse_filename_folder(
-            require_dir(base / sub, f"Market-1501's {sub}/ folder"),
+            require_dir(base / sub, f"{folder}'s {sub}/ folder"),
             PATTERN,
-            num_cams=6,
+            num_cams=num_cams,
             split=split,
         )
-        for split, sub in split_dir.items()
+        for split, sub in SPLIT_DIRS.items()
     }
-    check_splits("market1501", splits.items())
+    check_splits(name, splits.items())
     train = [s for s in splits["train"] if s.pid > 0]
-    return ReIDDataset("market1501", relabel(train), splits["query"], splits["gallery"])
+    return ReIDDataset(name, relabel(train), splits["query"], splits["gallery"])
+
+
+def market1501(root: str | Path) -> ReIDDataset:
+    """Parse Market-1501 under ``root``; train pids relabelled, cameras 0..5."""
+    return bounding_box_layout(root, FOLDER, "market1501", num_cams=6)
