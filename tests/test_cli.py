@@ -109,3 +109,14 @@ def test_small_benchmarks_average_their_ten_splits(tmp_path, capsys):
     assert metrics["num_splits"] == 10
     assert metrics["num_valid_queries"] == 10 * 3  # 3 test ids per split, one query each
     assert "mean of 10 splits" in capsys.readouterr().out
+
+
+def test_evaluate_with_reranking_and_flip(market_mini, market_weights, tmp_path):
+    import json
+
+    out = tmp_path / "rr.json"
+    args = ["evaluate", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    args += ["--dataset", "market1501", "--root", str(market_mini), "--rerank", "--flip"]
+    assert main([*args, "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["rerank"] is True and metrics["rank1"] >= 75

@@ -1,0 +1,1 @@
+"""Training engine: optimisers, learning-rate schedules and staged fine-tuning."""

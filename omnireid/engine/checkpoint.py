@@ -1,0 +1,158 @@
+"""Training checkpoints: weights in safetensors, the rest of the training state beside them.
+
+A checkpoint is a folder::
+
+    epoch-0012/
+      model.safetensors   the model's state_dict (loadable by ``models.weights.load_weights``)
+      state.pt            optimizer, scheduler, RNG states, epoch (tensors, numbers, strings only:
+                          read back with ``torch.load(weights_only=True)``)
+      meta.json           epoch, architecture, preprocessing, config, metrics (human-readable)
+
+It is written to a temporary folder and renamed into place, so a kill mid-write never leaves a
+half-written checkpoint under the final name; ``latest`` is a small text file naming the newest
+complete checkpoint, replaced atomically too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+LATEST = "latest"
+
+
+@dataclass
+class TrainingState:
+    """What ``load_checkpoint`` restores besides the weights."""
+
+    epoch: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def capture_rng() -> dict[str, Any]:
+    """The RNG states of Python, NumPy and torch (CPU and CUDA) as weights-only-loadable data."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng``."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    epoch: int,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    meta: dict[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Write ``directory/epoch-XXXX`` atomically and point ``directory/latest`` at it.
+
+    ``keep`` limits how many epoch checkpoints stay (oldest removed first, never the new one).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"epoch-{epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=directory))
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"))
+        state = {"epoch": epoch, "rng": capture_rng()}
+        if optimizer is not None:
+            state["optimizer"] = optimizer.state_dict()
+        if scheduler is not None:
+            state["scheduler"] = scheduler.state_dict()
+        torch.save(state, tmp / "state.pt")
+        (tmp / "meta.json").write_text(json.dumps({"epoch": epoch, **(meta or {})}, indent=2))
+        for f in tmp.iterdir():  # data on disk before the rename makes it visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    pointer = directory / f".{LATEST}.tmp"
+    pointer.write_text(final.name + "\n")
+    os.replace(pointer, directory / LATEST)
+    if keep is not None:
+        for old in sorted(directory.glob("epoch-*"))[:-keep]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The newest complete checkpoint in ``directory`` (None if there is none)."""
+    directory = Path(directory)
+    pointer = directory / LATEST
+    if pointer.is_file():
+        path = directory / pointer.read_text().strip()
+        if (path / "model.safetensors").is_file():
+            return path
+    return None
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    restore_rng_state: bool = True,
+) -> TrainingState:
+    """Restore weights (strictly), optimizer, scheduler and RNG state from a checkpoint folder."""
+    path = Path(path)
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint folder (no model.safetensors)")
+    _unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng_state:
+        restore_rng(state["rng"])
+    meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
+    return TrainingState(epoch=int(state["epoch"]), meta=meta)

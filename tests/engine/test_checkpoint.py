@@ -1,0 +1,108 @@
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from omnireid.models import build
+from omnireid.models.weights import load_weights
+
+
+def _setup(seed: int = 0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.3), nn.BatchNorm1d(16), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 4], gamma=0.1)
+    return model, opt, sched
+
+
+def _epoch(model, opt, sched):
+    """One epoch whose data, dropout and shuffling all come from the global RNGs."""
+    model.train()
+    order = np.random.permutation(4)
+    for i in order:
+        x = torch.randn(6, 8) + float(random.random()) + float(i)
+        loss = model(x).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    sched.step()
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    random.seed(1)
+    np.random.seed(1)
+    model, opt, sched = _setup()
+    for _ in range(6):
+        _epoch(model, opt, sched)
+    uninterrupted = {k: v.clone() for k, v in model.state_dict().items()}
+
+    random.seed(1)
+    np.random.seed(1)
+    model, opt, sched = _setup()
+    for _ in range(3):
+        _epoch(model, opt, sched)
+    save_checkpoint(tmp_path, model, epoch=3, optimizer=opt, scheduler=sched)
+    for _ in range(2):  # the run goes on (and is then "killed"): RNGs move on
+        _epoch(model, opt, sched)
+
+    model, opt, sched = _setup(seed=123)  # a fresh process would start from other weights
+    state = load_checkpoint(latest_checkpoint(tmp_path), model, optimizer=opt, scheduler=sched)
+    assert state.epoch == 3
+    for _ in range(3, 6):
+        _epoch(model, opt, sched)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, uninterrupted[k]), k
+
+
+def test_weights_are_plain_safetensors_loadable_as_a_model_checkpoint(tmp_path):
+    model = build("osnet_x0_25", num_classes=5)
+    path = save_checkpoint(tmp_path, model, epoch=1, meta={"arch": "osnet_x0_25"})
+    other = build("osnet_x0_25", num_classes=5)
+    load_weights(other, path / "model.safetensors")
+    assert torch.equal(other.conv1.conv.weight, model.conv1.conv.weight)
+    assert (path / "meta.json").read_text().count('"arch": "osnet_x0_25"') == 1
+
+
+def test_keep_limits_old_checkpoints_and_latest_points_to_the_newest(tmp_path):
+    model, opt, _ = _setup()
+    for epoch in range(1, 5):
+        save_checkpoint(tmp_path, model, epoch, optimizer=opt, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("epoch-*")) == ["epoch-0003", "epoch-0004"]
+    assert latest_checkpoint(tmp_path).name == "epoch-0004"
+    assert latest_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_a_kill_mid_write_leaves_the_last_good_checkpoint(tmp_path):
+    model, opt, _ = _setup()
+    good = save_checkpoint(tmp_path, model, epoch=1, optimizer=opt)
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from torch import nn
+        from omnireid.engine import checkpoint
+        def dying_save(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        checkpoint.save_file = dying_save
+        checkpoint.save_checkpoint({str(tmp_path)!r}, nn.Linear(2, 2), epoch=2)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert done.returncode == -signal.SIGKILL
+    assert latest_checkpoint(tmp_path) == good
+    assert not (tmp_path / "epoch-0002").exists()
+    state = load_checkpoint(good, _setup()[0])
+    assert state.epoch == 1
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+        load_checkpoint(tmp_path, _setup()[0])
+    assert os.listdir(tmp_path) == []
