@@ -1,0 +1,149 @@
+"""The training step and the epoch loop; checkpointing, evaluation and logging hang off the loop.
+
+``train_step`` runs one batch: forward, named loss terms, their sum, backward, optimiser step.
+``fit`` runs epochs of steps, steps the schedule per epoch, keeps the base frozen for the
+first ``fixbase_epochs`` (only ``open_layers`` train), writes a resumable checkpoint and a JSONL
+log line every epoch, and resumes exactly from the latest checkpoint in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from omnireid.engine.optim import open_all, open_layers
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss: training stops; the last good checkpoint is kept."""
+
+
+def train_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    pids: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    *,
+    max_grad_norm: float | None = None,
+) -> dict[str, float]:
+    """One optimisation step on ``(N, 3, H, W)`` images with ``(N,)`` pids.
+
+    Returns every loss term, their sum ``loss`` and the batch accuracy ``acc``.
+    """
+    logits, features = model(images, return_features=True)
+    terms = loss_fn(logits, features, pids)
+    total = torch.stack(list(terms.values())).sum()
+    if not torch.isfinite(total):
+        values = {k: v.item() for k, v in terms.items()}
+        raise NonFiniteLossError(f"non-finite loss {total.item()} (terms {values})")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    acc = (logits.argmax(1) == pids).float().mean()
+    values = {k: v.item() for k, v in terms.items()}
+    return {**values, "loss": total.item(), "acc": acc.item()}
+
+
+def fit(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loss_fn: LossFn,
+    *,
+    max_epoch: int,
+    out_dir: str | Path,
+    fixbase_epochs: int = 0,
+    open_layer_names: Sequence[str] = ("classifier",),
+    resume: bool = True,
+    device: str | torch.device = "cpu",
+    max_grad_norm: float | None = None,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    eval_every: int = 0,
+    meta: dict[str, Any] | None = None,
+    keep: int | None = 3,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train until ``max_epoch``; returns the per-epoch log records (also in ``log.jsonl``).
+
+    With ``resume`` the latest checkpoint in ``out_dir`` is restored (weights, optimiser,
+    schedule, RNG states) and training continues after its epoch. ``evaluate`` is called
+    every ``eval_every`` epochs (and after the last) and its metrics join the log record.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = 0
+    last = latest_checkpoint(out_dir) if resume else None
+    if last is not None:
+        start = load_checkpoint(last, model, optimizer=optimizer, scheduler=scheduler).epoch
+    _truncate_log(out_dir / "log.jsonl", start)
+    records = []
+    for epoch in range(start, max_epoch):
+        if hasattr(getattr(loader, "sampler", None), "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        model.train()
+        if epoch < fixbase_epochs:
+            open_layers(model, open_layer_names)
+        else:
+            open_all(model)
+        sums: dict[str, float] = {}
+        count, started = 0, time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{max_epoch}", disable=not progress, leave=False)
+        for batch in bar:
+            images, pids = batch[0].to(device), batch[1].to(device)
+            stats = train_step(model, images, pids, optimizer, loss_fn, max_grad_norm=max_grad_norm)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v * len(pids)
+            count += len(pids)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.2f}")
+        scheduler.step()
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "images": count,
+            "seconds": time.perf_counter() - started,
+        }
+        record.update({k: v / max(count, 1) for k, v in sums.items()})
+        due = eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == max_epoch)
+        if evaluate is not None and due:
+            record.update(evaluate(model))
+        if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
+            raise NonFiniteLossError(f"epoch {epoch + 1} produced non-finite statistics {record}")
+        with open(out_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        save_checkpoint(
+            out_dir,
+            model,
+            epoch + 1,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            meta={**(meta or {}), "log": record},
+            keep=keep,
+        )
+        records.append(record)
+    return records
+
+
+def _truncate_log(path: Path, epoch: int) -> None:
+    """Drop log lines of epochs after ``epoch`` (written by a run killed before its checkpoint)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epoch]
+    if len(kept) != len(lines):
+        path.write_text("".join(ln + "\n" for ln in kept))

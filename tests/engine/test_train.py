@@ -1,0 +1,83 @@
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from omnireid.data.dataset import ImageDataset
+from omnireid.data.datasets import load_dataset
+from omnireid.data.transforms import build_train_transform
+from omnireid.engine.checkpoint import latest_checkpoint
+from omnireid.engine.optim import build_optimizer, build_scheduler
+from omnireid.engine.train import NonFiniteLossError, fit
+from omnireid.losses import compute_losses
+from omnireid.models import build
+
+
+def _run(market_mini, out_dir, stop_epoch, loss_fn=None, fixbase_epochs=0, seed=0, max_epoch=3):
+    """Train a schedule of ``max_epoch`` epochs, stopping (as if killed) after ``stop_epoch``."""
+    dataset = load_dataset("market1501", market_mini)
+    torch.manual_seed(seed)
+    model = build("osnet_x0_25", num_classes=dataset.num_train_pids)
+    loader = DataLoader(
+        ImageDataset(dataset.train, build_train_transform(64, 32)), batch_size=16, shuffle=True
+    )
+    optimizer = build_optimizer(model, "amsgrad", lr=0.003)
+    scheduler = build_scheduler(optimizer, "multistep", max_epoch=max_epoch, milestones=(2,))
+    records = fit(
+        model,
+        loader,
+        optimizer,
+        scheduler,
+        loss_fn or (lambda lg, f, p: compute_losses(lg, f, p, triplet_weight=0.5)),
+        max_epoch=stop_epoch,
+        out_dir=out_dir,
+        fixbase_epochs=fixbase_epochs,
+        progress=False,
+    )
+    return model, records
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(market_mini, tmp_path):
+    full, records = _run(market_mini, tmp_path / "full", 3)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[2]["lr"] == pytest.approx(0.0003)  # x0.1 from epoch 2 (0-based)
+    _run(market_mini, tmp_path / "split", 2)
+    resumed, later = _run(
+        market_mini, tmp_path / "split", 3, seed=99
+    )  # other init: must not matter
+    assert [r["epoch"] for r in later] == [3]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    log = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+    market_mini, tmp_path
+):
+    calls = {"n": 0}
+
+    def poisoned(logits, feats, pids):
+        calls["n"] += 1
+        terms = compute_losses(logits, feats, pids)
+        if calls["n"] > 6:  # 88 images / 16 = 6 batches: the second epoch goes bad
+            terms["ce"] = terms["ce"] * float("nan")
+        return terms
+
+    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+        _run(market_mini, tmp_path, 3, loss_fn=poisoned)
+    assert latest_checkpoint(tmp_path).name == "epoch-0001"
+
+
+def test_frozen_base_epochs_train_only_the_classifier(market_mini, tmp_path):
+    torch.manual_seed(0)
+    reference = build("osnet_x0_25", num_classes=12)
+    model, _ = _run(market_mini, tmp_path, 1, fixbase_epochs=1)
+    for (name, before), after in zip(
+        reference.state_dict().items(), model.state_dict().values(), strict=True
+    ):
+        if name.startswith("classifier"):
+            assert not torch.equal(before, after), name
+        elif not name.endswith("num_batches_tracked"):
+            assert torch.equal(before, after), name
