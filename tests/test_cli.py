@@ -24,8 +24,8 @@ def test_unknown_architecture_is_a_clear_error(capsys):
     assert "unknown architecture 'resnet50'" in err and "osnet_x1_0" in err
 
 
-def test_demo_prints_the_family_summary(capsys):
-    assert main(["demo"]) == 0
+def test_summary_prints_the_family_summary(capsys):
+    assert main(["summary"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("osnet_x1_0 "))
     assert row.split()[1:] == ["2.17", "978.9", "550.7", "244.9", "61.5"]

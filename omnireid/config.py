@@ -1,0 +1,174 @@
+"""Training configuration: plain YAML/TOML files mapped onto frozen dataclasses.
+
+Only the command line reads these files; it turns the validated config into typed arguments for
+the library's ``build_*`` functions (``omnireid/run.py``). Example (YAML)::
+
+    model: {arch: osnet_x0_25}
+    data: {dataset: market1501, root: /data/market1501, height: 256, width: 128}
+    optim: {name: amsgrad, lr: 0.0015, max_epoch: 150, milestones: [60, 120]}
+    loss: {triplet_weight: 0.5}
+    train: {out_dir: runs/market_x0_25, eval_every: 10}
+
+Overrides on the command line use dotted keys: ``optim.lr=0.003 train.max_epoch=5``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "osnet_x0_25"
+    weights: str | None = None  # initial weights (e.g. ImageNet-pretrained), any checkpoint layout
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "market1501"
+    root: str = "data"
+    height: int = 256
+    width: int = 128
+    batch_size: int = 64
+    num_instances: int = 0  # K of the P x K identity sampler; 0 = plain random sampling
+    workers: int = 2
+    flip: bool = True
+    random_crop: bool = False
+    random_patch: bool = False
+    random_erasing: bool = False
+    color_jitter: bool = False
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "amsgrad"
+    lr: float = 0.0015
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: str = "multistep"
+    max_epoch: int = 150
+    milestones: tuple[int, ...] = (60, 120)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    fixbase_epochs: int = 0
+    open_layers: tuple[str, ...] = ("classifier",)
+    max_grad_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    label_smoothing: float = 0.1
+    triplet_weight: float = 0.0
+    triplet_margin: float = 0.3
+    entropy_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: str = "runs/train"
+    seed: int = 0
+    device: str = "cpu"
+    eval_every: int = 0  # 0: evaluate only after the last epoch
+    resume: bool = True
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """An unknown key, a value of the wrong type, or an unreadable file."""
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ConfigError(f"{where}: null is not allowed here ({text})")
+    if text.startswith("tuple"):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = int if "int" in text else str
+        return tuple(_coerce(v, item, where) for v in value)
+    for kind in (bool, int, float, str):
+        if hint is kind or text.startswith(kind.__name__):
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+                return value
+            raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _section(cls: type, values: dict[str, Any], name: str) -> Any:
+    hints = get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{name}]: {unknown}; valid: {sorted(hints)}")
+    return cls(**{k: _coerce(v, hints[k], f"{name}.{k}") for k, v in values.items()})
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Validate a nested mapping (sections as in ``Config``) into a ``Config``."""
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; valid: {sorted(sections)}")
+    hints = get_type_hints(Config)
+    return Config(**{k: _section(hints[k], raw.get(k) or {}, k) for k in sections})
+
+
+def parse_value(text: str) -> Any:
+    """A command-line override value: JSON when it parses (numbers, lists, true/null), else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML/TOML/JSON file (or use defaults) and apply ``section.key=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+
+            raw = tomllib.loads(text)
+        elif path.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: expected .yaml, .yml, .toml or .json")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        section, name = key.split(".", 1)
+        raw.setdefault(section, {})[name] = parse_value(value)
+    return config_from_dict(raw)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain data (lists for tuples), for saving beside a run."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))

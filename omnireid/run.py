@@ -1,0 +1,130 @@
+"""The edge between configuration and library: a validated ``Config`` becomes builder calls."""
+
+from __future__ import annotations
+
+import json
+import random
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from omnireid.config import Config, config_to_dict
+from omnireid.data.dataset import ImageDataset
+from omnireid.data.datasets import ReIDDataset, load_dataset
+from omnireid.data.samplers import RandomIdentitySampler
+from omnireid.data.transforms import build_eval_transform, build_train_transform
+from omnireid.deploy.fast import optimize_for_inference
+from omnireid.engine.optim import build_optimizer, build_scheduler
+from omnireid.engine.train import fit
+from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.losses import compute_losses
+from omnireid.models import build
+from omnireid.models.weights import load_weights
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
+    d = config.data
+    transform = build_train_transform(
+        d.height,
+        d.width,
+        flip=d.flip,
+        random_crop=d.random_crop,
+        random_patch=d.random_patch,
+        random_erasing=d.random_erasing,
+        color_jitter=d.color_jitter,
+    )
+    images = ImageDataset(dataset.train, transform)
+    common = dict(num_workers=d.workers, persistent_workers=d.workers > 0)
+    if d.num_instances:
+        sampler = RandomIdentitySampler(
+            dataset.train, d.batch_size, d.num_instances, seed=config.train.seed
+        )
+        return DataLoader(images, batch_size=d.batch_size, sampler=sampler, **common)
+    return DataLoader(images, batch_size=d.batch_size, shuffle=True, drop_last=True, **common)
+
+
+def make_evaluator(config: Config, dataset: ReIDDataset):
+    transform = build_eval_transform(config.data.height, config.data.width)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        fast = optimize_for_inference(model) if config.train.device == "cpu" else model
+        ev = evaluate_model(fast, dataset, transform, device=config.train.device, progress=False)
+        return ev.result.as_dict()
+
+    return evaluate
+
+
+def train_from_config(config: Config) -> list[dict[str, Any]]:
+    """Train as ``config`` says; returns the per-epoch records (the last has the metrics)."""
+    seed_everything(config.train.seed)
+    out_dir = Path(config.train.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+    dataset = load_dataset(config.data.dataset, config.data.root)
+    model = build(config.model.arch, num_classes=dataset.num_train_pids)
+    if config.model.weights:
+        load_weights(model, config.model.weights)
+    model.to(config.train.device)
+    o = config.optim
+    optimizer = build_optimizer(
+        model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        o.schedule,
+        max_epoch=o.max_epoch,
+        milestones=o.milestones,
+        gamma=o.gamma,
+        warmup_epochs=o.warmup_epochs,
+    )
+    loss = config.loss
+    loss_fn = partial(
+        compute_losses,
+        label_smoothing=loss.label_smoothing,
+        triplet_weight=loss.triplet_weight,
+        triplet_margin=loss.triplet_margin,
+        entropy_weight=loss.entropy_weight,
+    )
+    meta = {
+        "arch": config.model.arch,
+        "num_classes": dataset.num_train_pids,
+        "preprocessing": {
+            "height": config.data.height,
+            "width": config.data.width,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+        },
+        "config": config_to_dict(config),
+    }
+    records = fit(
+        model,
+        make_train_loader(config, dataset),
+        optimizer,
+        scheduler,
+        loss_fn,
+        max_epoch=o.max_epoch,
+        out_dir=out_dir,
+        fixbase_epochs=o.fixbase_epochs,
+        open_layer_names=o.open_layers,
+        resume=config.train.resume,
+        device=config.train.device,
+        max_grad_norm=o.max_grad_norm,
+        evaluate=make_evaluator(config, dataset),
+        eval_every=config.train.eval_every or o.max_epoch,
+        meta=meta,
+        keep=config.train.keep,
+    )
+    if records:
+        (out_dir / "metrics.json").write_text(json.dumps(records[-1], indent=2))
+    return records
