@@ -25,6 +25,7 @@ from typing import Any, get_type_hints
 class ModelConfig:
     arch: str = "osnet_x0_25"
     weights: str | None = None  # initial weights (e.g. ImageNet-pretrained), any checkpoint layout
+    mutual: bool = False  # deep mutual learning: two networks, evaluated as their ensemble
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class LossConfig:
     triplet_weight: float = 0.0
     triplet_margin: float = 0.3
     entropy_weight: float = 0.0
+    mutual_weight: float = 1.0  # with model.mutual: weight of each network's mimicry term
 
 
 @dataclass(frozen=True)

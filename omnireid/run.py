@@ -19,6 +19,7 @@ from omnireid.data.datasets import ReIDDataset, load_dataset
 from omnireid.data.samplers import RandomIdentitySampler
 from omnireid.data.transforms import build_eval_transform, build_train_transform
 from omnireid.deploy.fast import optimize_for_inference
+from omnireid.engine.mutual import MutualPair, mutual_losses
 from omnireid.engine.optim import build_optimizer, build_scheduler
 from omnireid.engine.train import fit
 from omnireid.evaluation.evaluate import evaluate_model
@@ -55,12 +56,24 @@ def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
 
 
 def make_evaluator(config: Config, dataset: ReIDDataset):
+    """Metrics of the model (for a MutualPair: the ensemble, and model 1 alone as ``model1_*``)."""
     transform = build_eval_transform(config.data.height, config.data.width)
+    device = config.train.device
+
+    def fast(model: nn.Module) -> nn.Module:
+        return optimize_for_inference(model) if device == "cpu" else model.eval()
+
+    def score(model: nn.Module) -> dict[str, float]:
+        ev = evaluate_model(model, dataset, transform, device=device, progress=False)
+        return ev.result.as_dict()
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        fast = optimize_for_inference(model) if config.train.device == "cpu" else model
-        ev = evaluate_model(fast, dataset, transform, device=config.train.device, progress=False)
-        return ev.result.as_dict()
+        if isinstance(model, MutualPair):
+            pair = MutualPair(fast(model.model1), fast(model.model2)).eval()
+            metrics = score(pair)
+            pair.use = "model1"
+            return metrics | {f"model1_{k}": v for k, v in score(pair).items()}
+        return score(fast(model))
 
     return evaluate
 
@@ -75,6 +88,11 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
     model = build(config.model.arch, num_classes=dataset.num_train_pids)
     if config.model.weights:
         load_weights(model, config.model.weights)
+    if config.model.mutual:  # the second network starts from the same weights file, if any
+        second = build(config.model.arch, num_classes=dataset.num_train_pids)
+        if config.model.weights:
+            load_weights(second, config.model.weights)
+        model = MutualPair(model, second)
     model.to(config.train.device)
     o = config.optim
     optimizer = build_optimizer(
@@ -89,15 +107,19 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         warmup_epochs=o.warmup_epochs,
     )
     loss = config.loss
-    loss_fn = partial(
-        compute_losses,
-        label_smoothing=loss.label_smoothing,
-        triplet_weight=loss.triplet_weight,
-        triplet_margin=loss.triplet_margin,
-        entropy_weight=loss.entropy_weight,
-    )
+    loss_options = {
+        "label_smoothing": loss.label_smoothing,
+        "triplet_weight": loss.triplet_weight,
+        "triplet_margin": loss.triplet_margin,
+        "entropy_weight": loss.entropy_weight,
+    }
+    if config.model.mutual:
+        loss_fn = partial(mutual_losses, mutual_weight=loss.mutual_weight, **loss_options)
+    else:
+        loss_fn = partial(compute_losses, **loss_options)
     meta = {
         "arch": config.model.arch,
+        "mutual": config.model.mutual,
         "num_classes": dataset.num_train_pids,
         "preprocessing": {
             "height": config.data.height,

@@ -29,3 +29,8 @@ def test_fine_tune_recipe_freezes_the_base_for_ten_epochs():
     assert (c.optim.name, c.optim.lr, c.optim.max_epoch) == ("amsgrad", 0.0015, 150)
     assert c.optim.milestones == (60, 120) and c.optim.fixbase_epochs == 10
     assert c.optim.open_layers == ("classifier",) and c.data.random_erasing
+
+
+def test_best_recipe_is_dml_with_half_weighted_triplet():
+    c = load_config(Path(CONFIGS[0]).parent / "best_dml_triplet_market_x1_0.yaml")
+    assert c.model.mutual and c.loss.triplet_weight == 0.5 and c.data.num_instances == 4

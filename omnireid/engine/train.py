@@ -53,7 +53,7 @@ def train_step(
     if max_grad_norm is not None:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
-    acc = (logits.argmax(1) == pids).float().mean()
+    acc = (logits.argmax(-1) == pids).float().mean()  # (N, C), or (2, N, C) for a MutualPair
     values = {k: v.item() for k, v in terms.items()}
     return {**values, "loss": total.item(), "acc": acc.item()}
 
@@ -96,10 +96,11 @@ def fit(
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):
             loader.sampler.set_epoch(epoch)
         model.train()
-        if epoch < fixbase_epochs:
-            open_layers(model, open_layer_names)
-        else:
-            open_all(model)
+        for network in model.networks() if hasattr(model, "networks") else (model,):
+            if epoch < fixbase_epochs:
+                open_layers(network, open_layer_names)
+            else:
+                open_all(network)
         sums: dict[str, float] = {}
         count, started = 0, time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
