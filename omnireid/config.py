@@ -77,6 +77,8 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate only after the last epoch
     resume: bool = True
     keep: int = 3
+    amp: str = "none"  # "bf16" (CPU/GPU autocast) or "fp16" (GPU, with gradient scaling)
+    tensorboard: bool = False  # also log every epoch's record for TensorBoard (if installed)
 
 
 @dataclass(frozen=True)

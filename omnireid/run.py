@@ -144,6 +144,8 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         max_grad_norm=o.max_grad_norm,
         evaluate=make_evaluator(config, dataset),
         eval_every=config.train.eval_every or o.max_epoch,
+        amp=config.train.amp,
+        tensorboard=config.train.tensorboard,
         meta=meta,
         keep=config.train.keep,
     )

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -23,6 +24,12 @@ from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint, save_
 from omnireid.engine.optim import open_all, open_layers
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+AmpMode = Literal["none", "bf16", "fp16"]
+AMP_DTYPES: dict[str, torch.dtype | None] = {
+    "none": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,22 +44,35 @@ def train_step(
     loss_fn: LossFn,
     *,
     max_grad_norm: float | None = None,
+    amp: AmpMode = "none",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """One optimisation step on ``(N, 3, H, W)`` images with ``(N,)`` pids.
 
-    Returns every loss term, their sum ``loss`` and the batch accuracy ``acc``.
+    ``amp`` runs the forward pass and losses under autocast (``bf16``, or ``fp16`` on GPU with
+    a ``scaler``). Returns every loss term, their sum ``loss`` and the batch accuracy ``acc``.
     """
-    logits, features = model(images, return_features=True)
-    terms = loss_fn(logits, features, pids)
-    total = torch.stack(list(terms.values())).sum()
+    dtype = AMP_DTYPES[amp]
+    with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
+        logits, features = model(images, return_features=True)
+        terms = loss_fn(logits, features, pids)
+    total = torch.stack([t.float() for t in terms.values()]).sum()
     if not torch.isfinite(total):
         values = {k: v.item() for k, v in terms.items()}
         raise NonFiniteLossError(f"non-finite loss {total.item()} (terms {values})")
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    if scaler is not None:
+        scaler.scale(total).backward()
+        scaler.unscale_(optimizer)
+    else:
+        total.backward()
     if max_grad_norm is not None:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     acc = (logits.argmax(-1) == pids).float().mean()  # (N, C), or (2, N, C) for a MutualPair
     values = {k: v.item() for k, v in terms.items()}
     return {**values, "loss": total.item(), "acc": acc.item()}
@@ -77,6 +97,8 @@ def fit(
     meta: dict[str, Any] | None = None,
     keep: int | None = 3,
     progress: bool = True,
+    amp: AmpMode = "none",
+    tensorboard: bool = False,
 ) -> list[dict[str, float]]:
     """Train until ``max_epoch``; returns the per-epoch log records (also in ``log.jsonl``).
 
@@ -91,6 +113,12 @@ def fit(
     if last is not None:
         start = load_checkpoint(last, model, optimizer=optimizer, scheduler=scheduler).epoch
     _truncate_log(out_dir / "log.jsonl", start)
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
+    if amp == "fp16" and torch.device(device).type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on CPU")
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    writer = _tensorboard_writer(out_dir) if tensorboard else None
     records = []
     for epoch in range(start, max_epoch):
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):
@@ -107,7 +135,16 @@ def fit(
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{max_epoch}", disable=not progress, leave=False)
         for batch in bar:
             images, pids = batch[0].to(device), batch[1].to(device)
-            stats = train_step(model, images, pids, optimizer, loss_fn, max_grad_norm=max_grad_norm)
+            stats = train_step(
+                model,
+                images,
+                pids,
+                optimizer,
+                loss_fn,
+                max_grad_norm=max_grad_norm,
+                amp=amp,
+                scaler=scaler,
+            )
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * len(pids)
             count += len(pids)
@@ -136,8 +173,25 @@ def fit(
             meta={**(meta or {}), "log": record},
             keep=keep,
         )
+        if writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, epoch + 1)
+            writer.flush()
         records.append(record)
+    if writer is not None:
+        writer.close()
     return records
+
+
+def _tensorboard_writer(out_dir: Path):
+    """A SummaryWriter in ``out_dir/tensorboard``, or None (with a warning) without tensorboard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=3)
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
 
 
 def _truncate_log(path: Path, epoch: int) -> None:

@@ -81,3 +81,41 @@ def test_frozen_base_epochs_train_only_the_classifier(market_mini, tmp_path):
             assert not torch.equal(before, after), name
         elif not name.endswith("num_batches_tracked"):
             assert torch.equal(before, after), name
+
+
+def test_bf16_autocast_trains_and_tensorboard_logs(market_mini, tmp_path):
+    pytest.importorskip("tensorboard", reason="needs the tensorboard package (reference extra)")
+    from omnireid.config import load_config
+    from omnireid.run import train_from_config
+
+    overrides = [
+        f"data.root={market_mini}",
+        "data.height=64",
+        "data.width=32",
+        "data.batch_size=16",
+        "data.workers=0",
+        "optim.max_epoch=1",
+        "optim.schedule=cosine",
+        "train.amp=bf16",
+        "train.tensorboard=true",
+        f"train.out_dir={tmp_path}",
+    ]
+    records = train_from_config(load_config(None, overrides))
+    assert records[0]["loss"] > 0 and records[0]["images"] == 80
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_fp16_needs_a_gpu(market_mini, tmp_path):
+    from omnireid.config import load_config
+    from omnireid.run import train_from_config
+
+    overrides = [
+        f"data.root={market_mini}",
+        "train.amp=fp16",
+        f"train.out_dir={tmp_path}",
+        "optim.max_epoch=1",
+        "optim.schedule=cosine",
+        "data.workers=0",
+    ]
+    with pytest.raises(ValueError, match=r"fp16.*CUDA"):
+        train_from_config(load_config(None, overrides))
