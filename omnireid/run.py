@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from omnireid.config import Config, config_to_dict
 from omnireid.data.dataset import ImageDataset
@@ -19,6 +19,7 @@ from omnireid.data.datasets import ReIDDataset, load_dataset
 from omnireid.data.samplers import RandomIdentitySampler
 from omnireid.data.transforms import build_eval_transform, build_train_transform
 from omnireid.deploy.fast import optimize_for_inference
+from omnireid.engine.distributed import init_distributed, rank, world_size, wrap
 from omnireid.engine.mutual import MutualPair, mutual_losses
 from omnireid.engine.optim import build_optimizer, build_scheduler
 from omnireid.engine.train import fit
@@ -47,11 +48,17 @@ def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
     )
     images = ImageDataset(dataset.train, transform)
     common = dict(num_workers=d.workers, persistent_workers=d.workers > 0)
+    replicas = {"num_replicas": world_size(), "rank": rank()}
     if d.num_instances:
         sampler = RandomIdentitySampler(
-            dataset.train, d.batch_size, d.num_instances, seed=config.train.seed
+            dataset.train, d.batch_size, d.num_instances, seed=config.train.seed, **replicas
         )
         return DataLoader(images, batch_size=d.batch_size, sampler=sampler, **common)
+    if replicas["num_replicas"] > 1:  # each process takes its share of every epoch
+        sampler = DistributedSampler(images, seed=config.train.seed, drop_last=True, **replicas)
+        return DataLoader(
+            images, batch_size=d.batch_size, sampler=sampler, drop_last=True, **common
+        )
     return DataLoader(images, batch_size=d.batch_size, shuffle=True, drop_last=True, **common)
 
 
@@ -80,10 +87,12 @@ def make_evaluator(config: Config, dataset: ReIDDataset):
 
 def train_from_config(config: Config) -> list[dict[str, Any]]:
     """Train as ``config`` says; returns the per-epoch records (the last has the metrics)."""
+    init_distributed(config.train.device)
     seed_everything(config.train.seed)
     out_dir = Path(config.train.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+    if rank() == 0:
+        (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
     dataset = load_dataset(config.data.dataset, config.data.root)
     model = build(config.model.arch, num_classes=dataset.num_train_pids)
     if config.model.weights:
@@ -94,6 +103,7 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
             load_weights(second, config.model.weights)
         model = MutualPair(model, second)
     model.to(config.train.device)
+    model = wrap(model, config.train.device, find_unused_parameters=config.optim.fixbase_epochs > 0)
     o = config.optim
     optimizer = build_optimizer(
         model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum
@@ -149,6 +159,6 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         meta=meta,
         keep=config.train.keep,
     )
-    if records:
+    if records and rank() == 0:
         (out_dir / "metrics.json").write_text(json.dumps(records[-1], indent=2))
     return records

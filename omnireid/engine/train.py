@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from omnireid.engine.distributed import barrier, is_main_process, unwrap
 from omnireid.engine.optim import open_all, open_layers
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -111,20 +112,21 @@ def fit(
     start = 0
     last = latest_checkpoint(out_dir) if resume else None
     if last is not None:
-        start = load_checkpoint(last, model, optimizer=optimizer, scheduler=scheduler).epoch
+        start = load_checkpoint(last, unwrap(model), optimizer=optimizer, scheduler=scheduler).epoch
     _truncate_log(out_dir / "log.jsonl", start)
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
     if amp == "fp16" and torch.device(device).type != "cuda":
         raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on CPU")
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    writer = _tensorboard_writer(out_dir) if tensorboard else None
+    writer = _tensorboard_writer(out_dir) if tensorboard and is_main_process() else None
     records = []
     for epoch in range(start, max_epoch):
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):
             loader.sampler.set_epoch(epoch)
         model.train()
-        for network in model.networks() if hasattr(model, "networks") else (model,):
+        inner = unwrap(model)
+        for network in inner.networks() if hasattr(inner, "networks") else (inner,):
             if epoch < fixbase_epochs:
                 open_layers(network, open_layer_names)
             else:
@@ -158,21 +160,24 @@ def fit(
         }
         record.update({k: v / max(count, 1) for k, v in sums.items()})
         due = eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == max_epoch)
-        if evaluate is not None and due:
-            record.update(evaluate(model))
+        main = is_main_process()
+        if evaluate is not None and due and main:
+            record.update(evaluate(unwrap(model)))
         if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
             raise NonFiniteLossError(f"epoch {epoch + 1} produced non-finite statistics {record}")
-        with open(out_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        save_checkpoint(
-            out_dir,
-            model,
-            epoch + 1,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            meta={**(meta or {}), "log": record},
-            keep=keep,
-        )
+        if main:
+            with open(out_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            save_checkpoint(
+                out_dir,
+                unwrap(model),
+                epoch + 1,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                meta={**(meta or {}), "log": record},
+                keep=keep,
+            )
+        barrier()
         if writer is not None:
             for key, value in record.items():
                 if key != "epoch":
