@@ -36,3 +36,18 @@ def market_weights() -> Path:
 @pytest.fixture
 def msmt_weights() -> Path:
     return _require(WEIGHTS / "osnet_x0_25_msmt17.pth", "the OSNet x0.25 MSMT17 checkpoint")
+
+
+def tiny_training(root: Path, out_dir: Path, *extra: str) -> list[str]:
+    """Config overrides for a one-epoch, 64x32, CPU training run on ``root`` (for tests)."""
+    return [
+        f"data.root={root}",
+        "data.height=64",
+        "data.width=32",
+        "data.batch_size=16",
+        "data.workers=0",
+        "optim.max_epoch=1",
+        "optim.schedule=cosine",
+        f"train.out_dir={out_dir}",
+        *extra,
+    ]

@@ -7,6 +7,7 @@ from omnireid.config import load_config
 from omnireid.engine.mutual import MutualPair, mutual_losses
 from omnireid.models import build
 from omnireid.run import train_from_config
+from tests.conftest import tiny_training
 
 
 def _pair() -> MutualPair:
@@ -47,18 +48,7 @@ def test_each_networks_terms_only_train_that_network():
 
 
 def test_mutual_training_from_config_reports_ensemble_and_single_model(market_mini, tmp_path):
-    overrides = [
-        f"data.root={market_mini}",
-        "data.height=64",
-        "data.width=32",
-        "data.batch_size=16",
-        "data.workers=0",
-        "optim.max_epoch=1",
-        "optim.schedule=cosine",
-        "model.mutual=true",
-        "optim.fixbase_epochs=1",
-        f"train.out_dir={tmp_path}",
-    ]
+    overrides = tiny_training(market_mini, tmp_path, "model.mutual=true", "optim.fixbase_epochs=1")
     records = train_from_config(load_config(None, overrides))
     assert {"ce_1", "ce_2", "mutual_1", "mutual_2", "rank1", "model1_rank1"} <= set(records[0])
     meta = json.loads((tmp_path / "epoch-0001" / "meta.json").read_text())

@@ -12,6 +12,7 @@ from omnireid.engine.optim import build_optimizer, build_scheduler
 from omnireid.engine.train import NonFiniteLossError, fit
 from omnireid.losses import compute_losses
 from omnireid.models import build
+from tests.conftest import tiny_training
 
 
 def _run(market_mini, out_dir, stop_epoch, loss_fn=None, fixbase_epochs=0, seed=0, max_epoch=3):
@@ -88,18 +89,7 @@ def test_bf16_autocast_trains_and_tensorboard_logs(market_mini, tmp_path):
     from omnireid.config import load_config
     from omnireid.run import train_from_config
 
-    overrides = [
-        f"data.root={market_mini}",
-        "data.height=64",
-        "data.width=32",
-        "data.batch_size=16",
-        "data.workers=0",
-        "optim.max_epoch=1",
-        "optim.schedule=cosine",
-        "train.amp=bf16",
-        "train.tensorboard=true",
-        f"train.out_dir={tmp_path}",
-    ]
+    overrides = tiny_training(market_mini, tmp_path, "train.amp=bf16", "train.tensorboard=true")
     records = train_from_config(load_config(None, overrides))
     assert records[0]["loss"] > 0 and records[0]["images"] == 80
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
