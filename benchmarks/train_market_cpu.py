@@ -25,6 +25,7 @@ from omnireid.run import make_train_loader, train_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "market1501"
+SAFETY = 1.05  # epochs run a little slower than the timed steps (evaluation, epoch ends)
 
 
 def overrides(root: Path, out: Path, epochs: int) -> list[str]:
@@ -47,8 +48,12 @@ def overrides(root: Path, out: Path, epochs: int) -> list[str]:
     ]
 
 
-def seconds_per_epoch(root: Path, out: Path, batches: int = 10) -> float:
-    """Time a few real training steps (forward, backward, step) on this machine."""
+def seconds_per_epoch(root: Path, out: Path, batches: int = 40, warmup: int = 5) -> float:
+    """Time real training steps (loading, forward, backward, step) on this machine.
+
+    The ``warmup`` untimed steps also drain the batches the loader prefetched, which would
+    otherwise make the estimate optimistic.
+    """
     from omnireid.engine.optim import build_optimizer
     from omnireid.engine.train import train_step
     from omnireid.losses import compute_losses
@@ -60,14 +65,14 @@ def seconds_per_epoch(root: Path, out: Path, batches: int = 10) -> float:
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
     optimizer = build_optimizer(model, "amsgrad", 0.003)
     start, seen, step = time.perf_counter(), 0, 0
-    while step < batches + 2:
+    while step < batches + warmup:
         for batch in loader:  # small datasets: go round again
-            if step == 2:  # two warm-up batches are not timed
+            if step == warmup:
                 start, seen = time.perf_counter(), 0
             train_step(model, batch[0], batch[1], optimizer, compute_losses)
             seen += len(batch[1])
             step += 1
-            if step == batches + 2:
+            if step == batches + warmup:
                 break
     return (time.perf_counter() - start) / seen * len(dataset.train)
 
@@ -86,7 +91,7 @@ def main() -> None:
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}")
     per_epoch = seconds_per_epoch(args.root, args.out)
     budget = args.minutes * 60 - (time.perf_counter() - started) - args.eval_minutes * 60
-    epochs = max(1, int(budget // per_epoch))
+    epochs = max(1, int(budget // (per_epoch * SAFETY)))
     print(f"~{per_epoch:.0f} s per epoch -> {epochs} epochs in {args.minutes:.0f} minutes")
     records = train_from_config(load_config(None, overrides(args.root, args.out, epochs)))
     final = records[-1] if records else json.loads((args.out / "metrics.json").read_text())

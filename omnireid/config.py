@@ -67,10 +67,12 @@ class LossConfig:
     triplet_margin: float = 0.3
     entropy_weight: float = 0.0
     mutual_weight: float = 1.0  # with model.mutual: weight of each network's mimicry term
+    deepmar: bool = True  # train.task=attributes: DeepMAR positive-ratio weights on the BCE
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    task: str = "reid"  # or "attributes": multi-label attributes (data.dataset synthetic/pa100k)
     out_dir: str = "runs/train"
     seed: int = 0
     device: str = "cpu"
@@ -82,12 +84,30 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """``omnireid search`` only (TPAMI Sec. 3.3, 4.2): the IN-placement architecture search."""
+
+    init_temperature: float = 10.0  # lambda of Eq. 8 at epoch 0
+    temperature_decay: float = 0.5  # lambda *= decay every temperature_step epochs
+    temperature_step: int = 20
+    min_temperature: float = 1.7  # the paper's floor; the reference code uses 1.0
+    samples: int = 1  # S, Monte Carlo samples per step (Eq. 12, 15); the paper uses 1
+    arch_lr: float | None = None  # lr of pi; None: optim.lr (joint optimisation, one schedule)
+    arch_weight_decay: float = 5e-4  # on pi: the paper's one weight decay covers it; 0 = off
+    in_affine: bool = False  # affine IN in the candidates (reference NORM_AFFINE = False)
+    stem_norm: str = "in"  # the stem is not searched: IN as in OSNet-AIN
+    eval_mode: str = "argmax"  # eval forward: "argmax" (the derived child) or "softmax"
+    synthetic_world: bool = False  # generate (or reuse) the synthetic world at data.root
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 class ConfigError(ValueError):

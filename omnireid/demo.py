@@ -13,9 +13,12 @@ from omnireid.data.datasets import load_dataset
 from omnireid.data.synthetic import generate_world
 from omnireid.data.transforms import build_eval_transform
 from omnireid.deploy.fast import optimize_for_inference
+from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint
 from omnireid.evaluation.evaluate import evaluate_model
 from omnireid.models import build
 from omnireid.run import seed_everything, train_from_config
+from omnireid.visualize.curves import plot_training_curves
+from omnireid.visualize.ranking import write_ranking_report
 
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
@@ -55,32 +58,34 @@ def untrained_metrics(arch: str, num_classes: int, world: Path, height: int, wid
     return ev.result.as_dict()
 
 
-def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for key in ("loss", "ce", "triplet"):
-        if key in records[0]:
-            axes[0].plot(epochs, [r[key] for r in records], marker="o", label=key)
-    axes[0].set_title("training loss")
-    axes[0].legend()
-    axes[1].plot(epochs, [100 * r["acc"] for r in records], marker="o")
-    axes[1].set_title("training accuracy (%)")
-    evaluated = [r for r in records if "rank1" in r]
-    for key in ("rank1", "mAP"):
-        axes[2].plot([r["epoch"] for r in evaluated], [r[key] for r in evaluated], "o-", label=key)
-    axes[2].set_title("test R1 / mAP (%)")
-    axes[2].legend()
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def ranked_results(run_dir: Path, world: Path, out: Path, height: int, width: int) -> Path:
+    """Ranked-result strips and ``out/index.html`` for the trained model (latest checkpoint)."""
+    dataset = load_dataset("market1501", world)
+    model = build("osnet_x0_25", num_classes=dataset.num_train_pids)
+    load_checkpoint(latest_checkpoint(run_dir), model, restore_rng_state=False)
+    ev = evaluate_model(
+        optimize_for_inference(model.eval()),
+        dataset,
+        build_eval_transform(height, width),
+        progress=False,
+    )
+    q, g = ev.query, ev.gallery
+    return write_ranking_report(
+        out,
+        ev.distmat,
+        q.paths,
+        g.paths,
+        q.pids,
+        g.pids,
+        q.camids,
+        g.camids,
+        metrics=ev.result.as_dict(),
+        title="demo: trained OSNet x0.25, ranked results",
+        worst=20,
+        best=5,
+        height=height,
+        width=width,
+    )
 
 
 def write_report(out: Path, records: list[dict[str, Any]], baseline: dict[str, float]) -> Path:
@@ -98,6 +103,8 @@ def write_report(out: Path, records: list[dict[str, Any]], baseline: dict[str, f
         "",
         "![training curves](curves.png)",
         "",
+        "Ranked results, worst queries first: [ranking/index.html](ranking/index.html).",
+        "",
         "| epoch | lr | loss | acc | seconds |",
         "|---|---|---|---|---|",
     ]
@@ -106,7 +113,7 @@ def write_report(out: Path, records: list[dict[str, Any]], baseline: dict[str, f
         f"{r['seconds']:.0f} |"
         for r in records
     ]
-    plot_curves(records, out / "curves.png")
+    plot_training_curves(records, out / "curves.png")
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     (out / "metrics.json").write_text(
@@ -136,4 +143,5 @@ def run_demo(
     )
     records = train_from_config(config)
     write_report(out, records, baseline)
+    ranked_results(out / "run", world, out / "ranking", height, width)
     return {"trained": {k: records[-1][k] for k in METRICS}, "untrained": baseline}

@@ -93,6 +93,12 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if rank() == 0:
         (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+    if config.train.task == "attributes":
+        from omnireid.run_attributes import attribute_task
+
+        return fit_from_config(config, *attribute_task(config))
+    if config.train.task != "reid":
+        raise ValueError(f"train.task must be 'reid' or 'attributes', got {config.train.task!r}")
     dataset = load_dataset(config.data.dataset, config.data.root)
     model = build(config.model.arch, num_classes=dataset.num_train_pids)
     if config.model.weights:
@@ -102,20 +108,6 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         if config.model.weights:
             load_weights(second, config.model.weights)
         model = MutualPair(model, second)
-    model.to(config.train.device)
-    model = wrap(model, config.train.device, find_unused_parameters=config.optim.fixbase_epochs > 0)
-    o = config.optim
-    optimizer = build_optimizer(
-        model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum
-    )
-    scheduler = build_scheduler(
-        optimizer,
-        o.schedule,
-        max_epoch=o.max_epoch,
-        milestones=o.milestones,
-        gamma=o.gamma,
-        warmup_epochs=o.warmup_epochs,
-    )
     loss = config.loss
     loss_options = {
         "label_smoothing": loss.label_smoothing,
@@ -139,9 +131,43 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         },
         "config": config_to_dict(config),
     }
-    records = fit(
+    return fit_from_config(
+        config,
         model,
         make_train_loader(config, dataset),
+        loss_fn,
+        make_evaluator(config, dataset),
+        meta,
+    )
+
+
+def fit_from_config(
+    config: Config,
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: Any,
+    evaluate: Any,
+    meta: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Optimiser, schedule and ``fit`` as ``config`` says, for any task's model/loader/loss."""
+    out_dir = Path(config.train.out_dir)
+    model.to(config.train.device)
+    model = wrap(model, config.train.device, find_unused_parameters=config.optim.fixbase_epochs > 0)
+    o = config.optim
+    optimizer = build_optimizer(
+        model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        o.schedule,
+        max_epoch=o.max_epoch,
+        milestones=o.milestones,
+        gamma=o.gamma,
+        warmup_epochs=o.warmup_epochs,
+    )
+    records = fit(
+        model,
+        loader,
         optimizer,
         scheduler,
         loss_fn,
@@ -152,7 +178,7 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         resume=config.train.resume,
         device=config.train.device,
         max_grad_norm=o.max_grad_norm,
-        evaluate=make_evaluator(config, dataset),
+        evaluate=evaluate,
         eval_every=config.train.eval_every or o.max_epoch,
         amp=config.train.amp,
         tensorboard=config.train.tensorboard,

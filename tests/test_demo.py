@@ -5,6 +5,7 @@ import json
 from PIL import Image
 
 from omnireid.demo import run_demo
+from tests.visualize.images import check_image
 
 
 def test_tiny_demo_learns_and_writes_its_report(tmp_path):
@@ -24,5 +25,13 @@ def test_tiny_demo_learns_and_writes_its_report(tmp_path):
     with Image.open(tmp_path / "curves.png") as img:
         assert img.size[0] > 600 and img.size[1] > 200
         assert len(img.convert("L").getcolors(maxcolors=1 << 16)) > 10  # not blank
+    check_image(tmp_path / "curves.png", (1500, 350))
+    html = (tmp_path / "ranking" / "index.html").read_text()
+    assert "ranking/index.html" in report and "rank1" in html
+    strips = sorted((tmp_path / "ranking" / "strips").glob("q*.png"))
+    assert len(strips) == 25  # the 20 worst and 5 best of the 40 queries
+    for strip in strips:  # query + top 10 of 32 px, 12 px after the query, 3 px between
+        check_image(strip, (11 * 32 + 12 + 9 * 3, 64 + 42))
+        assert strip.name in html
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["trained"]["epoch"] == 8

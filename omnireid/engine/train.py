@@ -48,7 +48,8 @@ def train_step(
     amp: AmpMode = "none",
     scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
-    """One optimisation step on ``(N, 3, H, W)`` images with ``(N,)`` pids.
+    """One optimisation step on ``(N, 3, H, W)`` images with ``(N,)`` pids (or, for attribute
+    recognition, ``(N, A)`` 0/1 targets shaped like the logits).
 
     ``amp`` runs the forward pass and losses under autocast (``bf16``, or ``fp16`` on GPU with
     a ``scaler``). Returns every loss term, their sum ``loss`` and the batch accuracy ``acc``.
@@ -74,7 +75,10 @@ def train_step(
         scaler.update()
     else:
         optimizer.step()
-    acc = (logits.argmax(-1) == pids).float().mean()  # (N, C), or (2, N, C) for a MutualPair
+    if pids.shape == logits.shape:  # (N, A) multi-label targets: label accuracy at p = 0.5
+        acc = ((logits > 0) == (pids > 0.5)).float().mean()
+    else:  # (N, C), or (2, N, C) for a MutualPair
+        acc = (logits.argmax(-1) == pids).float().mean()
     values = {k: v.item() for k, v in terms.items()}
     return {**values, "loss": total.item(), "acc": acc.item()}
 

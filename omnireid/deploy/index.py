@@ -1,0 +1,417 @@
+"""Gallery index: features extracted at the camera, matched centrally with FAISS.
+
+A ``GalleryIndex`` holds ``(N, D)`` float32 features (L2-normalised by default) with per-item
+metadata (image path, person id, camera id, timestamp; -1 / NaN when unknown) and answers
+top-k queries. Kinds: ``flat`` (exact, the default), ``ivf`` (inverted lists; ``nlist`` cells,
+``nprobe`` visited per query) and ``hnsw`` (graph; ``M`` links, ``ef_search`` beam). Metrics:
+``ip`` (inner product = cosine similarity on normalised features, higher is better) or ``l2``
+(squared Euclidean distance, lower is better).
+
+On disk an index is a directory: ``header.json`` (format version, dim, arch, image size,
+metric, kind, count, SHA-256 of the other files), ``index.faiss`` and ``metadata.npz``
+(no pickle). ``GalleryIndex.load`` refuses corrupt files, newer formats and indexes built
+for another feature dimension or architecture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+
+FORMAT = "omnireid-gallery-index"
+FORMAT_VERSION = 1
+KINDS = ("flat", "ivf", "hnsw")
+METRICS = ("ip", "l2")
+Kind = Literal["flat", "ivf", "hnsw"]
+IndexMetric = Literal["ip", "l2"]
+_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+
+
+class IndexFileError(ValueError):
+    """An index file that cannot be used: corrupt, of a newer format, or built for another model."""
+
+
+def parse_market_name(path: str | Path) -> tuple[int, int]:
+    """``(pid, camid)`` from a Market-style name ``0002_c1s1_000451_03.jpg`` -> ``(2, 1)``.
+
+    Names that do not match give ``(-1, -1)`` (unknown).
+    """
+    m = _MARKET_NAME.match(Path(path).name)
+    return (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
+
+
+@dataclass
+class Metadata:
+    """Per-item metadata; ``pids``/``camids`` -1 and ``timestamps`` NaN when unknown."""
+
+    paths: list[str] = field(default_factory=list)
+    pids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    camids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    timestamps: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+
+    def extend(self, paths: list[str], pids: Any, camids: Any, timestamps: Any) -> None:
+        n = len(paths)
+        cols = {"pids": pids, "camids": camids, "timestamps": timestamps}
+        fill = {"pids": -1, "camids": -1, "timestamps": np.nan}
+        dtypes = {"pids": np.int64, "camids": np.int64, "timestamps": np.float64}
+        for name, values in cols.items():
+            arr = np.full(n, fill[name], dtypes[name]) if values is None else np.asarray(values)
+            if arr.shape != (n,):
+                raise ValueError(f"{name} must have one entry per feature ({n}), got {arr.shape}")
+            setattr(self, name, np.concatenate([getattr(self, name), arr.astype(dtypes[name])]))
+        self.paths.extend(str(p) for p in paths)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k hits of ``Q`` queries: ``(Q, k)`` scores, gallery indices (-1 = no hit), metadata.
+
+    ``higher_is_better`` is True for ``ip`` scores, False for ``l2`` and re-ranked distances.
+    """
+
+    scores: np.ndarray
+    indices: np.ndarray
+    paths: list[list[str]]
+    pids: np.ndarray
+    camids: np.ndarray
+    timestamps: np.ndarray
+    higher_is_better: bool
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class GalleryIndex:
+    """FAISS-backed top-k search over ``(N, D)`` gallery features with metadata.
+
+    ``nlist`` (ivf) defaults to ``4 * sqrt(N)`` of the first ``add`` batch, which also trains
+    the coarse quantiser, so an IVF index should get a representative first batch.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        kind: Kind = "flat",
+        metric: IndexMetric = "ip",
+        normalize: bool = True,
+        nlist: int | None = None,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_construction: int = 40,
+        ef_search: int = 64,
+        arch: str | None = None,
+        image_size: tuple[int, int] | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown index kind {kind!r}; expected one of {KINDS}")
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+        if dim < 1:
+            raise ValueError(f"feature dimension must be positive, got {dim}")
+        self.dim, self.kind, self.metric, self.normalize = int(dim), kind, metric, normalize
+        self.params = dict(nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m)
+        self.params.update(ef_construction=ef_construction, ef_search=ef_search)
+        self.arch, self.image_size = arch, tuple(image_size) if image_size else None
+        self.extra = dict(extra or {})
+        self.meta = Metadata()
+        self._index: faiss.Index | None = None if kind == "ivf" else self._new_index(0)
+
+    # ---------------------------------------------------------------------------------------
+    # building
+
+    def _faiss_metric(self) -> int:
+        return faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+
+    def _new_index(self, n: int) -> faiss.Index:
+        p, metric = self.params, self._faiss_metric()
+        if self.kind == "flat":
+            return (
+                faiss.IndexFlatIP(self.dim) if self.metric == "ip" else faiss.IndexFlatL2(self.dim)
+            )
+        if self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, p["hnsw_m"], metric)
+            index.hnsw.efConstruction = p["ef_construction"]
+            return index
+        # 4 sqrt(N) cells, at most N / 39 so that k-means has enough points per centroid
+        nlist = p["nlist"] or max(1, min(round(4 * math.sqrt(n)), n // 39))
+        if nlist > n:
+            raise ValueError(f"ivf needs at least nlist={nlist} features to train, got {n}")
+        p["nlist"] = nlist
+        return faiss.IndexIVFFlat(faiss.IndexFlat(self.dim, metric), self.dim, nlist, metric)
+
+    def _prepare(self, feats: Any, what: str) -> np.ndarray:
+        x = np.ascontiguousarray(np.asarray(feats, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{what} must be (N, {self.dim}), got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{what} contain NaN or infinite values")
+        if self.normalize:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x
+
+    def add(
+        self,
+        feats: Any,
+        paths: list[str],
+        pids: Any = None,
+        camids: Any = None,
+        timestamps: Any = None,
+    ) -> None:
+        """Append ``(N, D)`` features and their N paths (and optional pids/camids/timestamps)."""
+        x = self._prepare(feats, "features")
+        if len(paths) != len(x):
+            raise ValueError(f"got {len(x)} features but {len(paths)} paths")
+        if self._index is None:  # ivf: train the coarse quantiser on the first batch
+            self._index = self._new_index(len(x))
+            # k-means on at most 64 points per cell: enough for the coarse quantiser, and
+            # 4x cheaper than faiss's own cap of 256 on a 1M gallery
+            take = np.random.default_rng(0).permutation(len(x))[: 64 * self.params["nlist"]]
+            sample = x[np.sort(take)]
+            self._index.train(sample)
+        self.meta.extend(paths, pids, camids, timestamps)
+        self._index.add(x)
+
+    @classmethod
+    def build(cls, feats: Any, paths: list[str], **options: Any) -> GalleryIndex:
+        """Index ``(N, D)`` features in one go; ``options`` as for the constructor and ``add``."""
+        meta = {k: options.pop(k, None) for k in ("pids", "camids", "timestamps")}
+        x = np.asarray(feats)
+        if x.ndim != 2:
+            raise ValueError(f"features must be (N, D), got shape {x.shape}")
+        index = cls(x.shape[1], **options)
+        index.add(x, paths, **meta)
+        return index
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    # ---------------------------------------------------------------------------------------
+    # searching
+
+    def _apply_search_params(self) -> None:
+        if self.kind == "ivf" and self._index is not None:
+            self._index.nprobe = self.params["nprobe"]
+        elif self.kind == "hnsw":
+            self._index.hnsw.efSearch = self.params["ef_search"]
+
+    def features(self, indices: np.ndarray) -> np.ndarray:
+        """The stored (normalised) features of the given gallery rows, ``(len(indices), D)``."""
+        if self.kind == "ivf":
+            ivf = faiss.extract_index_ivf(self._index)
+            if ivf.direct_map.type == faiss.DirectMap.NoMap:
+                ivf.make_direct_map()
+        return self._index.reconstruct_batch(np.asarray(indices, dtype=np.int64))
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        rerank: bool = False,
+        candidates: int = 100,
+        k1: int = 20,
+        k2: int = 6,
+        lambda_value: float = 0.3,
+    ) -> SearchResult:
+        """Top-``k`` gallery items for each of the ``(Q, D)`` queries.
+
+        ``rerank`` re-orders each query's ``candidates`` best hits with k-reciprocal re-ranking
+        (``omnireid.evaluation.rerank``) computed on that candidate subset alone; scores are
+        then the re-ranked distances (lower is better).
+        """
+        if len(self) == 0:
+            raise ValueError("the gallery index is empty; add features first")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        q = self._prepare(queries, "queries")
+        self._apply_search_params()
+        n_first = max(k, candidates) if rerank else k
+        scores, indices = self._index.search(q, min(n_first, len(self)))
+        higher = self.metric == "ip"
+        if rerank:
+            scores, indices = self._rerank(q, scores, indices, k, k1, k2, lambda_value)
+            higher = False
+        scores, indices = scores[:, :k], indices[:, :k].astype(np.int64)
+        ok = indices >= 0
+        safe = np.where(ok, indices, 0)
+        paths = [[self.meta.paths[j] if j >= 0 else "" for j in row] for row in indices.tolist()]
+        return SearchResult(
+            scores=scores,
+            indices=indices,
+            paths=paths,
+            pids=np.where(ok, self.meta.pids[safe], -1),
+            camids=np.where(ok, self.meta.camids[safe], -1),
+            timestamps=np.where(ok, self.meta.timestamps[safe], np.nan),
+            higher_is_better=higher,
+        )
+
+    def _squared_l2(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.maximum(d, 0.0)
+
+    def _rerank(
+        self, q: np.ndarray, scores: np.ndarray, indices: np.ndarray, k: int, *params: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from omnireid.evaluation.rerank import rerank as k_reciprocal
+
+        out_s = np.full((len(q), k), np.inf, np.float32)
+        out_i = np.full((len(q), k), -1, np.int64)
+        for i, row in enumerate(indices):
+            cand = row[row >= 0]
+            g = self.features(cand)
+            qi = q[i : i + 1]
+            d = k_reciprocal(
+                self._squared_l2(qi, g), np.zeros((1, 1)), self._squared_l2(g, g), *params
+            )[0]
+            order = np.argsort(d, kind="stable")[:k]
+            out_s[i, : len(order)], out_i[i, : len(order)] = d[order], cand[order]
+        return out_s, out_i
+
+    # ---------------------------------------------------------------------------------------
+    # persistence
+
+    def header(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "dim": self.dim,
+            "arch": self.arch,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "metric": self.metric,
+            "kind": self.kind,
+            "normalize": self.normalize,
+            "count": len(self),
+            "params": self.params,
+            "extra": self.extra,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the index directory ``path`` (created; existing files are replaced)."""
+        if self._index is None:
+            raise ValueError("cannot save an empty ivf index (nothing was added)")
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self._index, str(out / "index.faiss"))
+        np.savez(
+            out / "metadata.npz",
+            paths=np.asarray(self.meta.paths, dtype=str),
+            pids=self.meta.pids,
+            camids=self.meta.camids,
+            timestamps=self.meta.timestamps,
+        )
+        header = self.header()
+        header["files"] = {n: _sha256(out / n) for n in ("index.faiss", "metadata.npz")}
+        (out / "header.json").write_text(json.dumps(header, indent=2) + "\n")
+        return out
+
+    @staticmethod
+    def read_header(path: str | Path) -> dict:
+        """The checked JSON header of the index directory ``path``."""
+        path = Path(path)
+        file = path / "header.json"
+        if not file.is_file():
+            raise IndexFileError(
+                f"{path} is not a gallery index: expected a directory with {file.name}"
+            )
+        try:
+            header = json.loads(file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise IndexFileError(f"{file} is corrupt (not valid JSON: {e})") from e
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise IndexFileError(f"{file} is not an {FORMAT} header")
+        version = header.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+            raise IndexFileError(
+                f"{path} has index format version {version!r}; this omnireid reads versions 1 to "
+                f"{FORMAT_VERSION}: rebuild the index or upgrade omnireid"
+            )
+        return header
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, expect_dim: int | None = None, expect_arch: str | None = None
+    ) -> GalleryIndex:
+        """Read an index directory; refuse it if corrupt or built for another dim/architecture."""
+        path = Path(path)
+        h = cls.read_header(path)
+        if expect_dim is not None and h["dim"] != expect_dim:
+            raise IndexFileError(
+                f"{path} holds {h['dim']}-d features but the extractor gives {expect_dim}-d ones"
+            )
+        if expect_arch is not None and h["arch"] != expect_arch:
+            raise IndexFileError(
+                f"{path} was built with arch {h['arch']!r} but the extractor uses {expect_arch!r}"
+            )
+        for name, digest in h.get("files", {}).items():
+            if not (path / name).is_file() or _sha256(path / name) != digest:
+                raise IndexFileError(f"{path / name} is missing or corrupt (checksum mismatch)")
+        params = {k: h["params"][k] for k in ("nlist", "nprobe", "hnsw_m", "ef_construction")}
+        index = cls(
+            h["dim"],
+            kind=h["kind"],
+            metric=h["metric"],
+            normalize=h["normalize"],
+            ef_search=h["params"]["ef_search"],
+            arch=h["arch"],
+            image_size=h["image_size"],
+            extra=h.get("extra"),
+            **params,
+        )
+        try:
+            index._index = faiss.read_index(str(path / "index.faiss"))
+            with np.load(path / "metadata.npz", allow_pickle=False) as m:
+                index.meta.extend(list(m["paths"]), m["pids"], m["camids"], m["timestamps"])
+        except (RuntimeError, OSError, ValueError, KeyError) as e:
+            raise IndexFileError(f"{path} could not be read ({e})") from e
+        if (
+            index._index.d != h["dim"]
+            or len(index) != h["count"]
+            or len(index.meta.paths) != len(index)
+        ):
+            raise IndexFileError(f"{path} is inconsistent: header, index and metadata disagree")
+        return index
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_image_files(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted; raises if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"expected a folder of images at {folder}, but it is not a directory")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}")
+    return files
+
+
+def index_image_folder(extractor: Any, folder: str | Path, **options: Any) -> GalleryIndex:
+    """Extract features of every image under ``folder`` and index them.
+
+    ``extractor`` is a ``FeatureExtractor`` (``extract_paths``, ``.arch``, ``.image_size``);
+    pids/camids come from Market-style file names (-1 when a name does not match).
+    """
+    paths = list_image_files(folder)
+    feats = extractor.extract_paths([str(p) for p in paths])
+    pids, camids = zip(*(parse_market_name(p) for p in paths), strict=True)
+    options.setdefault("arch", extractor.arch)
+    options.setdefault("image_size", tuple(extractor.image_size))
+    return GalleryIndex.build(
+        feats, [str(p) for p in paths], pids=list(pids), camids=list(camids), **options
+    )

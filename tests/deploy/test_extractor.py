@@ -1,0 +1,174 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omnireid.data.datasets import load_dataset
+from omnireid.data.datasets.base import Sample
+from omnireid.data.transforms import build_eval_transform
+from omnireid.deploy.extractor import FeatureExtractor, load_model
+from omnireid.deploy.onnx import export_onnx
+from omnireid.evaluation.features import extract_features
+from omnireid.models.weights import CheckpointError
+from tests.deploy.test_fast import _trained_like
+
+SIZE = (64, 32)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("w") / "osnet_x0_25.pt"
+    torch.save(_trained_like("osnet_x0_25").state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    """Five colourful PNGs of different sizes (lossless: files and arrays hold the same pixels)."""
+    folder = tmp_path_factory.mktemp("img")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (h, w) in enumerate([(120, 50), (80, 40), (64, 32), (200, 90), (33, 17)]):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        pixels[: h // 2, :, 0] = 255  # a red top half: RGB and BGR differ
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    return paths
+
+
+def _extractor(weights, **kw) -> FeatureExtractor:
+    kw.setdefault("image_size", SIZE)
+    return FeatureExtractor("osnet_x0_25", weights, **kw)
+
+
+def test_paths_give_the_evaluation_pipelines_features(weights, images):
+    model = load_model("osnet_x0_25", weights)
+    samples = [Sample(str(p), 0, 0) for p in images]
+    expected = extract_features(model, samples, build_eval_transform(*SIZE), progress=False).feats
+    got = _extractor(weights, normalize=False)(images)
+    assert got.dtype == np.float32 and got.shape == (5, 512)
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5, rtol=0)
+    unit = _extractor(weights)(images)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(unit, got / np.linalg.norm(got, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_every_input_type_gives_the_same_features(weights, images):
+    extractor = _extractor(weights)
+    expected = extractor([str(p) for p in images])
+    arrays = [np.asarray(Image.open(p)) for p in images]
+    tensors = [build_eval_transform(*SIZE)(Image.open(p).convert("RGB")) for p in images]
+    same = {
+        "Path": extractor(images),
+        "PIL": extractor([Image.open(p) for p in images]),
+        "RGB array": extractor(arrays),
+        "BGR array": extractor([a[:, :, ::-1] for a in arrays], bgr=True),
+        "CHW tensors": extractor(tensors),
+        "NCHW tensor": extractor(torch.stack(tensors)),
+        "mixed": extractor([images[0], arrays[1], tensors[2], Image.open(images[3]), images[4]]),
+        "singles": np.concatenate([extractor(a) for a in arrays]),
+    }
+    for name, got in same.items():
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0, err_msg=name)
+    rgb_read_as_bgr = extractor(arrays[0], bgr=True)
+    assert np.abs(rgb_read_as_bgr - expected[:1]).max() > 1e-3
+
+
+def test_batches_need_not_divide_the_count(weights, images):
+    whole = _extractor(weights, batch_size=32)(images)
+    tensors = torch.stack([build_eval_transform(*SIZE)(Image.open(p)) for p in images])
+    for batch_size in (1, 2, 3):
+        extractor = _extractor(weights, batch_size=batch_size)
+        np.testing.assert_allclose(extractor(images), whole, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(extractor([tensors[:3], tensors[3:]]), whole, atol=1e-5)
+    assert _extractor(weights)([]).shape == (0, 512)
+
+
+@pytest.mark.parametrize("arch", ["osnet_x0_25", "osnet_ain_x0_25"])
+def test_backends_agree(arch, images, tmp_path):
+    path = tmp_path / f"{arch}.pt"
+    torch.save(_trained_like(arch).state_dict(), path)
+    common = dict(image_size=SIZE, batch_size=2, normalize=False)
+    expected = FeatureExtractor(arch, path, **common)(images)
+    assert np.abs(expected).max() > 1e-2
+    for backend in ("fast", "onnxruntime"):
+        got = FeatureExtractor(arch, path, backend=backend, **common)(images)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0, err_msg=backend)
+
+
+def test_onnx_path_with_a_fixed_batch_is_padded(weights, images, tmp_path):
+    onnx_file = export_onnx(load_model("osnet_x0_25", weights), tmp_path / "m.onnx", SIZE, False)
+    extractor = FeatureExtractor(
+        "osnet_x0_25", image_size=SIZE, backend="onnxruntime", batch_size=3, onnx_path=onnx_file
+    )
+    assert (extractor.arch, extractor.feature_dim, extractor.image_size) == (
+        "osnet_x0_25",
+        512,
+        SIZE,
+    )
+    np.testing.assert_allclose(extractor(images), _extractor(weights)(images), atol=1e-4)
+    with pytest.raises(ValueError, match="takes 64x32 images"):
+        FeatureExtractor("osnet_x0_25", backend="onnxruntime", onnx_path=onnx_file)
+    with pytest.raises(ValueError, match="not both"):
+        FeatureExtractor("osnet_x0_25", weights, image_size=SIZE, backend="onnxruntime",
+                         onnx_path=onnx_file)  # fmt: skip
+
+
+def test_checkpoint_without_classifier_loads_and_mismatches_raise(weights, images, tmp_path):
+    state = torch.load(weights, weights_only=True)
+    headless = tmp_path / "headless.pt"
+    torch.save({k: v for k, v in state.items() if not k.startswith("classifier")}, headless)
+    np.testing.assert_allclose(_extractor(headless)(images), _extractor(weights)(images), atol=1e-6)
+    assert load_model("osnet_x0_25", weights).classifier.out_features == 10
+    with pytest.raises(CheckpointError, match=r"osnet_x0_25\.pt.*missing keys"):
+        FeatureExtractor("osnet_ain_x0_25", weights)
+
+
+def test_clear_errors(weights, images, tmp_path):
+    extractor = _extractor(weights)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(OSError, match=r"broken\.jpg"):
+        extractor([images[0], broken])
+    with pytest.raises(OSError, match=r"missing\.png"):
+        extractor(tmp_path / "missing.png")
+    with pytest.raises(TypeError, match=r"input 1: expected an \(H, W, 3\) uint8 array"):
+        extractor([images[0], np.zeros((64, 32, 3), np.float32)])
+    with pytest.raises(TypeError, match=r"H, W = \(64, 32\), got \(3, 256, 128\)"):
+        extractor(torch.zeros(3, 256, 128))
+    with pytest.raises(TypeError, match="got int"):
+        extractor([3])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        _extractor(weights, backend="tensorrt")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        _extractor(weights, batch_size=0)
+
+
+def test_extract_paths_shows_a_progress_bar(weights, images, capsys):
+    extractor = _extractor(weights)
+    feats = extractor.extract_paths(images, progress=True)
+    np.testing.assert_array_equal(feats, extractor(images))
+    assert "5/5" in capsys.readouterr().err
+
+
+def test_real_checkpoint_through_onnxruntime(market_weights, market_mini):
+    dataset = load_dataset("market1501", market_mini)
+    query, gallery = dataset.query[:8], dataset.gallery
+    extractor = FeatureExtractor(
+        "osnet_x0_25", market_weights, backend="onnxruntime", normalize=False
+    )
+    model = load_model("osnet_x0_25", market_weights)
+    expected = extract_features(model, query, build_eval_transform(), progress=False).feats
+    q = extractor.extract_paths([s.path for s in query], progress=False)
+    np.testing.assert_allclose(q, expected.numpy(), atol=1e-4, rtol=0)
+    # The trained model finds each query's identity first in the gallery (another camera).
+    g = extractor.extract_paths([s.path for s in gallery], progress=False)
+    dist = ((q[:, None] - g[None]) ** 2).sum(-1)
+    g_pids, g_cams = np.array([s.pid for s in gallery]), np.array([s.camid for s in gallery])
+    hits = 0
+    for i, s in enumerate(query):
+        keep = ~((g_pids == s.pid) & (g_cams == s.camid)) & (g_pids != -1)
+        hits += g_pids[keep][np.argmin(dist[i][keep])] == s.pid
+    assert hits >= 7

@@ -1,0 +1,249 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from omnireid.cli import main
+from omnireid.deploy.index import (
+    FORMAT_VERSION,
+    GalleryIndex,
+    IndexFileError,
+    list_image_files,
+    parse_market_name,
+)
+from omnireid.deploy.search_view import strip_size
+from omnireid.evaluation.rerank import rerank
+
+
+def normalised(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clustered(centres: np.ndarray, n: int, noise: float, seed: int) -> np.ndarray:
+    """``(n, D)`` features around ``(ids, D)`` centres; row ``i`` is identity ``i % ids``."""
+    rng = np.random.default_rng(seed)
+    x = centres[np.arange(n) % len(centres)] + noise * rng.standard_normal((n, centres.shape[1]))
+    return normalised(x)
+
+
+def names(n: int) -> list[str]:
+    return [f"img{i}.jpg" for i in range(n)]
+
+
+@pytest.fixture
+def gallery() -> np.ndarray:
+    return normalised(np.random.default_rng(0).standard_normal((300, 16)))
+
+
+def test_parse_market_name():
+    assert parse_market_name("/x/0002_c1s1_000451_03.jpg") == (2, 1)
+    assert parse_market_name("-1_c3s2_000001_01.jpg") == (-1, 3)
+    assert parse_market_name("0000_c6s4_002202_05.jpg") == (0, 6)
+    assert parse_market_name("camera7/frame_0001.png") == (-1, -1)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_exact_search_equals_brute_force(gallery, metric):
+    queries = normalised(np.random.default_rng(1).standard_normal((7, 16)))
+    index = GalleryIndex.build(gallery, names(300), metric=metric, pids=np.arange(300) // 3)
+    result = index.search(queries, k=5)
+    sim = queries @ gallery.T
+    expected = np.argsort(-sim, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(result.indices, expected)
+    want = np.take_along_axis(sim if metric == "ip" else 2 - 2 * sim, expected, 1)
+    np.testing.assert_allclose(result.scores, want, atol=1e-5)
+    assert result.higher_is_better == (metric == "ip")
+    np.testing.assert_array_equal(result.pids, expected // 3)
+    assert result.paths[2][0] == f"img{expected[2, 0]}.jpg"
+    assert np.isnan(result.timestamps).all() and (result.camids == -1).all()
+
+
+def test_features_are_normalised_on_the_way_in(gallery):
+    index = GalleryIndex.build(3.0 * gallery, names(300))
+    result = index.search(5.0 * gallery[:3], k=1)
+    np.testing.assert_array_equal(result.indices[:, 0], [0, 1, 2])
+    np.testing.assert_allclose(result.scores[:, 0], 1.0, atol=1e-5)
+
+
+def test_bad_input_is_refused(gallery):
+    index = GalleryIndex.build(gallery, names(300))
+    with pytest.raises(ValueError, match=r"queries must be \(N, 16\), got shape \(2, 8\)"):
+        index.search(np.ones((2, 8)))
+    with pytest.raises(ValueError, match="got 300 features but 2 paths"):
+        GalleryIndex.build(gallery, names(2))
+    with pytest.raises(ValueError, match="unknown index kind 'lsh'"):
+        GalleryIndex(16, kind="lsh")
+    with pytest.raises(ValueError, match="empty"):
+        GalleryIndex(16).search(gallery[:1])
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_save_load_round_trip(tmp_path, gallery, kind):
+    stamps = np.arange(300) * 0.5
+    index = GalleryIndex.build(
+        gallery,
+        names(300),
+        kind=kind,
+        pids=np.arange(300) % 7,
+        camids=np.arange(300) % 3,
+        timestamps=stamps,
+        arch="osnet_x0_25",
+        image_size=(64, 32),
+    )
+    before = index.search(gallery[:10], k=4)
+    index.save(tmp_path / "idx")
+    loaded = GalleryIndex.load(tmp_path / "idx", expect_dim=16, expect_arch="osnet_x0_25")
+    after = loaded.search(gallery[:10], k=4)
+    np.testing.assert_array_equal(after.indices, before.indices)
+    np.testing.assert_array_equal(after.pids, before.pids)
+    np.testing.assert_array_equal(after.camids, before.camids)
+    np.testing.assert_array_equal(after.timestamps, before.timestamps)
+    assert after.paths == before.paths
+    assert (loaded.kind, loaded.arch, loaded.image_size, len(loaded)) == (
+        kind,
+        "osnet_x0_25",
+        (64, 32),
+        300,
+    )
+    header = json.loads((tmp_path / "idx" / "header.json").read_text())
+    assert header["version"] == FORMAT_VERSION and header["count"] == 300 and header["dim"] == 16
+    metadata = np.load(tmp_path / "idx" / "metadata.npz", allow_pickle=False)
+    assert metadata["paths"][5] == "img5.jpg"
+
+
+@pytest.fixture
+def saved(tmp_path, gallery) -> Path:
+    return GalleryIndex.build(gallery, names(300), arch="osnet_x0_25").save(tmp_path / "idx")
+
+
+def test_refuses_wrong_dim_and_arch(saved):
+    with pytest.raises(IndexFileError, match="holds 16-d features but the extractor gives 512-d"):
+        GalleryIndex.load(saved, expect_dim=512)
+    with pytest.raises(IndexFileError, match=r"built with arch 'osnet_x0_25'.*'osnet_x1_0'"):
+        GalleryIndex.load(saved, expect_arch="osnet_x1_0")
+
+
+def test_refuses_future_version(saved):
+    header = json.loads((saved / "header.json").read_text())
+    header["version"] = FORMAT_VERSION + 1
+    (saved / "header.json").write_text(json.dumps(header))
+    with pytest.raises(IndexFileError, match=f"format version {FORMAT_VERSION + 1}.*upgrade"):
+        GalleryIndex.load(saved)
+
+
+@pytest.mark.parametrize("damage", ["index", "metadata", "header", "missing"])
+def test_refuses_corrupt_files(saved, damage):
+    if damage == "index":
+        data = (saved / "index.faiss").read_bytes()
+        (saved / "index.faiss").write_bytes(data[: len(data) // 2])
+        match = "index.faiss is missing or corrupt"
+    elif damage == "metadata":
+        (saved / "metadata.npz").write_bytes(b"not a zip")
+        match = "metadata.npz is missing or corrupt"
+    elif damage == "header":
+        (saved / "header.json").write_text("{not json")
+        match = "corrupt"
+    else:
+        shutil.rmtree(saved)
+        match = "not a gallery index"
+    with pytest.raises(IndexFileError, match=match):
+        GalleryIndex.load(saved)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_recall_on_clustered_data(kind):
+    centres = normalised(np.random.default_rng(0).standard_normal((200, 32)))
+    feats = clustered(centres, 4000, noise=0.1, seed=1)
+    queries = clustered(centres, 100, noise=0.1, seed=2)
+    exact = GalleryIndex.build(feats, names(len(feats))).search(queries, 10).indices
+    options = dict(nlist=64, nprobe=8) if kind == "ivf" else dict(hnsw_m=16, ef_search=64)
+    found = GalleryIndex.build(feats, names(len(feats)), kind=kind, **options)
+    found = found.search(queries, 10).indices
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
+    assert recall >= 0.95
+    # a single probed cell misses neighbours on unclustered data: the knob does something
+    rng_feats = normalised(np.random.default_rng(3).standard_normal((4000, 32)))
+    coarse = GalleryIndex.build(rng_feats, names(4000), kind="ivf", nlist=64, nprobe=1)
+    fine = GalleryIndex.build(rng_feats, names(4000))
+    a, b = coarse.search(rng_feats[:50], 10).indices, fine.search(rng_feats[:50], 10).indices
+    assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b, strict=True)]) < 0.9
+
+
+def test_rerank_on_candidates_matches_direct_rerank(gallery):
+    query = normalised(np.random.default_rng(5).standard_normal((1, 16)))
+    index = GalleryIndex.build(gallery, names(300))
+    result = index.search(query, k=5, rerank=True, candidates=40)
+    cand = index.search(query, k=40).indices[0]
+    g = gallery[cand]
+
+    def sq(a, b):
+        return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+
+    direct = rerank(sq(query, g), np.zeros((1, 1)), sq(g, g))[0]
+    order = np.argsort(direct, kind="stable")[:5]
+    np.testing.assert_array_equal(result.indices[0], cand[order])
+    np.testing.assert_allclose(result.scores[0], direct[order], atol=1e-5)
+    assert not result.higher_is_better
+    assert set(result.indices[0]) <= set(cand)
+
+
+def test_list_image_files(tmp_path):
+    (tmp_path / "cam1").mkdir()
+    for name in ("b.jpg", "a.PNG", "notes.txt", "cam1/c.jpeg"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_image_files(tmp_path)] == ["a.PNG", "b.jpg", "c.jpeg"]
+    with pytest.raises(ValueError, match="not a directory"):
+        list_image_files(tmp_path / "cam1" / "c.jpeg")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        list_image_files(tmp_path / "empty")
+
+
+def test_search_config_and_index_are_exclusive(capsys, saved):
+    assert main(["search", "--index", str(saved), "--config", "x.yaml"]) == 2
+    assert "exclusive" in capsys.readouterr().err
+    assert main(["search"]) == 2
+    err = capsys.readouterr().err
+    assert "--index INDEX" in err and "--config FILE" in err
+
+
+def _not_blank(path: Path, size: tuple[int, int]) -> None:
+    with Image.open(path) as img:
+        assert img.size == size
+        pixels = np.asarray(img.convert("L"), dtype=np.float32)
+    assert pixels.std() > 20  # photos, frames and text, not an empty canvas
+
+
+def test_cli_index_build_and_search(tmp_path, capsys, market_mini, market_weights):
+    out = tmp_path / "index"
+    gallery_dir = market_mini / "bounding_box_test"
+    args = ["index", "build", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    args += ["--images", str(gallery_dir), "--out", str(out), "--height", "64", "--width", "32"]
+    assert main(args) == 0
+    assert "indexed 57 images (57 with a Market-style pid/camid)" in capsys.readouterr().out
+    queries = sorted(str(p) for p in (market_mini / "query").glob("*.jpg"))[:2]
+    strip, page = tmp_path / "strip.png", tmp_path / "page.html"
+    cmd = ["search", "--index", str(out), "--query", *queries, "--topk", "5"]
+    assert main([*cmd, "--strip", str(strip), "--html", str(page)]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split() for line in text.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 10 and [r[0] for r in rows[:5]] == ["1", "2", "3", "4", "5"]
+    scores = [float(r[1]) for r in rows[:5]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(Path(r[4]).parent == gallery_dir for r in rows)
+    assert (int(rows[0][2]), int(rows[0][3])) == parse_market_name(rows[0][4])
+    _not_blank(strip, strip_size(2, 5))
+    html = page.read_text()
+    assert html.count("data:image/jpeg;base64,") == 2 + 10 and 'src="http' not in html
+    assert main([*cmd, "--rerank"]) == 0
+    assert "distance" in capsys.readouterr().out
+    # query features from other weights would not match the gallery's: refused
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"other weights")
+    assert (
+        main(["search", "--index", str(out), "--query", queries[0], "--weights", str(other)]) == 2
+    )
+    assert "differs from the weights" in capsys.readouterr().err

@@ -1,0 +1,123 @@
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from omnireid.cli import main
+from omnireid.deploy import onnx as onnx_mod
+from omnireid.deploy.fast import optimize_for_inference
+from omnireid.deploy.onnx import OnnxVerificationError, export_onnx, open_session, verify_onnx
+from omnireid.models import list_models
+from tests.deploy.test_fast import _trained_like
+
+SIZE = (64, 32)
+
+
+def _ort(path, x: torch.Tensor) -> np.ndarray:
+    session = open_session(path, threads=1)
+    return session.run(["features"], {"images": x.numpy()})[0]
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_architecture_exports_and_matches_pytorch(arch, tmp_path):
+    model = _trained_like(arch)
+    path = export_onnx(model, tmp_path / f"{arch}.onnx", SIZE)
+    assert verify_onnx(model, path, SIZE, batch=2) <= 1e-4
+
+
+def test_osnet_ain_instance_norms_export_as_instance_norms(tmp_path):
+    model = _trained_like("osnet_ain_x0_25")
+    path = export_onnx(model, tmp_path / "ain.onnx", SIZE)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    ins = sum(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules())
+    assert ins > 0 and ops.count("InstanceNormalization") == ins
+    x = torch.randn(2, 3, *SIZE)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = _ort(path, x)
+    assert np.abs(expected).max() > 1e-2
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_dynamic_batch_runs_two_batch_sizes(tmp_path):
+    model = _trained_like("osnet_ain_x0_25")
+    path = export_onnx(model, tmp_path / "dyn.onnx", SIZE, dynamic_batch=True)
+    for n in (1, 5):
+        x = torch.randn(n, 3, *SIZE)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = _ort(path, x)
+        assert got.shape == (n, model.feature_dim)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_fixed_batch_export_has_batch_one(tmp_path):
+    model = _trained_like("osnet_x0_25")
+    path = export_onnx(model, tmp_path / "fixed.onnx", SIZE, dynamic_batch=False)
+    assert open_session(path).get_inputs()[0].shape == [1, 3, *SIZE]
+    assert verify_onnx(model, path, SIZE, batch=1) <= 1e-4
+    with pytest.raises(ValueError, match="fixed batch of 1"):
+        verify_onnx(model, path, SIZE, batch=2)
+
+
+def test_train_mode_model_exports_its_eval_graph_and_is_left_unchanged(tmp_path):
+    model = _trained_like("osnet_x0_25").train()
+    path = export_onnx(model, tmp_path / "m.onnx", SIZE, opset=13)
+    assert model.training
+    x = torch.randn(3, 3, *SIZE)
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()  # running BN statistics, not the batch's
+    np.testing.assert_allclose(_ort(path, x), expected, atol=1e-4, rtol=0)
+
+
+def test_the_fast_model_exports_too(tmp_path):
+    model = _trained_like("osnet_ain_x0_25")
+    fast = optimize_for_inference(model)
+    path = export_onnx(fast, tmp_path / "fast.onnx", SIZE)
+    assert verify_onnx(model, path, SIZE, batch=2) <= 1e-4
+
+
+def test_verify_raises_when_the_graph_differs(tmp_path):
+    model = _trained_like("osnet_x0_25")
+    path = export_onnx(model, tmp_path / "m.onnx", SIZE)
+    with torch.no_grad():
+        model.fc[0].bias += 0.5  # the model moves on, the graph does not
+    with pytest.raises(OnnxVerificationError, match="differs from PyTorch"):
+        verify_onnx(model, path, SIZE)
+
+
+def test_missing_onnx_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.onnx"):
+        open_session(tmp_path / "nope.onnx")
+
+
+def test_cli_exports_verifies_and_prints_the_difference(tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    args = ["export", "onnx", "--arch", "osnet_x0_25", "--out", str(out)]
+    assert main([*args, "--dynamic-batch", "--height", "64", "--width", "32"]) == 0
+    text = capsys.readouterr().out
+    assert "max abs diff" in text and out.is_file()
+    diff = float(text.split("max abs diff ")[1].split()[0])
+    assert 0 <= diff <= 1e-4
+    assert open_session(out).get_inputs()[0].shape[1:] == [3, 64, 32]
+
+
+def test_cli_fails_when_verification_fails(tmp_path, capsys, monkeypatch):
+    real_export = onnx_mod.export_onnx
+
+    def export_then_change_the_model(model, *args, **kwargs):
+        path = real_export(model, *args, **kwargs)
+        with torch.no_grad():
+            model.fc[0].bias += 0.5
+        return path
+
+    monkeypatch.setattr(onnx_mod, "export_onnx", export_then_change_the_model)
+    args = ["export", "onnx", "--arch", "osnet_x0_25", "--out", str(tmp_path / "m.onnx")]
+    assert main([*args, "--height", "64", "--width", "32"]) == 2
+    assert "differs from PyTorch" in capsys.readouterr().err
+
+
+def test_cli_loads_the_real_checkpoint(market_weights, tmp_path, capsys):
+    args = ["export", "onnx", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    assert main([*args, "--out", str(tmp_path / "m.onnx"), "--height", "64", "--width", "32"]) == 0
+    assert "max abs diff" in capsys.readouterr().out

@@ -1,0 +1,125 @@
+"""``run_search``: the architecture search on the training engine, end to end on a tiny world."""
+
+import json
+
+import pytest
+import torch
+
+from omnireid.config import ConfigError
+from omnireid.data.synthetic import generate_world
+from omnireid.engine.optim import build_optimizer, build_scheduler
+from omnireid.losses import compute_losses
+from omnireid.models import build
+from omnireid.models.search import SearchOSNet
+from omnireid.search.run import TemperatureSchedule, run_search, sampled_losses
+
+
+def test_sampled_losses_average_the_monte_carlo_samples():
+    torch.manual_seed(0)
+    logits, pids = torch.randn(3, 4, 5), torch.tensor([0, 1, 2, 3])
+    terms = sampled_losses(logits, None, pids, label_smoothing=0.1)
+    expected = sum(compute_losses(logits[s], None, pids)["ce"] for s in range(3)) / 3
+    torch.testing.assert_close(terms["ce"], expected)
+    single = sampled_losses(logits[0], None, pids)
+    torch.testing.assert_close(single["ce"], compute_losses(logits[0], None, pids)["ce"])
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_temperature_schedule_steps_per_epoch_and_restores():
+    model = SearchOSNet((8, 32, 32, 32), 3, feature_dim=8, gate_reduction=4)
+    optimizer = build_optimizer(model, "sgd", lr=0.1)
+
+    def schedule():
+        lr = build_scheduler(optimizer, "cosine", max_epoch=10)
+        return TemperatureSchedule(lr, model, initial=10.0, decay=0.5, step=2, minimum=1.7)
+
+    first = schedule()
+    seen = []
+    for _ in range(6):
+        seen.append(next(model.mixed_blocks())[1].temperature)
+        first.step()
+    assert seen == [10.0, 10.0, 5.0, 5.0, 2.5, 2.5]
+    again = schedule()
+    assert next(model.mixed_blocks())[1].temperature == 10.0
+    again.load_state_dict(first.state_dict())  # resume after 6 epochs: epoch 6 runs at 1.7
+    assert all(m.temperature == 1.7 for _, m in model.mixed_blocks())
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    small = dict(num_ids_train=4, num_ids_test=2, images_per_id_per_cam=2, num_cams=2)
+    return generate_world(tmp_path_factory.mktemp("world"), **small, num_distractors=2)
+
+
+def _overrides(world, out_dir, epochs):
+    return [
+        "model.arch=osnet_x0_25",
+        f"data.root={world}",
+        "data.height=64",
+        "data.width=32",
+        "data.batch_size=8",
+        "data.workers=0",
+        "optim.lr=0.003",
+        "optim.schedule=cosine",
+        f"optim.max_epoch={epochs}",
+        f"train.out_dir={out_dir}",
+        "search.temperature_step=1",
+        "search.arch_lr=0.05",
+    ]
+
+
+def test_search_writes_spec_log_plot_and_resumes(world, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_search(None, _overrides(world, out, 2)) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 2 (lambda 5) softmax(pi):" in printed and "conv4.1" in printed
+    arch = [json.loads(line) for line in (out / "arch.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in arch] == [1, 2] and [r["temperature"] for r in arch] == [10, 5]
+    assert len(arch[0]["pi"]) == 6 and arch[0]["pi"]["conv2.0"] != [0.0] * 4  # pi was trained
+    for probs in arch[1]["prob"].values():
+        assert sum(probs) == pytest.approx(1.0)
+    assert (out / "pi.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spec = json.loads((out / "child_arch.json").read_text())
+    pi = arch[-1]["pi"]
+    candidates = spec["search"]["candidates"]
+    argmax = [max(range(4), key=pi[f"conv{s}.{i}"].__getitem__) for s in (2, 3, 4) for i in (0, 1)]
+    assert [n for stage in spec["block_norms"] for n in stage] == [candidates[k] for k in argmax]
+    assert build(str(out / "child_arch.json"), num_classes=4).eval()(
+        torch.randn(2, 3, 64, 32)
+    ).shape == (2, 512)
+    # Resume: a third epoch continues from the checkpoint; the first two lines are kept.
+    assert run_search(None, _overrides(world, out, 3)) == 0
+    resumed = [json.loads(line) for line in (out / "arch.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in resumed] == [1, 2, 3] and resumed[:2] == arch
+    assert resumed[2]["temperature"] == 2.5
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3] and log[2]["temperature"] == 2.5
+
+
+def test_search_refuses_what_it_cannot_do(world, tmp_path):
+    with pytest.raises(ConfigError, match="from scratch"):
+        run_search(None, [*_overrides(world, tmp_path, 1), "model.weights=x.pth"])
+    with pytest.raises(ValueError, match="plain OSNet width"):
+        run_search(None, [*_overrides(world, tmp_path, 1), "model.arch=osnet_ain_x0_25"])
+
+
+def test_the_search_recipe_is_the_papers():
+    from pathlib import Path
+
+    from omnireid.config import load_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    c = load_config(configs / "search_in_x1_0.yaml")
+    assert (c.data.dataset, c.model.arch, c.data.batch_size) == ("msmt17", "osnet_x1_0", 512)
+    assert (c.optim.name, c.optim.lr, c.optim.schedule, c.optim.max_epoch) == (
+        "sgd",
+        0.1,
+        "cosine",
+        120,
+    )
+    assert c.optim.weight_decay == 5e-4 and c.data.flip and c.data.color_jitter
+    s = c.search
+    assert (s.init_temperature, s.temperature_decay, s.temperature_step) == (10.0, 0.5, 20)
+    assert (s.min_temperature, s.samples) == (1.7, 1)
+    demo = load_config(configs / "search_demo_synthetic.yaml")
+    assert demo.search.synthetic_world and demo.model.arch == "osnet_x0_25"
