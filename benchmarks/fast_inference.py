@@ -6,7 +6,13 @@ torchreid 0.2.5 model (if installed), our plain model (NCHW), our plain model ch
 ``optimize_for_inference`` (the default fast path) and the same with ``level_streams=True``;
 ratios are against the reference measured in the same run (else our plain model), and the
 largest feature difference of each path against the plain model.
+With ``--onnx`` it adds ONNX Runtime (fp32, and int8 QDQ calibrated on ``--calib`` real images
+when ../shared has Market-1501, else on random ones: the speed is what counts here; the mAP
+cost is ``benchmarks/quantized_market.py``'s). It also measures this CPU's fp32 GEMM peak
+(a 2048^3 matmul) and prints each path's achieved GFLOP/s (2 x mult-adds x images/s) as a
+fraction of it. ONNX Runtime runs last: its idle worker threads spin and would slow torch.
 Usage: python benchmarks/fast_inference.py [--arch osnet_x0_25 osnet_x1_0] [--batch 1 32]
+       [--onnx]
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import tempfile
 import time
 import warnings
 
@@ -22,6 +29,7 @@ from torch import nn
 
 from omnireid.deploy.fast import optimize_for_inference
 from omnireid.models import build
+from omnireid.models.complexity import count_complexity
 from omnireid.runtime import tune_allocator
 
 
@@ -33,6 +41,46 @@ def images_per_second(fn, x: torch.Tensor, min_seconds: float = 3.0) -> float:
             fn(x)
             count += x.shape[0]
     return count / (time.perf_counter() - start)
+
+
+def gemm_peak_gflops(n: int = 2048, seconds: float = 3.0) -> float:
+    """Achieved fp32 GFLOP/s of a large square matmul: the CPU's practical peak."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def calibration_images(count: int, height: int = 256, width: int = 128) -> torch.Tensor:
+    """``count`` Market-1501 train images preprocessed for evaluation (random if absent)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "market1501"
+    if not root.is_dir():
+        return torch.randn(count, 3, height, width)
+    from omnireid.data.datasets import load_dataset
+    from omnireid.data.transforms import build_eval_transform, read_image
+
+    transform = build_eval_transform(height, width)
+    train = load_dataset("market1501", root).train[:: max(1, 12936 // count)][:count]
+    return torch.stack([transform(read_image(s.path)) for s in train])
+
+
+def onnx_paths(model: nn.Module, calib: int, folder: str) -> dict[str, object]:
+    """ONNX Runtime fp32 and int8 sessions of ``model`` as ``fn(x) -> features``."""
+    from omnireid.deploy.onnx import INPUT_NAME, export_onnx, open_session
+    from omnireid.deploy.quantize import quantize_onnx
+
+    fp32 = export_onnx(model, f"{folder}/model.onnx")
+    int8 = quantize_onnx(fp32, f"{folder}/model.int8.onnx", calibration_images(calib).numpy())
+    out = {}
+    for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8)):
+        session = open_session(path)
+        out[name] = lambda x, s=session: torch.from_numpy(s.run(None, {INPUT_NAME: x.numpy()})[0])
+    return out
 
 
 def reference_model(arch: str) -> nn.Module | None:
@@ -49,12 +97,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arch", nargs="+", default=["osnet_x0_25", "osnet_x1_0"])
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--onnx", action="store_true", help="add ONNX Runtime fp32 and int8")
+    parser.add_argument("--calib", type=int, default=256, help="int8 calibration images")
     args = parser.parse_args()
     tune_allocator()
+    peak = gemm_peak_gflops()
     print(
         f"machine: {platform.machine()} {platform.processor()} {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32, 256x128"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32, 256x128; "
+        f"fp32 GEMM peak {peak:.0f} GFLOP/s"
     )
+    tmp = tempfile.mkdtemp()
     for arch in args.arch:
         torch.manual_seed(0)
         model = build(arch, num_classes=10)
@@ -77,6 +130,9 @@ def main() -> None:
         )
         paths["fast (default)"] = optimize_for_inference(model)
         paths["fast + level_streams"] = optimize_for_inference(model, level_streams=True)
+        if args.onnx:
+            paths.update(onnx_paths(model, args.calib, tmp))
+        gflop = 2 * count_complexity(model, 256, 128).mult_adds / 1e9  # per image
         for batch in args.batch:
             x = torch.randn(batch, 3, 256, 128)
             with torch.inference_mode():
@@ -89,7 +145,8 @@ def main() -> None:
                     diff = (fn(x) - expected).abs().max().item()
                 print(
                     f"{arch:<12} batch {batch:>3}  {name:<22} {ips:8.1f} img/s  "
-                    f"x{ips / base:5.2f}  max|diff| {diff:.1e}"
+                    f"x{ips / base:5.2f}  max|diff| {diff:.1e}  "
+                    f"{ips * gflop:5.1f} GFLOP/s = {100 * ips * gflop / peak:4.1f}% peak"
                 )
 
 

@@ -42,6 +42,12 @@ class DataConfig:
     random_patch: bool = False
     random_erasing: bool = False
     color_jitter: bool = False
+    # Multi-source domain generalisation: more "name=root" train sources, one joint classifier
+    extra_sources: tuple[str, ...] = ()
+    # Cross-domain evaluation: test on this dataset's query/gallery (e.g. trained on MSMT17,
+    # tested on Market-1501); None tests on the source's own query/gallery
+    target: str | None = None
+    target_root: str | None = None
 
 
 @dataclass(frozen=True)

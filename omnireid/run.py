@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from omnireid.config import Config, config_to_dict
 from omnireid.data.dataset import ImageDataset
-from omnireid.data.datasets import ReIDDataset, load_dataset
+from omnireid.data.datasets import ReIDDataset, combine_sources, load_dataset
 from omnireid.data.samplers import RandomIdentitySampler
 from omnireid.data.transforms import build_eval_transform, build_train_transform
 from omnireid.deploy.fast import optimize_for_inference
@@ -33,6 +33,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
+    """The training data (one source, or several combined) and the data to test on.
+
+    ``data.extra_sources`` ("name=root" entries) join ``data.dataset`` in one classifier with
+    their identities and cameras kept apart; ``data.target`` (with ``data.target_root``) tests
+    on another dataset's query/gallery: the cross-domain protocol.
+    """
+    d = config.data
+    dataset = load_dataset(d.dataset, d.root)
+    if d.extra_sources:
+        sources = [dataset]
+        for entry in d.extra_sources:
+            name, sep, root = entry.partition("=")
+            if not sep or not name or not root:
+                raise ValueError(f"data.extra_sources: expected 'name=root', got {entry!r}")
+            sources.append(load_dataset(name.strip(), root.strip()))
+        dataset = combine_sources(sources)
+    if d.target is None:
+        return dataset, dataset
+    if d.target_root is None:
+        raise ValueError("data.target needs data.target_root (where that dataset lives)")
+    return dataset, load_dataset(d.target, d.target_root)
 
 
 def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
@@ -99,7 +123,7 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         return fit_from_config(config, *attribute_task(config))
     if config.train.task != "reid":
         raise ValueError(f"train.task must be 'reid' or 'attributes', got {config.train.task!r}")
-    dataset = load_dataset(config.data.dataset, config.data.root)
+    dataset, test_dataset = load_datasets(config)
     model = build(config.model.arch, num_classes=dataset.num_train_pids)
     if config.model.weights:
         load_weights(model, config.model.weights)
@@ -136,7 +160,7 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         model,
         make_train_loader(config, dataset),
         loss_fn,
-        make_evaluator(config, dataset),
+        make_evaluator(config, test_dataset),
         meta,
     )
 

@@ -8,6 +8,7 @@ PIL bilinear resize, ImageNet mean/std), so features equal ``extract_features``'
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,13 +19,19 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from omnireid.data.transforms import build_eval_transform, read_image
+from omnireid.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_eval_transform,
+    read_image,
+)
 from omnireid.models import OSNet, build
 from omnireid.models.weights import (
     CLASSIFIER_KEYS,
     CheckpointError,
     load_weights,
     read_state_dict,
+    resolve_weights,
 )
 
 BACKENDS = ("torch", "fast", "onnxruntime")
@@ -32,9 +39,10 @@ ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
 def load_model(
-    arch: str, weights: str | Path | None = None, num_classes: int | None = None
+    arch: str, weights: str | Path | None = None, num_classes: int | None = None, **options: Any
 ) -> OSNet:
-    """Build ``arch`` in eval mode and load ``weights`` strictly (``load_weights``).
+    """``build(arch, **options)`` in eval mode with ``weights`` (a file, checkpoint folder or run
+    folder) loaded strictly (``load_weights``).
 
     The classifier is not needed for features: its size is read from the checkpoint unless
     ``num_classes`` is given, and a checkpoint without one loads too.
@@ -43,7 +51,7 @@ def load_model(
     if num_classes is None:
         has_classifier = state is not None and "classifier.weight" in state
         num_classes = state["classifier.weight"].shape[0] if has_classifier else 1000
-    model = build(arch, num_classes=num_classes)
+    model = build(arch, num_classes=num_classes, **options)
     if state is not None:
         own = model.state_dict()
         state = {**{k: own[k] for k in CLASSIFIER_KEYS if k not in state}, **state}
@@ -75,6 +83,8 @@ class FeatureExtractor:
         num_classes: int | None = None,
         *,
         onnx_path: str | Path | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -85,7 +95,7 @@ class FeatureExtractor:
         self.arch, self.device, self.backend = arch, device, backend
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.batch_size, self.normalize = batch_size, normalize
-        self.transform = build_eval_transform(*self.image_size)
+        self.transform = build_eval_transform(*self.image_size, mean=mean, std=std)
         self._session: Any = None
         if backend == "onnxruntime":
             self._init_onnx(weights, num_classes, onnx_path)
@@ -97,6 +107,34 @@ class FeatureExtractor:
 
             model = optimize_for_inference(model)
         self.model = model.to(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options: Any) -> FeatureExtractor:
+        """An extractor for an omnireid training checkpoint (or run folder: its latest), with the
+        architecture, input size, mean and std stored beside the weights (``meta.json``), so the
+        preprocessing is the one the model was trained with. ``options``: the other arguments
+        (``backend``, ``device``, ``batch_size``, ``normalize``)."""
+        weights = resolve_weights(path)
+        meta_file = weights.parent / "meta.json"
+        if weights.name != "model.safetensors" or not meta_file.is_file():
+            raise CheckpointError(
+                f"{path}: not an omnireid checkpoint (no meta.json beside the weights); use "
+                f"FeatureExtractor(arch, weights, image_size=...) for plain weight files"
+            )
+        meta = json.loads(meta_file.read_text())
+        if meta.get("mutual"):
+            raise CheckpointError(
+                f"{path} holds a deep-mutual-learning pair; export one network's weights first"
+            )
+        pre = meta.get("preprocessing", {})
+        return cls(
+            meta["arch"],
+            weights,
+            image_size=(pre.get("height", 256), pre.get("width", 128)),
+            mean=pre.get("mean", IMAGENET_MEAN),
+            std=pre.get("std", IMAGENET_STD),
+            **options,
+        )
 
     def _init_onnx(
         self, weights: str | Path | None, num_classes: int | None, onnx_path: str | Path | None

@@ -36,14 +36,30 @@ class LoadReport:
     skipped_classifier: bool = False
 
 
+def resolve_weights(path: str | Path) -> Path:
+    """A weights file as given; a checkpoint folder -> its ``model.safetensors``; a training run
+    folder -> its latest checkpoint's."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    from omnireid.engine.checkpoint import latest_checkpoint
+
+    run = latest_checkpoint(path)
+    folder = run if run is not None else path
+    if not (folder / "model.safetensors").is_file():
+        raise CheckpointError(f"{path} holds no model.safetensors and no latest checkpoint")
+    return folder / "model.safetensors"
+
+
 def read_state_dict(path: str | Path) -> StateDict:
     """Read a state_dict from a ``.pt``/``.pth`` (any torch format, legacy pre-1.6 included) or
-    ``.safetensors`` file, never unpickling arbitrary objects.
+    ``.safetensors`` file, a checkpoint folder or a run folder (``resolve_weights``), never
+    unpickling arbitrary objects.
 
     Unwraps checkpoint dicts that hold ``state_dict`` (or ``model``) and strips a ``module.``
     prefix (DataParallel / DDP).
     """
-    path = Path(path)
+    path = resolve_weights(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":

@@ -6,33 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omnireid.data.datasets.base import IMAGE_EXTENSIONS
-from omnireid.engine.checkpoint import latest_checkpoint
-from omnireid.models import OSNet, build
-from omnireid.models.weights import CheckpointError, load_weights, read_state_dict
+from omnireid.deploy.extractor import load_model
 
-
-def resolve_weights(path: str | Path) -> Path:
-    """A weights file, a checkpoint folder (``model.safetensors``) or a run folder (its latest)."""
-    path = Path(path)
-    if path.is_dir():
-        run = latest_checkpoint(path)
-        folder = run if run is not None else path
-        if not (folder / "model.safetensors").is_file():
-            raise CheckpointError(f"{path} holds no model.safetensors and no latest checkpoint")
-        return folder / "model.safetensors"
-    return path
-
-
-def load_model(arch: str, weights: str | Path | None = None, **options) -> OSNet:
-    """``build(arch, **options)`` in eval mode, with ``weights`` loaded when given (classifier
-    sized from the checkpoint)."""
-    if weights is None:
-        return build(arch, **options).eval()
-    state = read_state_dict(resolve_weights(weights))
-    num_classes = state["classifier.weight"].shape[0] if "classifier.weight" in state else 1000
-    model = build(arch, num_classes=num_classes, **options)
-    load_weights(model, state)
-    return model.eval()
+__all__ = ["list_images", "load_model"]
 
 
 def list_images(sources: Sequence[str | Path], limit: int | None = None) -> list[str]:

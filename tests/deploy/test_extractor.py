@@ -172,3 +172,30 @@ def test_real_checkpoint_through_onnxruntime(market_weights, market_mini):
         keep = ~((g_pids == s.pid) & (g_cams == s.camid)) & (g_pids != -1)
         hits += g_pids[keep][np.argmin(dist[i][keep])] == s.pid
     assert hits >= 7
+
+
+def test_a_training_checkpoint_brings_its_own_preprocessing(images, tmp_path):
+    """STYLE 6: arch, input size, mean and std come from meta.json, not from the caller."""
+    from omnireid.engine.checkpoint import save_checkpoint
+
+    model = _trained_like("osnet_x0_25")
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    pre = {"height": 64, "width": 32, "mean": mean, "std": std}
+    save_checkpoint(tmp_path / "run", model, 3, meta={"arch": "osnet_x0_25", "preprocessing": pre})
+    extractor = FeatureExtractor.from_checkpoint(tmp_path / "run", normalize=False)
+    assert (extractor.arch, extractor.image_size) == ("osnet_x0_25", (64, 32))
+    transform = build_eval_transform(64, 32, mean=mean, std=std)
+    from omnireid.data.transforms import read_image
+
+    x = torch.stack([transform(read_image(p)) for p in images[:2]])
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    np.testing.assert_allclose(extractor(images[:2]), expected, atol=1e-5)
+    with pytest.raises(CheckpointError, match=r"meta\.json"):
+        FeatureExtractor.from_checkpoint(_plain(tmp_path))
+
+
+def _plain(tmp_path: Path) -> Path:
+    path = tmp_path / "plain.pt"
+    torch.save(_trained_like("osnet_x0_25").state_dict(), path)
+    return path
