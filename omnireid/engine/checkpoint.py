@@ -85,6 +85,7 @@ def save_checkpoint(
     scheduler: Any | None = None,
     meta: dict[str, Any] | None = None,
     keep: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
     """Write ``directory/epoch-XXXX`` atomically and point ``directory/latest`` at it.
 
@@ -102,6 +103,8 @@ def save_checkpoint(
             state["optimizer"] = optimizer.state_dict()
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
+        if scaler is not None:  # fp16 loss scale: resuming without it would restart at 2**16
+            state["scaler"] = scaler.state_dict()
         torch.save(state, tmp / "state.pt")
         (tmp / "meta.json").write_text(json.dumps({"epoch": epoch, **(meta or {})}, indent=2))
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
@@ -141,8 +144,10 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     restore_rng_state: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> TrainingState:
-    """Restore weights (strictly), optimizer, scheduler and RNG state from a checkpoint folder."""
+    """Restore weights (strictly), optimizer, scheduler, gradient scaler and RNG state from a
+    checkpoint folder."""
     path = Path(path)
     if not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint folder (no model.safetensors)")
@@ -152,6 +157,8 @@ def load_checkpoint(
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     if restore_rng_state:
         restore_rng(state["rng"])
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}

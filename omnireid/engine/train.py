@@ -113,16 +113,18 @@ def fit(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    start = 0
-    last = latest_checkpoint(out_dir) if resume else None
-    if last is not None:
-        start = load_checkpoint(last, unwrap(model), optimizer=optimizer, scheduler=scheduler).epoch
-    _truncate_log(out_dir / "log.jsonl", start)
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
     if amp == "fp16" and torch.device(device).type != "cuda":
         raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on CPU")
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    start = 0
+    last = latest_checkpoint(out_dir) if resume else None
+    if last is not None:
+        start = load_checkpoint(
+            last, unwrap(model), optimizer=optimizer, scheduler=scheduler, scaler=scaler
+        ).epoch
+    _truncate_log(out_dir / "log.jsonl", start)
     writer = _tensorboard_writer(out_dir) if tensorboard and is_main_process() else None
     records = []
     for epoch in range(start, max_epoch):
@@ -180,6 +182,7 @@ def fit(
                 scheduler=scheduler,
                 meta={**(meta or {}), "log": record},
                 keep=keep,
+                scaler=scaler,
             )
         barrier()
         if writer is not None:

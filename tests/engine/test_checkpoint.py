@@ -106,3 +106,15 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
         load_checkpoint(tmp_path, _setup()[0])
     assert os.listdir(tmp_path) == []
+
+
+def test_the_fp16_loss_scale_is_saved_and_restored(tmp_path):
+    """Resuming fp16 training must not restart the loss scale at its initial 2**16."""
+    model = nn.Linear(3, 2)
+    scaler = torch.amp.GradScaler("cpu")
+    scaler.scale(torch.tensor(1.0))  # the scale exists once used
+    scaler.update(new_scale=123.0)
+    folder = save_checkpoint(tmp_path, model, 1, scaler=scaler)
+    fresh = torch.amp.GradScaler("cpu")
+    load_checkpoint(folder, nn.Linear(3, 2), scaler=fresh)
+    assert fresh.get_scale() == 123.0

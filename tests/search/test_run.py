@@ -123,3 +123,15 @@ def test_the_search_recipe_is_the_papers():
     assert (s.min_temperature, s.samples) == (1.7, 1)
     demo = load_config(configs / "search_demo_synthetic.yaml")
     assert demo.search.synthetic_world and demo.model.arch == "osnet_x0_25"
+
+
+def test_the_cli_runs_the_search_from_a_config_file(world, tmp_path, capsys):
+    """``omnireid search --config FILE [overrides]`` is the architecture search."""
+    from omnireid.cli import main
+
+    config = tmp_path / "search.yaml"
+    config.write_text(f"data: {{root: '{world}', height: 64, width: 32}}\n")
+    overrides = [o for o in _overrides(world, tmp_path / "run", 1) if not o.startswith("data.r")]
+    assert main(["search", "--config", str(config), *overrides]) == 0
+    assert "softmax(pi)" in capsys.readouterr().out
+    assert build(str(tmp_path / "run" / "child_arch.json"), num_classes=4) is not None
