@@ -442,6 +442,18 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     print(f"exported {args.arch} ({size[0]}x{size[1]}, opset {args.opset}) -> {out}")
     diff = verify_onnx(model, out, size, batch=batch)  # raises (exit 2) above 1e-4
     print(f"ONNX Runtime vs PyTorch: max abs diff {diff:.3g} (batch {batch}, tolerance 1e-4)")
+    if args.int8_calib:
+        import numpy as np
+
+        from omnireid.data.transforms import build_eval_transform, read_image
+        from omnireid.deploy.quantize import quantize_onnx
+        from omnireid.visualize.inputs import list_images
+
+        paths = list_images([args.int8_calib], limit=args.calib_count)
+        transform = build_eval_transform(*size)
+        calib = np.stack([transform(read_image(p)).numpy() for p in paths])
+        int8 = quantize_onnx(out, out.with_suffix(".int8.onnx"), calib, method=args.calib_method)
+        print(f"int8 (calibrated on {len(paths)} images, {args.calib_method}) -> {int8}")
     return 0
 
 
@@ -637,6 +649,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--dynamic-batch", action="store_true", help="free batch size (default 1)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument(
+        "--int8-calib",
+        metavar="DIR",
+        help="also write OUT.int8.onnx, int8-quantised with ranges calibrated on images in DIR "
+        "(use training images, not the test set; measure the accuracy cost)",
+    )
+    p.add_argument("--calib-count", type=int, default=300, help="calibration images (300)")
+    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
     p.set_defaults(func=cmd_export_onnx)

@@ -73,8 +73,13 @@ def export_onnx(
     return out
 
 
-def open_session(path: str | Path, device: str = "cpu", threads: int | None = None):
-    """An ONNX Runtime ``InferenceSession`` on ``device`` ("cpu" or "cuda[:i]")."""
+def open_session(
+    path: str | Path, device: str = "cpu", threads: int | None = None, spin: bool = False
+):
+    """An ONNX Runtime ``InferenceSession`` on ``device`` ("cpu" or "cuda[:i]").
+
+    ``spin=False`` (default) lets ONNX Runtime's idle worker threads sleep: spinning ones keep
+    the cores busy between calls and slow everything else in the process (PyTorch included)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -82,6 +87,7 @@ def open_session(path: str | Path, device: str = "cpu", threads: int | None = No
         raise FileNotFoundError(f"ONNX model not found: {path}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if device == "cpu":
         providers: list = ["CPUExecutionProvider"]
     elif device.startswith("cuda"):

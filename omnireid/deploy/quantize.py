@@ -75,7 +75,8 @@ def quantize_onnx(
         quantize_static(
             str(prepared),
             str(out),
-            _Batches(calibration, batch_size),
+            # the histogram calibrators need equally sized batches: one image at a time
+            _Batches(calibration, batch_size if method == "minmax" else 1),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
