@@ -1,1 +1,1 @@
-"""Deployment: fast inference path (feature extractor, ONNX and gallery index to come)."""
+"""Deployment: fast inference, feature extractor, ONNX export and int8, gallery index."""

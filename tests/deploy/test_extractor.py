@@ -12,7 +12,7 @@ from omnireid.deploy.extractor import FeatureExtractor, load_model
 from omnireid.deploy.onnx import export_onnx
 from omnireid.evaluation.features import extract_features
 from omnireid.models.weights import CheckpointError
-from tests.deploy.test_fast import _trained_like
+from tests.deploy.helpers import trained_like
 
 SIZE = (64, 32)
 
@@ -20,7 +20,7 @@ SIZE = (64, 32)
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("w") / "osnet_x0_25.pt"
-    torch.save(_trained_like("osnet_x0_25").state_dict(), path)
+    torch.save(trained_like("osnet_x0_25").state_dict(), path)
     return path
 
 
@@ -89,7 +89,7 @@ def test_batches_need_not_divide_the_count(weights, images):
 @pytest.mark.parametrize("arch", ["osnet_x0_25", "osnet_ain_x0_25"])
 def test_backends_agree(arch, images, tmp_path):
     path = tmp_path / f"{arch}.pt"
-    torch.save(_trained_like(arch).state_dict(), path)
+    torch.save(trained_like(arch).state_dict(), path)
     common = dict(image_size=SIZE, batch_size=2, normalize=False)
     expected = FeatureExtractor(arch, path, **common)(images)
     assert np.abs(expected).max() > 1e-2
@@ -178,7 +178,7 @@ def test_a_training_checkpoint_brings_its_own_preprocessing(images, tmp_path):
     """STYLE 6: arch, input size, mean and std come from meta.json, not from the caller."""
     from omnireid.engine.checkpoint import save_checkpoint
 
-    model = _trained_like("osnet_x0_25")
+    model = trained_like("osnet_x0_25")
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
     pre = {"height": 64, "width": 32, "mean": mean, "std": std}
     save_checkpoint(tmp_path / "run", model, 3, meta={"arch": "osnet_x0_25", "preprocessing": pre})
@@ -197,5 +197,5 @@ def test_a_training_checkpoint_brings_its_own_preprocessing(images, tmp_path):
 
 def _plain(tmp_path: Path) -> Path:
     path = tmp_path / "plain.pt"
-    torch.save(_trained_like("osnet_x0_25").state_dict(), path)
+    torch.save(trained_like("osnet_x0_25").state_dict(), path)
     return path

@@ -3,21 +3,8 @@ import torch
 from torch import nn
 
 from omnireid.deploy.fast import FastOSBlock, optimize_for_inference
-from omnireid.models import build, list_models
-
-
-def _trained_like(arch: str, **options) -> nn.Module:
-    """Random BN statistics and affine parameters, so folding is really exercised."""
-    torch.manual_seed(0)
-    model = build(arch, num_classes=10, **options)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.InstanceNorm2d) and m.affine:
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
+from omnireid.models import list_models
+from tests.deploy.helpers import trained_like
 
 
 def _assert_same_features(model: nn.Module, level_streams: bool = False) -> None:
@@ -31,7 +18,7 @@ def _assert_same_features(model: nn.Module, level_streams: bool = False) -> None
 
 @pytest.mark.parametrize("arch", list_models())
 def test_every_architecture_gives_the_same_features(arch):
-    _assert_same_features(_trained_like(arch))
+    _assert_same_features(trained_like(arch))
 
 
 @pytest.mark.parametrize(
@@ -49,27 +36,27 @@ def test_every_architecture_gives_the_same_features(arch):
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
 def test_ablations_give_the_same_features(options):
-    _assert_same_features(_trained_like("osnet_x0_25", **options))
+    _assert_same_features(trained_like("osnet_x0_25", **options))
 
 
 @pytest.mark.parametrize("arch", ["osnet_x0_25", "osnet_ain_x0_25"])
 def test_levelled_streams_give_the_same_features(arch):
-    _assert_same_features(_trained_like(arch), level_streams=True)
+    _assert_same_features(trained_like(arch), level_streams=True)
 
 
 def test_streams_are_levelled_only_when_exact():
-    fast = optimize_for_inference(_trained_like("osnet_x0_25"), level_streams=True)
+    fast = optimize_for_inference(trained_like("osnet_x0_25"), level_streams=True)
     blocks = [m for m in fast.modules() if isinstance(m, FastOSBlock)]
     assert blocks and all(b.levelled for b in blocks)
     assert len(blocks[0].levels) == 4 and blocks[0].levels[1][0].groups == 3
     resnext = optimize_for_inference(
-        _trained_like("osnet_x0_25", stream_depth=1), level_streams=True
+        trained_like("osnet_x0_25", stream_depth=1), level_streams=True
     )
     assert not any(m.levelled for m in resnext.modules() if isinstance(m, FastOSBlock))
 
 
 def test_no_batchnorm_left_and_the_model_is_untouched():
-    model = _trained_like("osnet_x0_25")
+    model = trained_like("osnet_x0_25")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = optimize_for_inference(model)
     assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in fast.modules())

@@ -8,7 +8,7 @@ from omnireid.deploy import onnx as onnx_mod
 from omnireid.deploy.fast import optimize_for_inference
 from omnireid.deploy.onnx import OnnxVerificationError, export_onnx, open_session, verify_onnx
 from omnireid.models import list_models
-from tests.deploy.test_fast import _trained_like
+from tests.deploy.helpers import trained_like
 
 SIZE = (64, 32)
 
@@ -20,13 +20,13 @@ def _ort(path, x: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("arch", list_models())
 def test_every_architecture_exports_and_matches_pytorch(arch, tmp_path):
-    model = _trained_like(arch)
+    model = trained_like(arch)
     path = export_onnx(model, tmp_path / f"{arch}.onnx", SIZE)
     assert verify_onnx(model, path, SIZE, batch=2) <= 1e-4
 
 
 def test_osnet_ain_instance_norms_export_as_instance_norms(tmp_path):
-    model = _trained_like("osnet_ain_x0_25")
+    model = trained_like("osnet_ain_x0_25")
     path = export_onnx(model, tmp_path / "ain.onnx", SIZE)
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
     ins = sum(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules())
@@ -40,7 +40,7 @@ def test_osnet_ain_instance_norms_export_as_instance_norms(tmp_path):
 
 
 def test_dynamic_batch_runs_two_batch_sizes(tmp_path):
-    model = _trained_like("osnet_ain_x0_25")
+    model = trained_like("osnet_ain_x0_25")
     path = export_onnx(model, tmp_path / "dyn.onnx", SIZE, dynamic_batch=True)
     for n in (1, 5):
         x = torch.randn(n, 3, *SIZE)
@@ -52,7 +52,7 @@ def test_dynamic_batch_runs_two_batch_sizes(tmp_path):
 
 
 def test_fixed_batch_export_has_batch_one(tmp_path):
-    model = _trained_like("osnet_x0_25")
+    model = trained_like("osnet_x0_25")
     path = export_onnx(model, tmp_path / "fixed.onnx", SIZE, dynamic_batch=False)
     assert open_session(path).get_inputs()[0].shape == [1, 3, *SIZE]
     assert verify_onnx(model, path, SIZE, batch=1) <= 1e-4
@@ -61,7 +61,7 @@ def test_fixed_batch_export_has_batch_one(tmp_path):
 
 
 def test_train_mode_model_exports_its_eval_graph_and_is_left_unchanged(tmp_path):
-    model = _trained_like("osnet_x0_25").train()
+    model = trained_like("osnet_x0_25").train()
     path = export_onnx(model, tmp_path / "m.onnx", SIZE, opset=13)
     assert model.training
     x = torch.randn(3, 3, *SIZE)
@@ -71,14 +71,14 @@ def test_train_mode_model_exports_its_eval_graph_and_is_left_unchanged(tmp_path)
 
 
 def test_the_fast_model_exports_too(tmp_path):
-    model = _trained_like("osnet_ain_x0_25")
+    model = trained_like("osnet_ain_x0_25")
     fast = optimize_for_inference(model)
     path = export_onnx(fast, tmp_path / "fast.onnx", SIZE)
     assert verify_onnx(model, path, SIZE, batch=2) <= 1e-4
 
 
 def test_verify_raises_when_the_graph_differs(tmp_path):
-    model = _trained_like("osnet_x0_25")
+    model = trained_like("osnet_x0_25")
     path = export_onnx(model, tmp_path / "m.onnx", SIZE)
     with torch.no_grad():
         model.fc[0].bias += 0.5  # the model moves on, the graph does not
