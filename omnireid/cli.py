@@ -234,19 +234,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _write_ranking_report(args: argparse.Namespace, ev, out_dir: Path) -> None:
-    from omnireid.visualize.ranking import write_ranking_report
+    from omnireid.visualize.ranking import write_evaluation_report
 
-    q, g = ev.query, ev.gallery
-    index = write_ranking_report(
+    index = write_evaluation_report(
         out_dir,
-        ev.distmat,
-        q.paths,
-        g.paths,
-        q.pids,
-        g.pids,
-        q.camids,
-        g.camids,
-        metrics=ev.result.as_dict(),
+        ev,
         title=f"{args.arch} on {args.dataset}: ranked results",
         topk=args.report_topk,
         worst=args.report_queries,

@@ -18,7 +18,7 @@ from omnireid.evaluation.evaluate import evaluate_model
 from omnireid.models import build
 from omnireid.run import seed_everything, train_from_config
 from omnireid.visualize.curves import plot_training_curves
-from omnireid.visualize.ranking import write_ranking_report
+from omnireid.visualize.ranking import write_evaluation_report
 
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
@@ -69,17 +69,9 @@ def ranked_results(run_dir: Path, world: Path, out: Path, height: int, width: in
         build_eval_transform(height, width),
         progress=False,
     )
-    q, g = ev.query, ev.gallery
-    return write_ranking_report(
+    return write_evaluation_report(
         out,
-        ev.distmat,
-        q.paths,
-        g.paths,
-        q.pids,
-        g.pids,
-        q.camids,
-        g.camids,
-        metrics=ev.result.as_dict(),
+        ev,
         title="demo: trained OSNet x0.25, ranked results",
         worst=20,
         best=5,

@@ -17,7 +17,12 @@ from omnireid.config import Config, config_to_dict
 from omnireid.data.dataset import ImageDataset
 from omnireid.data.datasets import ReIDDataset, combine_sources, load_dataset
 from omnireid.data.samplers import RandomIdentitySampler
-from omnireid.data.transforms import build_eval_transform, build_train_transform
+from omnireid.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_eval_transform,
+    build_train_transform,
+)
 from omnireid.deploy.fast import optimize_for_inference
 from omnireid.engine.distributed import init_distributed, rank, world_size, wrap
 from omnireid.engine.mutual import MutualPair, mutual_losses
@@ -59,9 +64,21 @@ def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
     return dataset, load_dataset(d.target, d.target_root)
 
 
-def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
+def preprocessing_meta(config: Config) -> dict[str, Any]:
+    """Input size, mean and std, stored with every checkpoint (``FeatureExtractor.from_checkpoint``
+    reads them back)."""
+    return {
+        "height": config.data.height,
+        "width": config.data.width,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
+
+
+def make_train_transform(config: Config):
+    """The training augmentation ``config.data`` asks for (any task)."""
     d = config.data
-    transform = build_train_transform(
+    return build_train_transform(
         d.height,
         d.width,
         flip=d.flip,
@@ -70,7 +87,11 @@ def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
         random_erasing=d.random_erasing,
         color_jitter=d.color_jitter,
     )
-    images = ImageDataset(dataset.train, transform)
+
+
+def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
+    d = config.data
+    images = ImageDataset(dataset.train, make_train_transform(config))
     common = dict(num_workers=d.workers, persistent_workers=d.workers > 0)
     replicas = {"num_replicas": world_size(), "rank": rank()}
     if d.num_instances:
@@ -147,12 +168,7 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         "arch": config.model.arch,
         "mutual": config.model.mutual,
         "num_classes": dataset.num_train_pids,
-        "preprocessing": {
-            "height": config.data.height,
-            "width": config.data.width,
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-        },
+        "preprocessing": preprocessing_meta(config),
         "config": config_to_dict(config),
     }
     return fit_from_config(
@@ -162,6 +178,19 @@ def train_from_config(config: Config) -> list[dict[str, Any]]:
         loss_fn,
         make_evaluator(config, test_dataset),
         meta,
+    )
+
+
+def make_scheduler(config: Config, optimizer: torch.optim.Optimizer) -> Any:
+    """The learning-rate schedule ``config.optim`` asks for, stepped once per epoch."""
+    o = config.optim
+    return build_scheduler(
+        optimizer,
+        o.schedule,
+        max_epoch=o.max_epoch,
+        milestones=o.milestones,
+        gamma=o.gamma,
+        warmup_epochs=o.warmup_epochs,
     )
 
 
@@ -181,14 +210,7 @@ def fit_from_config(
     optimizer = build_optimizer(
         model, o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum
     )
-    scheduler = build_scheduler(
-        optimizer,
-        o.schedule,
-        max_epoch=o.max_epoch,
-        milestones=o.milestones,
-        gamma=o.gamma,
-        warmup_epochs=o.warmup_epochs,
-    )
+    scheduler = make_scheduler(config, optimizer)
     records = fit(
         model,
         loader,

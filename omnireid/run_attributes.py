@@ -21,26 +21,18 @@ from omnireid.data.datasets.attributes import (
     label_matrix,
     load_attribute_dataset,
 )
-from omnireid.data.transforms import build_eval_transform, build_train_transform
+from omnireid.data.transforms import build_eval_transform
 from omnireid.deploy.fast import optimize_for_inference
 from omnireid.engine.distributed import rank, world_size
 from omnireid.evaluation.attributes import evaluate_attribute_model
 from omnireid.losses.attributes import attribute_losses, positive_ratios
 from omnireid.models.attributes import AttributeNet, build_attribute_model
+from omnireid.run import make_train_transform, preprocessing_meta
 
 
 def make_attribute_loader(config: Config, dataset: AttributeDataset) -> DataLoader:
     d = config.data
-    transform = build_train_transform(
-        d.height,
-        d.width,
-        flip=d.flip,
-        random_crop=d.random_crop,
-        random_patch=d.random_patch,
-        random_erasing=d.random_erasing,
-        color_jitter=d.color_jitter,
-    )
-    images = AttributeImageDataset(dataset.train, transform)
+    images = AttributeImageDataset(dataset.train, make_train_transform(config))
     common = dict(num_workers=d.workers, persistent_workers=d.workers > 0, drop_last=True)
     if world_size() > 1:
         sampler = DistributedSampler(
@@ -89,12 +81,7 @@ def attribute_task(config: Config) -> tuple[AttributeNet, DataLoader, Any, Any, 
         "num_attributes": dataset.num_attributes,
         "attributes": dataset.attributes,
         "positive_ratios": [round(v, 6) for v in ratios.tolist()],
-        "preprocessing": {
-            "height": config.data.height,
-            "width": config.data.width,
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-        },
+        "preprocessing": preprocessing_meta(config),
         "config": config_to_dict(config),
     }
     return (

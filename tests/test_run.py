@@ -8,16 +8,12 @@ import pytest
 
 from omnireid.config import load_config
 from omnireid.run import load_datasets
-from tests.data.datasets.test_dukemtmc import GALLERY, QUERY, TRAIN, write_images
+from tests.data.datasets.test_dukemtmc import write_duke
 
 
 @pytest.fixture
 def duke(tmp_path: Path) -> Path:
-    base = tmp_path / "DukeMTMC-reID"
-    write_images(base / "bounding_box_train", TRAIN)
-    write_images(base / "query", QUERY)
-    write_images(base / "bounding_box_test", GALLERY)
-    return tmp_path
+    return write_duke(tmp_path)
 
 
 def test_single_source_tests_on_itself(duke: Path) -> None:

@@ -4,7 +4,7 @@ Weights are quantised per output channel to int8 and activations to uint8 with r
 calibrated on real images (a few hundred suffice), in ONNX Runtime's QDQ format, which its CPU
 execution provider runs as integer convolutions (``QLinearConv``; AVX2 has no VNNI, so the
 gain over fp32 is smaller than on newer CPUs). Accuracy is not guaranteed by construction:
-measure it (``benchmarks/quantized_inference.py`` reports the Market-1501 mAP cost).
+measure it (``benchmarks/quantized_market.py`` reports the Market-1501 mAP cost).
 """
 
 from __future__ import annotations

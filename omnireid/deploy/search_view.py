@@ -8,15 +8,25 @@ import io
 import math
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from omnireid.data.transforms import read_image
 from omnireid.deploy.index import SearchResult, parse_market_name
+from omnireid.visualize.canvas import (
+    BLUE,
+    CAPTION_HEIGHT,
+    GREEN,
+    GREY,
+    RED,
+    captioned,
+    framed,
+    hstack,
+    load_cell,
+    vstack,
+)
 
 THUMB = (64, 128)  # width, height of a thumbnail
-CAPTION = 14  # pixels of text under each thumbnail
 PAD = 4
-COLOURS = {"query": (40, 90, 200), "match": (30, 160, 60), "other": (200, 40, 40), None: (160,) * 3}
+COLOURS = {"query": BLUE, "match": GREEN, "other": RED, None: GREY}
 
 
 def _verdict(query_pid: int, pid: int) -> str | None:
@@ -42,38 +52,34 @@ def format_results(queries: list[str], result: SearchResult) -> str:
 
 
 def strip_size(num_queries: int, k: int) -> tuple[int, int]:
-    """``(width, height)`` in pixels of the strip ``render_strip`` draws."""
+    """``(width, height)`` in pixels of the strip ``render_strip`` draws when every query has
+    ``k`` hits (rows with fewer hits are narrower)."""
     w, h = THUMB
-    return (k + 1) * (w + PAD) + PAD + w // 2, num_queries * (h + CAPTION + PAD) + PAD
+    width = (k + 1) * w + k * PAD + w // 2
+    return width, num_queries * (h + CAPTION_HEIGHT) + (num_queries - 1) * PAD
 
 
 def _thumb(path: str) -> Image.Image:
-    return read_image(path).resize(THUMB, Image.Resampling.BILINEAR)
+    w, h = THUMB
+    return load_cell(path, h, w)
 
 
 def render_strip(queries: list[str], result: SearchResult, out: str | Path) -> Path:
     """One row per query: the query, a gap, then its top-k hits framed green (same pid), red
     (other pid) or grey (unknown), the rank and score below each. Saved as PNG/JPEG by suffix."""
-    k = result.indices.shape[1]
-    w, h = THUMB
-    canvas = Image.new("RGB", strip_size(len(queries), k), "white")
-    draw = ImageDraw.Draw(canvas)
+    rows = []
     for q, query in enumerate(queries):
-        y = PAD + q * (h + CAPTION + PAD)
         qpid = parse_market_name(query)[0]
-        cells = [(query, "query", "query")]
+        cells = [captioned(framed(_thumb(query), COLOURS["query"], 3), ["query"])]
         for r, j in enumerate(result.indices[q]):
             if j >= 0:
-                label = f"{r + 1}: {result.scores[q, r]:.2f}"
-                cells.append((result.paths[q][r], _verdict(qpid, int(result.pids[q, r])), label))
-        for c, (path, verdict, label) in enumerate(cells):
-            x = PAD + c * (w + PAD) + (w // 2 if c else 0)
-            canvas.paste(_thumb(path), (x, y))
-            draw.rectangle([x, y, x + w - 1, y + h - 1], outline=COLOURS[verdict], width=3)
-            draw.text((x + 2, y + h + 1), label, fill=(0, 0, 0))
+                verdict = _verdict(qpid, int(result.pids[q, r]))
+                thumb = framed(_thumb(result.paths[q][r]), COLOURS[verdict], 3)
+                cells.append(captioned(thumb, [f"{r + 1}: {result.scores[q, r]:.2f}"]))
+        rows.append(hstack(cells, gap=PAD, first_gap=PAD + THUMB[0] // 2))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+    vstack(rows, gap=PAD).save(out)
     return out
 
 

@@ -38,8 +38,24 @@ Matrix = np.ndarray | torch.Tensor
 Ids = np.ndarray | torch.Tensor | Sequence[int]
 
 
-def _as_numpy(x: Ids) -> np.ndarray:
+def as_numpy(x: Ids) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def rank_inputs(
+    distmat: Matrix, q_pids: Ids, g_pids: Ids, q_camids: Ids, g_camids: Ids
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ranking inputs as NumPy arrays, checked to fit the ``(N, M)`` distance matrix."""
+    distmat = as_numpy(distmat)
+    q_pids, g_pids = as_numpy(q_pids), as_numpy(g_pids)
+    q_camids, g_camids = as_numpy(q_camids), as_numpy(g_camids)
+    n, m = distmat.shape
+    if (len(q_pids), len(q_camids), len(g_pids), len(g_camids)) != (n, n, m, m):
+        raise ValueError(
+            f"distmat is {n}x{m} but got {len(q_pids)} query pids, {len(q_camids)} query camids, "
+            f"{len(g_pids)} gallery pids, {len(g_camids)} gallery camids"
+        )
+    return distmat, q_pids, g_pids, q_camids, g_camids
 
 
 def evaluate_rank(
@@ -55,15 +71,10 @@ def evaluate_rank(
 
     Vectorised over chunks of ``chunk_size`` queries. Raises if no query has a valid match.
     """
-    distmat = _as_numpy(distmat)
-    q_pids, g_pids = _as_numpy(q_pids), _as_numpy(g_pids)
-    q_camids, g_camids = _as_numpy(q_camids), _as_numpy(g_camids)
+    distmat, q_pids, g_pids, q_camids, g_camids = rank_inputs(
+        distmat, q_pids, g_pids, q_camids, g_camids
+    )
     n, m = distmat.shape
-    if (len(q_pids), len(q_camids), len(g_pids), len(g_camids)) != (n, n, m, m):
-        raise ValueError(
-            f"distmat is {n}x{m} but got {len(q_pids)} query pids, {len(q_camids)} query camids, "
-            f"{len(g_pids)} gallery pids, {len(g_camids)} gallery camids"
-        )
     max_rank = min(max_rank, m)
 
     def chunk_stats(start: int) -> tuple[np.ndarray, float, float, int]:
@@ -123,9 +134,9 @@ def evaluate_single_gallery_shot(
     CMC is averaged over ``repeats`` seeded draws; mAP and mINP are those of the full protocol.
     """
     full = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
-    distmat = _as_numpy(distmat)
-    q_pids, g_pids = _as_numpy(q_pids), _as_numpy(g_pids)
-    q_camids, g_camids = _as_numpy(q_camids), _as_numpy(g_camids)
+    distmat = as_numpy(distmat)
+    q_pids, g_pids = as_numpy(q_pids), as_numpy(g_pids)
+    q_camids, g_camids = as_numpy(q_camids), as_numpy(g_camids)
     rng = np.random.default_rng(seed)
     max_rank = min(max_rank, distmat.shape[1])
     first_hit_counts = np.zeros(max_rank, dtype=np.int64)  # over queries x repeats

@@ -87,7 +87,7 @@ def rerank(
 # Inputs
 
 
-def _as_numpy(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+def as_numpy(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """Return ``x`` as a 2-D floating numpy array."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -108,9 +108,9 @@ def _validate(
     lambda_value: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Check shapes and parameters; return ``(q_q, q_g, g_g)`` as numpy arrays."""
-    qg = _as_numpy(q_g_dist, "q_g_dist")
-    qq = _as_numpy(q_q_dist, "q_q_dist")
-    gg = _as_numpy(g_g_dist, "g_g_dist")
+    qg = as_numpy(q_g_dist, "q_g_dist")
+    qq = as_numpy(q_q_dist, "q_q_dist")
+    gg = as_numpy(g_g_dist, "g_g_dist")
     q, g = qg.shape
     if q == 0 or g == 0:
         raise ValueError(f"q_g_dist must have at least one query and one gallery, got {qg.shape}")

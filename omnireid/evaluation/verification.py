@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from omnireid.evaluation.metrics import Ids, _as_numpy
+from omnireid.evaluation.metrics import Ids, as_numpy
 
 TARGET_FPRS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
 
@@ -39,8 +39,8 @@ def pair_scores(
         raise ValueError(
             f"features must be (N, D) and (M, D), got {tuple(qf.shape)}, {tuple(gf.shape)}"
         )
-    q_pids, g_pids = _as_numpy(q_pids), _as_numpy(g_pids)
-    q_camids, g_camids = _as_numpy(q_camids), _as_numpy(g_camids)
+    q_pids, g_pids = as_numpy(q_pids), as_numpy(g_pids)
+    q_camids, g_camids = as_numpy(q_camids), as_numpy(g_camids)
     if (len(q_pids), len(q_camids), len(g_pids), len(g_camids)) != (
         len(qf),
         len(qf),

@@ -21,7 +21,7 @@ from omnireid.config import Config, ConfigError, config_to_dict, load_config
 from omnireid.data.datasets import load_dataset
 from omnireid.data.synthetic import generate_world
 from omnireid.engine.checkpoint import latest_checkpoint
-from omnireid.engine.optim import build_optimizer, build_scheduler
+from omnireid.engine.optim import build_optimizer
 from omnireid.engine.train import _truncate_log, fit
 from omnireid.losses import compute_losses
 from omnireid.models.search import (
@@ -31,7 +31,7 @@ from omnireid.models.search import (
     derive_spec,
     temperature_at,
 )
-from omnireid.run import make_train_loader, seed_everything
+from omnireid.run import make_scheduler, make_train_loader, seed_everything
 
 ARCH_LOG = "arch.jsonl"
 SPEC_FILE = "child_arch.json"
@@ -188,14 +188,7 @@ def search_from_config(config: Config) -> dict[str, Any]:
     optimizer.add_param_group(
         {"params": model.arch_parameters(), "lr": arch_lr, "weight_decay": s.arch_weight_decay}
     )
-    lr_scheduler = build_scheduler(
-        optimizer,
-        o.schedule,
-        max_epoch=o.max_epoch,
-        milestones=o.milestones,
-        gamma=o.gamma,
-        warmup_epochs=o.warmup_epochs,
-    )
+    lr_scheduler = make_scheduler(config, optimizer)
     schedule = TemperatureSchedule(
         lr_scheduler,
         model,

@@ -11,11 +11,15 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from omnireid.evaluation.metrics import Ids, Matrix, _as_numpy
+from omnireid.evaluation.metrics import Ids, Matrix, as_numpy, rank_inputs
 from omnireid.visualize.canvas import BLUE, GREEN, RED, captioned, framed, hstack, load_cell
+
+if TYPE_CHECKING:
+    from omnireid.evaluation.evaluate import Evaluation
 
 
 @dataclass(frozen=True)
@@ -38,16 +42,11 @@ def rank_queries(
     Queries without a valid (other-camera) match are left out. ``gallery``/``correct`` hold the
     ``topk`` best entries; ``ap`` is over the whole kept gallery (its mean is the protocol mAP).
     """
-    distmat = _as_numpy(distmat)
-    q_pids, g_pids = _as_numpy(q_pids), _as_numpy(g_pids)
-    q_camids, g_camids = _as_numpy(q_camids), _as_numpy(g_camids)
-    n, m = distmat.shape
-    if (len(q_pids), len(q_camids), len(g_pids), len(g_camids)) != (n, n, m, m):
-        raise ValueError(
-            f"distmat is {n}x{m} but got {len(q_pids)}/{len(q_camids)} query and "
-            f"{len(g_pids)}/{len(g_camids)} gallery pids/camids"
-        )
+    distmat, q_pids, g_pids, q_camids, g_camids = rank_inputs(
+        distmat, q_pids, g_pids, q_camids, g_camids
+    )
     out = []
+    n = len(q_pids)
     for i in range(n):
         order = np.argsort(distmat[i], kind="stable")
         junk = (g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i])
@@ -74,8 +73,8 @@ def draw_strip(
 ):
     """The query (blue frame) then its ranked gallery (green correct, red wrong), each captioned
     with rank, id and camera (1-based). Size: ``(k + 1) * width + gaps`` x ``height + 42``."""
-    q_pids, g_pids = _as_numpy(q_pids), _as_numpy(g_pids)
-    q_camids, g_camids = _as_numpy(q_camids), _as_numpy(g_camids)
+    q_pids, g_pids = as_numpy(q_pids), as_numpy(g_pids)
+    q_camids, g_camids = as_numpy(q_camids), as_numpy(g_camids)
     q = ranking.query
     cells = [
         captioned(
@@ -153,3 +152,21 @@ red wrong; same-id same-camera gallery images are excluded, as in the protocol.<
     index = out_dir / "index.html"
     index.write_text(page)
     return index
+
+
+def write_evaluation_report(out_dir: str | Path, ev: Evaluation, **options: Any) -> Path:
+    """``write_ranking_report`` for an ``evaluate_model`` result (its distances, ids, metrics);
+    ``options``: the report's keyword options (``title``, ``topk``, ``worst``, ...)."""
+    q, g = ev.query, ev.gallery
+    return write_ranking_report(
+        out_dir,
+        ev.distmat,
+        q.paths,
+        g.paths,
+        q.pids,
+        g.pids,
+        q.camids,
+        g.camids,
+        metrics=ev.result.as_dict(),
+        **options,
+    )

@@ -27,13 +27,18 @@ def write_images(folder: Path, names: list[str]) -> None:
         Image.new("RGB", (4, 8)).save(folder / name)
 
 
-@pytest.fixture
-def duke(tmp_path: Path) -> Path:
-    base = tmp_path / "DukeMTMC-reID"
+def write_duke(root: Path) -> Path:
+    """A tiny copy of the official DukeMTMC-reID layout under ``root``; returns ``root``."""
+    base = root / "DukeMTMC-reID"
     write_images(base / "bounding_box_train", TRAIN)
     write_images(base / "query", QUERY)
     write_images(base / "bounding_box_test", GALLERY)
-    return tmp_path
+    return root
+
+
+@pytest.fixture
+def duke(tmp_path: Path) -> Path:
+    return write_duke(tmp_path)
 
 
 def test_splits_ids_and_cameras(duke: Path) -> None:
