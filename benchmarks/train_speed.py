@@ -8,8 +8,10 @@ cross-entropy). Each side runs in its own fresh subprocess in this one invocatio
 - ours: ``omnireid.run.make_train_loader`` + ``omnireid.engine.train.train_step`` with the
   options the training config exposes (``--ours-options``, see ``main``).
 Both time ``--batches`` steps after ``--warmup`` untimed ones, loading included, and print
-images/s; the last line is the ratio. Needs ../shared (skips otherwise) and the ``reference``
-extra. Usage: python benchmarks/train_speed.py [--batches 40] [--height 128 --width 64]
+images/s, for ``--repeats`` interleaved runs per side; the last line is the ratio of the
+medians. Needs ../shared (skips otherwise) and the ``reference`` extra.
+Usage: python benchmarks/train_speed.py [--batches 40] [--repeats 3] [--workers 0]
+       [--ours-options data.cache_images=true]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -100,10 +103,19 @@ def run_ours(args: argparse.Namespace) -> float:
     dataset = load_dataset("market1501", DATA)
     loader = make_train_loader(config, dataset)
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
+    layout = torch.contiguous_format
+    if config.train.channels_last:  # as omnireid.run.fit_from_config and engine.train.fit do
+        layout = torch.channels_last
+        model.to(memory_format=layout)
     optimizer = build_optimizer(model, "amsgrad", 0.0015)
+
+    def step(images: torch.Tensor, pids: torch.Tensor) -> None:
+        images = images.contiguous(memory_format=layout)
+        train_step(model, images, pids, optimizer, compute_losses)
+
     return time_loop(
         lambda: iter(loader),
-        lambda imgs, pids: train_step(model, imgs, pids, optimizer, compute_losses),
+        step,
         args.warmup,
         args.batches,
     )
@@ -118,6 +130,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="loader workers, both sides")
     parser.add_argument("--ours-options", nargs="*", default=[], help="config overrides")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved runs per side; the median counts"
+    )
     parser.add_argument("--side", choices=["reference", "ours"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
@@ -132,17 +147,20 @@ def main() -> None:
         f"{platform.processor() or 'cpu'}; batch {args.batch_size}, {args.height}x{args.width}, "
         f"{args.workers} loader workers, {args.batches} timed steps"
     )
-    rates = {}
-    for side in ("reference", "ours"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--side", side, *sys.argv[1:]],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        rates[side] = json.loads(out.strip().splitlines()[-1])["images_per_s"]
-        print(f"{side:>9}: {rates[side]:.1f} images/s")
-    print(f"ratio ours/reference: {rates['ours'] / rates['reference']:.2f}x")
+    rates: dict[str, list[float]] = {"reference": [], "ours": []}
+    for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits both
+        for side in ("reference", "ours"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--side", side, *sys.argv[1:]],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            rates[side].append(json.loads(out.strip().splitlines()[-1])["images_per_s"])
+            print(f"{side:>9}: {rates[side][-1]:.1f} images/s", flush=True)
+    ref, ours = statistics.median(rates["reference"]), statistics.median(rates["ours"])
+    print(f"median: reference {ref:.1f}, ours {ours:.1f} images/s")
+    print(f"ratio ours/reference: {ours / ref:.2f}x")
 
 
 if __name__ == "__main__":

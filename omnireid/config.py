@@ -37,6 +37,9 @@ class DataConfig:
     batch_size: int = 64
     num_instances: int = 0  # K of the P x K identity sampler; 0 = plain random sampling
     workers: int = 2
+    # Keep the decoded training images in memory (uint8; ~320 MB for Market-1501): epochs after
+    # the first skip reading and JPEG decoding
+    cache_images: bool = False
     flip: bool = True
     random_crop: bool = False
     random_patch: bool = False
@@ -86,6 +89,9 @@ class TrainConfig:
     resume: bool = True
     keep: int = 3
     amp: str = "none"  # "bf16" (CPU/GPU autocast) or "fp16" (GPU, with gradient scaling)
+    # Train with channels_last tensors: the same model and update, a different memory layout that
+    # CPU convolution kernels run ~1.4x faster (benchmarks/train_speed.py); off = plain NCHW
+    channels_last: bool = True
     tensorboard: bool = False  # also log every epoch's record for TensorBoard (if installed)
 
 

@@ -91,7 +91,9 @@ def make_train_transform(config: Config):
 
 def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
     d = config.data
-    images = ImageDataset(dataset.train, make_train_transform(config))
+    images = ImageDataset(dataset.train, make_train_transform(config), cache=d.cache_images)
+    if d.cache_images:
+        images.preload(progress=rank() == 0)
     common = dict(num_workers=d.workers, persistent_workers=d.workers > 0)
     replicas = {"num_replicas": world_size(), "rank": rank()}
     if d.num_instances:
@@ -205,6 +207,8 @@ def fit_from_config(
     """Optimiser, schedule and ``fit`` as ``config`` says, for any task's model/loader/loss."""
     out_dir = Path(config.train.out_dir)
     model.to(config.train.device)
+    if config.train.channels_last:  # before DDP wraps it: its gradient buckets keep the layout
+        model.to(memory_format=torch.channels_last)
     model = wrap(model, config.train.device, find_unused_parameters=config.optim.fixbase_epochs > 0)
     o = config.optim
     optimizer = build_optimizer(
@@ -230,6 +234,7 @@ def fit_from_config(
         tensorboard=config.train.tensorboard,
         meta=meta,
         keep=config.train.keep,
+        channels_last=config.train.channels_last,
     )
     if records and rank() == 0:
         (out_dir / "metrics.json").write_text(json.dumps(records[-1], indent=2))

@@ -104,12 +104,15 @@ def fit(
     progress: bool = True,
     amp: AmpMode = "none",
     tensorboard: bool = False,
+    channels_last: bool = False,
 ) -> list[dict[str, float]]:
     """Train until ``max_epoch``; returns the per-epoch log records (also in ``log.jsonl``).
 
     With ``resume`` the latest checkpoint in ``out_dir`` is restored (weights, optimiser,
     schedule, RNG states) and training continues after its epoch. ``evaluate`` is called
     every ``eval_every`` epochs (and after the last) and its metrics join the log record.
+    ``channels_last`` feeds the images in that memory layout (convert the model's weights with
+    ``model.to(memory_format=torch.channels_last)`` before building the optimiser).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +121,7 @@ def fit(
     if amp == "fp16" and torch.device(device).type != "cuda":
         raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' on CPU")
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     start = 0
     last = latest_checkpoint(out_dir) if resume else None
     if last is not None:
@@ -142,7 +146,7 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{max_epoch}", disable=not progress, leave=False)
         for batch in bar:
-            images, pids = batch[0].to(device), batch[1].to(device)
+            images, pids = batch[0].to(device, memory_format=layout), batch[1].to(device)
             stats = train_step(
                 model,
                 images,

@@ -62,6 +62,31 @@ def test_sgd_step_hand_computed():
     assert w.item() == pytest.approx(0.85)
 
 
+@pytest.mark.parametrize("model", [nn.Linear(3, 2), nn.Conv2d(3, 4, 3)])
+def test_cpu_optimizers_take_the_fused_path(model):
+    for name in ("sgd", "adam", "amsgrad"):
+        assert build_optimizer(model, name, 0.1).defaults["fused"] is True
+
+
+def test_amsgrad_steps_follow_the_update_rule():
+    # AMSGrad (Reddi et al. 2018) with torch's bias correction and L2 weight decay, by hand:
+    # g += wd w; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; vmax = max(vmax, v);
+    # w -= lr (m / (1 - b1^t)) / (sqrt(vmax / (1 - b2^t)) + eps)
+    lr, wd, b1, b2, eps = 0.01, 0.1, 0.9, 0.999, 1e-8
+    w = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = build_optimizer([w], "amsgrad", lr, weight_decay=wd)
+    expected, m, v, vmax = w.detach().clone(), torch.zeros(2), torch.zeros(2), torch.zeros(2)
+    for t, grad in enumerate([torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.5])], start=1):
+        w.grad = grad.clone()
+        opt.step()
+        g = grad + wd * expected
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = torch.maximum(vmax, v)
+        expected = expected - lr * (m / (1 - b1**t)) / ((vmax / (1 - b2**t)).sqrt() + eps)
+        torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
 def test_bad_optimizer_arguments():
     with pytest.raises(ValueError, match="unknown optimizer"):
         build_optimizer(nn.Linear(2, 2), "rmsprop", 0.1)

@@ -1,3 +1,4 @@
+import copy
 import json
 
 import pytest
@@ -15,11 +16,22 @@ from omnireid.models import build
 from tests.conftest import tiny_training
 
 
-def _run(market_mini, out_dir, stop_epoch, loss_fn=None, fixbase_epochs=0, seed=0, max_epoch=3):
+def _run(
+    market_mini,
+    out_dir,
+    stop_epoch,
+    loss_fn=None,
+    fixbase_epochs=0,
+    seed=0,
+    max_epoch=3,
+    channels_last=False,
+):
     """Train a schedule of ``max_epoch`` epochs, stopping (as if killed) after ``stop_epoch``."""
     dataset = load_dataset("market1501", market_mini)
     torch.manual_seed(seed)
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     loader = DataLoader(
         ImageDataset(dataset.train, build_train_transform(64, 32)), batch_size=16, shuffle=True
     )
@@ -35,23 +47,52 @@ def _run(market_mini, out_dir, stop_epoch, loss_fn=None, fixbase_epochs=0, seed=
         out_dir=out_dir,
         fixbase_epochs=fixbase_epochs,
         progress=False,
+        channels_last=channels_last,
     )
     return model, records
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(market_mini, tmp_path):
-    full, records = _run(market_mini, tmp_path / "full", 3)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_interrupted_and_resumed_equals_uninterrupted(market_mini, tmp_path, channels_last):
+    full, records = _run(market_mini, tmp_path / "full", 3, channels_last=channels_last)
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[2]["lr"] == pytest.approx(0.0003)  # x0.1 from epoch 2 (0-based)
-    _run(market_mini, tmp_path / "split", 2)
+    _run(market_mini, tmp_path / "split", 2, channels_last=channels_last)
     resumed, later = _run(
-        market_mini, tmp_path / "split", 3, seed=99
+        market_mini, tmp_path / "split", 3, seed=99, channels_last=channels_last
     )  # other init: must not matter
     assert [r["epoch"] for r in later] == [3]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     log = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_channels_last_is_only_a_layout(market_mini):
+    # The same batch through the same weights in either memory layout: the same loss and the
+    # same gradient directions. (Not bit-equal: the kernels round differently, and max-pool
+    # ties among ReLU zeros may route a gradient to another, equally valid, position.)
+    dataset = load_dataset("market1501", market_mini)
+    data = ImageDataset(dataset.train[:16], build_train_transform(64, 32))
+    images = torch.stack([data[i][0] for i in range(16)])
+    pids = torch.tensor([s.pid for s in dataset.train[:16]])
+    torch.manual_seed(0)
+    plain = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
+    cl = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    stem = cl.conv1.conv.weight
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
+    losses = []
+    for model, x in ((plain, images), (cl, images.contiguous(memory_format=torch.channels_last))):
+        logits, features = model(x, return_features=True)
+        loss = compute_losses(logits, features, pids)["ce"]
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for (name, a), b in zip(plain.named_parameters(), cl.parameters(), strict=True):
+        if a.grad.norm() < 1e-4:  # e.g. a bias followed by BatchNorm: only rounding noise
+            continue
+        cosine = torch.nn.functional.cosine_similarity(a.grad.flatten(), b.grad.flatten(), dim=0)
+        assert cosine > 0.999, name
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
