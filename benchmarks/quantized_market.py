@@ -5,7 +5,8 @@ Exports the checkpoint to ONNX, quantises it (``omnireid.deploy.quantize``, cali
 query and gallery features with ``FeatureExtractor(backend="onnxruntime")`` for the fp32 and
 the int8 graph and computes R1/mAP with the standard protocol. Prints both, the mAP cost (the
 issue's bound: 0.5) and the extraction images/s of each (decoding included), measured in
-this run. Usage: python benchmarks/quantized_market.py [--calib 256] [--method minmax]
+this run.
+Usage: python benchmarks/quantized_market.py [--calib 256] [--method minmax] [--reduce-range]
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--arch", default="osnet_x0_25")
     parser.add_argument("--calib", type=int, default=256)
     parser.add_argument("--method", choices=CALIBRATION_METHODS, default="minmax")
+    parser.add_argument(
+        "--reduce-range", action="store_true", help="7-bit weights (no vpmaddubsw saturation)"
+    )
     args = parser.parse_args()
     if not args.root.is_dir() or not args.weights.is_file():
         print(f"skipped: needs {args.root} and {args.weights}")
@@ -71,7 +75,9 @@ def main() -> None:
     )
     tmp = Path(tempfile.mkdtemp())
     fp32 = export_onnx(load_model(args.arch, args.weights), tmp / "fp32.onnx")
-    int8 = quantize_onnx(fp32, tmp / "int8.onnx", calib.numpy(), method=args.method)
+    int8 = quantize_onnx(
+        fp32, tmp / "int8.onnx", calib.numpy(), method=args.method, reduce_range=args.reduce_range
+    )
     results = {}
     for name, path in (("fp32", fp32), ("int8", int8)):
         extractor = FeatureExtractor(args.arch, backend="onnxruntime", onnx_path=path)

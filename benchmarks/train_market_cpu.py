@@ -8,7 +8,8 @@ Recipe: AMSGrad lr 0.003, cosine with 1 warm-up epoch, batch 64, flip + random c
 erasing, label-smoothed CE; decoded images cached in memory, no loader process (2 cores),
 channels_last training.
 Usage: python benchmarks/train_market_cpu.py [--minutes 60] [--root ../shared/data/market1501]
-       [--out runs/market_cpu]   (needs ../shared or --root; re-running resumes the run)
+       [--out runs/market_cpu] [--set KEY=VALUE ...]
+       (needs ../shared or --root; re-running resumes the run)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -31,7 +33,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "market1501"
 SAFETY = 1.05  # epochs run a little slower than the timed steps (evaluation, epoch ends)
 
 
-def overrides(root: Path, out: Path, epochs: int) -> list[str]:
+def overrides(root: Path, out: Path, epochs: int, extra: Sequence[str] = ()) -> list[str]:
     return [
         "model.arch=osnet_x0_25",
         "data.dataset=market1501",
@@ -50,10 +52,13 @@ def overrides(root: Path, out: Path, epochs: int) -> list[str]:
         "optim.warmup_epochs=1",
         f"train.out_dir={out}",
         "train.keep=2",
+        *extra,
     ]
 
 
-def seconds_per_epoch(root: Path, out: Path, batches: int = 40, warmup: int = 5) -> float:
+def seconds_per_epoch(
+    root: Path, out: Path, extra: Sequence[str], batches: int = 40, warmup: int = 5
+) -> float:
     """Time real training steps (loading, forward, backward, step) on this machine.
 
     The ``warmup`` untimed steps also drain the batches the loader prefetched, which would
@@ -64,7 +69,7 @@ def seconds_per_epoch(root: Path, out: Path, batches: int = 40, warmup: int = 5)
     from omnireid.losses import compute_losses
     from omnireid.models import build
 
-    config = load_config(None, overrides(root, out, 1))
+    config = load_config(None, overrides(root, out, 1, extra))
     dataset = load_dataset("market1501", root)
     loader = make_train_loader(config, dataset)
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
@@ -91,17 +96,21 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "market_cpu")
     parser.add_argument("--eval-minutes", type=float, default=2.0, help="time kept for evaluation")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="more training config overrides"
+    )
     args = parser.parse_args()
     if not args.root.is_dir():
         print(f"skipped: Market-1501 not found at {args.root}")
         return
     started = time.perf_counter()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}")
-    per_epoch = seconds_per_epoch(args.root, args.out)
+    per_epoch = seconds_per_epoch(args.root, args.out, args.set)
     budget = args.minutes * 60 - (time.perf_counter() - started) - args.eval_minutes * 60
     epochs = max(1, int(budget // (per_epoch * SAFETY)))
     print(f"~{per_epoch:.0f} s per epoch -> {epochs} epochs in {args.minutes:.0f} minutes")
-    records = train_from_config(load_config(None, overrides(args.root, args.out, epochs)))
+    config = load_config(None, overrides(args.root, args.out, epochs, args.set))
+    records = train_from_config(config)
     final = records[-1] if records else json.loads((args.out / "metrics.json").read_text())
     minutes = (time.perf_counter() - started) / 60
     print(

@@ -444,7 +444,13 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         paths = list_images([args.int8_calib], limit=args.calib_count)
         transform = build_eval_transform(*size)
         calib = np.stack([transform(read_image(p)).numpy() for p in paths])
-        int8 = quantize_onnx(out, out.with_suffix(".int8.onnx"), calib, method=args.calib_method)
+        int8 = quantize_onnx(
+            out,
+            out.with_suffix(".int8.onnx"),
+            calib,
+            method=args.calib_method,
+            reduce_range=not args.int8_full_range,
+        )
         print(f"int8 (calibrated on {len(paths)} images, {args.calib_method}) -> {int8}")
     return 0
 
@@ -649,6 +655,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--calib-count", type=int, default=300, help="calibration images (300)")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    p.add_argument(
+        "--int8-full-range",
+        action="store_true",
+        help="8-bit weights (default 7-bit: full-range weights saturate the int8 dot products of "
+        "CPUs without VNNI and cost 4.6 mAP on Market-1501 instead of 0.8)",
+    )
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
     p.set_defaults(func=cmd_export_onnx)

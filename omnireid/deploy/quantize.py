@@ -44,12 +44,16 @@ def quantize_onnx(
     per_channel: bool = True,
     batch_size: int = 16,
     exclude_op_types: tuple[str, ...] = (),
+    reduce_range: bool = False,
 ) -> Path:
     """Write an int8 copy of the fp32 graph ``onnx_path`` (as exported by ``export_onnx``).
 
     ``calibration``: ``(N, 3, H, W)`` float32 images preprocessed as for inference (the
     evaluation transform). ``exclude_op_types`` keeps those operator types in fp32 (e.g.
-    ``("Gemm",)`` for the final fc). Returns the path written.
+    ``("Gemm",)`` for the final fc). ``reduce_range`` quantises weights to 7 bits: on CPUs
+    without VNNI (AVX2, AVX-512 before Cascade Lake) the 8-bit dot-product instruction
+    (``vpmaddubsw``) saturates its 16-bit pair sums with full-range weights; 7 bits cannot
+    overflow. Returns the path written.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -81,6 +85,7 @@ def quantize_onnx(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             op_types_to_quantize=[t for t in types if t not in exclude_op_types],
             calibrate_method={
                 "minmax": CalibrationMethod.MinMax,
