@@ -94,7 +94,10 @@ def make_train_loader(config: Config, dataset: ReIDDataset) -> DataLoader:
     images = ImageDataset(dataset.train, make_train_transform(config), cache=d.cache_images)
     if d.cache_images:
         images.preload(progress=rank() == 0)
-    common = dict(num_workers=d.workers, persistent_workers=d.workers > 0)
+    # Workers are started afresh every epoch (not persistent): each epoch's worker seeds and
+    # augmentation state then derive from the main process's RNG at the epoch start, which the
+    # checkpoint restores, so a resumed run draws the same augmentations as an uninterrupted one.
+    common = dict(num_workers=d.workers, persistent_workers=False)
     replicas = {"num_replicas": world_size(), "rank": rank()}
     if d.num_instances:
         sampler = RandomIdentitySampler(

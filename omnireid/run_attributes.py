@@ -33,7 +33,8 @@ from omnireid.run import make_train_transform, preprocessing_meta
 def make_attribute_loader(config: Config, dataset: AttributeDataset) -> DataLoader:
     d = config.data
     images = AttributeImageDataset(dataset.train, make_train_transform(config))
-    common = dict(num_workers=d.workers, persistent_workers=d.workers > 0, drop_last=True)
+    # fresh workers every epoch, as make_train_loader: resumed runs replay the augmentations
+    common = dict(num_workers=d.workers, persistent_workers=False, drop_last=True)
     if world_size() > 1:
         sampler = DistributedSampler(
             images, num_replicas=world_size(), rank=rank(), seed=config.train.seed, drop_last=True

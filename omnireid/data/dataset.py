@@ -43,6 +43,13 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch``: empty per-epoch transform state (RandomPatch pools) in this process,
+        as fresh loader workers start empty, so resumed runs match uninterrupted ones."""
+        for step in getattr(self.transform, "transforms", [self.transform]):
+            if callable(getattr(step, "reset", None)):
+                step.reset()
+
     def preload(self, progress: bool = True) -> None:
         """Decode every image into the cache now (needs ``cache=True``)."""
         if self._cache is None:

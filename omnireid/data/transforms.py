@@ -103,7 +103,9 @@ class RandomPatch(torch.nn.Module):
 
     The pool keeps the latest ``pool_capacity`` patches (about 20 KB each at 256x128, so the
     default bounds it near 200 MB). It lives in the process that runs the transform: each
-    ``DataLoader`` worker keeps its own, emptied every epoch unless ``persistent_workers=True``.
+    ``DataLoader`` worker keeps its own, and it is emptied every epoch (fresh workers start
+    with an empty copy; without workers :meth:`reset` is called through
+    ``ImageDataset.set_epoch``), so a resumed run sees the same pools as an uninterrupted one.
     The reference keeps 50,000 but, being emptied every epoch, holds at most one worker's share
     of an epoch, which 10,000 covers for the usual benchmarks. Works on PIL images (apply it
     before ``ToImage``, as the reference does) and ``(C, H, W)`` tensors; feed one kind.
@@ -134,6 +136,10 @@ class RandomPatch(torch.nn.Module):
         self.pool_capacity = pool_capacity
         self.pool: list[ImageOrTensor] = []
         self._next = 0  # ring-buffer slot the next patch overwrites once the pool is full
+
+    def reset(self) -> None:
+        """Empty the pool (at the start of every epoch)."""
+        self.pool, self._next = [], 0
 
     def forward(self, img: ImageOrTensor) -> ImageOrTensor:
         out = img

@@ -132,8 +132,9 @@ def fit(
     writer = _tensorboard_writer(out_dir) if tensorboard and is_main_process() else None
     records = []
     for epoch in range(start, max_epoch):
-        if hasattr(getattr(loader, "sampler", None), "set_epoch"):
-            loader.sampler.set_epoch(epoch)
+        for part in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+            if hasattr(part, "set_epoch"):  # sampler order; per-epoch augmentation state
+                part.set_epoch(epoch)
         model.train()
         inner = unwrap(model)
         for network in inner.networks() if hasattr(inner, "networks") else (inner,):

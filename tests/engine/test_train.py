@@ -4,15 +4,18 @@ import json
 import pytest
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
+from omnireid.config import load_config
 from omnireid.data.dataset import ImageDataset
 from omnireid.data.datasets import load_dataset
-from omnireid.data.transforms import build_train_transform
+from omnireid.data.transforms import RandomPatch, build_train_transform
 from omnireid.engine.checkpoint import latest_checkpoint
 from omnireid.engine.optim import build_optimizer, build_scheduler
 from omnireid.engine.train import NonFiniteLossError, fit
 from omnireid.losses import compute_losses
 from omnireid.models import build
+from omnireid.run import make_train_loader
 from tests.conftest import tiny_training
 
 
@@ -25,16 +28,18 @@ def _run(
     seed=0,
     max_epoch=3,
     channels_last=False,
+    make_loader=None,
 ):
-    """Train a schedule of ``max_epoch`` epochs, stopping (as if killed) after ``stop_epoch``."""
+    """Train a schedule of ``max_epoch`` epochs, stopping (as if killed) after ``stop_epoch``.
+
+    ``make_loader(dataset)`` replaces the default loader (plain random order, no workers).
+    """
     dataset = load_dataset("market1501", market_mini)
     torch.manual_seed(seed)
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    loader = DataLoader(
-        ImageDataset(dataset.train, build_train_transform(64, 32)), batch_size=16, shuffle=True
-    )
+    loader = (make_loader or _plain_loader)(dataset)
     optimizer = build_optimizer(model, "amsgrad", lr=0.003)
     scheduler = build_scheduler(optimizer, "multistep", max_epoch=max_epoch, milestones=(2,))
     records = fit(
@@ -50,6 +55,45 @@ def _run(
         channels_last=channels_last,
     )
     return model, records
+
+
+def _plain_loader(dataset):
+    images = ImageDataset(dataset.train, build_train_transform(64, 32))
+    return DataLoader(images, batch_size=16, shuffle=True)
+
+
+def _assert_same_weights(a, b):
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
+
+
+def _resumed_equals_uninterrupted(market_mini, tmp_path, make_loader):
+    full, _ = _run(market_mini, tmp_path / "full", 3, make_loader=make_loader)
+    _run(market_mini, tmp_path / "split", 2, make_loader=make_loader)
+    resumed, _ = _run(market_mini, tmp_path / "split", 3, seed=99, make_loader=make_loader)
+    _assert_same_weights(full, resumed)
+
+
+def test_resume_is_exact_with_loader_workers(market_mini, tmp_path):
+    # Worker processes draw their augmentations from seeds the main RNG gives them when they
+    # start; the training loader starts them afresh every epoch so a resume can replay that.
+    config = load_config(
+        None, tiny_training(market_mini, tmp_path, "data.workers=2", "data.random_crop=true")
+    )
+    _resumed_equals_uninterrupted(
+        market_mini, tmp_path, lambda dataset: make_train_loader(config, dataset)
+    )
+
+
+def test_resume_is_exact_with_random_patch_in_the_main_process(market_mini, tmp_path):
+    patch = RandomPatch(p=1.0, min_pool_size=4)  # pastes within the first epoch already
+
+    def make_loader(dataset):
+        transform = v2.Compose([patch, build_train_transform(64, 32)])
+        return DataLoader(ImageDataset(dataset.train, transform), batch_size=16, shuffle=True)
+
+    _resumed_equals_uninterrupted(market_mini, tmp_path, make_loader)
+    assert len(patch.pool) >= 4  # it collected (and so pasted) during the epoch
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
