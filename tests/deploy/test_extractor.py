@@ -144,6 +144,24 @@ def test_clear_errors(weights, images, tmp_path):
         _extractor(weights, backend="tensorrt")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         _extractor(weights, batch_size=0)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _extractor(weights, precision="int4")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        _extractor(weights, precision="fp16")
+    with pytest.raises(ValueError, match="int8-calib"):
+        FeatureExtractor("osnet_x0_25", backend="onnxruntime", precision="bf16")
+
+
+def test_bf16_features_stay_close_to_fp32(market_weights, market_mini):
+    # bf16 keeps 8 bits of mantissa: the real checkpoint's features move, but by little, and
+    # every query image stays nearest to its own fp32 feature.
+    paths = [s.path for s in load_dataset("market1501", market_mini).query[:8]]
+    fp32 = FeatureExtractor("osnet_x0_25", market_weights)(paths)
+    bf16 = FeatureExtractor("osnet_x0_25", market_weights, precision="bf16")(paths)
+    assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
+    cosine = (fp32 * bf16).sum(1)  # both L2-normalised
+    assert cosine.min() > 0.999, cosine  # measured 0.9995-0.9998
+    assert (np.argmax(bf16 @ fp32.T, axis=1) == np.arange(8)).all()
 
 
 def test_extract_paths_shows_a_progress_bar(weights, images, capsys):
