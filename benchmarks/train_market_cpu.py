@@ -65,7 +65,7 @@ def seconds_per_epoch(
     otherwise make the estimate optimistic.
     """
     from omnireid.engine.optim import build_optimizer
-    from omnireid.engine.train import train_step
+    from omnireid.engine.train import train_step, training_layout
     from omnireid.losses import compute_losses
     from omnireid.models import build
 
@@ -73,8 +73,7 @@ def seconds_per_epoch(
     dataset = load_dataset("market1501", root)
     loader = make_train_loader(config, dataset)
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
-    layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    model.to(memory_format=layout)  # as omnireid.run.fit_from_config does
+    layout = training_layout(model, config.train.channels_last)  # as fit_from_config does
     optimizer = build_optimizer(model, "amsgrad", 0.003)
     start, seen, step = time.perf_counter(), 0, 0
     while step < batches + warmup:

@@ -85,7 +85,7 @@ def run_ours(args: argparse.Namespace) -> float:
     from omnireid.config import load_config
     from omnireid.data.datasets import load_dataset
     from omnireid.engine.optim import build_optimizer
-    from omnireid.engine.train import train_step
+    from omnireid.engine.train import train_step, training_layout
     from omnireid.losses import compute_losses
     from omnireid.models import build
     from omnireid.run import make_train_loader
@@ -103,10 +103,7 @@ def run_ours(args: argparse.Namespace) -> float:
     dataset = load_dataset("market1501", DATA)
     loader = make_train_loader(config, dataset)
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
-    layout = torch.contiguous_format
-    if config.train.channels_last:  # as omnireid.run.fit_from_config and engine.train.fit do
-        layout = torch.channels_last
-        model.to(memory_format=layout)
+    layout = training_layout(model, config.train.channels_last)  # as fit_from_config does
     optimizer = build_optimizer(model, "amsgrad", 0.0015)
 
     def step(images: torch.Tensor, pids: torch.Tensor) -> None:

@@ -27,7 +27,7 @@ from omnireid.deploy.fast import optimize_for_inference
 from omnireid.engine.distributed import init_distributed, rank, world_size, wrap
 from omnireid.engine.mutual import MutualPair, mutual_losses
 from omnireid.engine.optim import build_optimizer, build_scheduler
-from omnireid.engine.train import fit
+from omnireid.engine.train import fit, training_layout
 from omnireid.evaluation.evaluate import evaluate_model
 from omnireid.losses import compute_losses
 from omnireid.models import build
@@ -210,8 +210,7 @@ def fit_from_config(
     """Optimiser, schedule and ``fit`` as ``config`` says, for any task's model/loader/loss."""
     out_dir = Path(config.train.out_dir)
     model.to(config.train.device)
-    if config.train.channels_last:  # before DDP wraps it: its gradient buckets keep the layout
-        model.to(memory_format=torch.channels_last)
+    training_layout(model, config.train.channels_last)
     model = wrap(model, config.train.device, find_unused_parameters=config.optim.fixbase_epochs > 0)
     o = config.optim
     optimizer = build_optimizer(

@@ -37,6 +37,19 @@ class NonFiniteLossError(RuntimeError):
     """A NaN or infinite loss: training stops; the last good checkpoint is kept."""
 
 
+def training_layout(model: nn.Module, channels_last: bool) -> torch.memory_format:
+    """Put ``model``'s weights in the training memory layout; returns the layout for its inputs.
+
+    channels_last is the same model and update in a layout oneDNN's CPU convolutions run ~1.4x
+    faster (``benchmarks/train_speed.py``). Call it before DDP wraps the model (its gradient
+    buckets keep the layout) and before the optimiser is built.
+    """
+    if not channels_last:
+        return torch.contiguous_format
+    model.to(memory_format=torch.channels_last)
+    return torch.channels_last
+
+
 def train_step(
     model: nn.Module,
     images: torch.Tensor,
@@ -111,8 +124,8 @@ def fit(
     With ``resume`` the latest checkpoint in ``out_dir`` is restored (weights, optimiser,
     schedule, RNG states) and training continues after its epoch. ``evaluate`` is called
     every ``eval_every`` epochs (and after the last) and its metrics join the log record.
-    ``channels_last`` feeds the images in that memory layout (convert the model's weights with
-    ``model.to(memory_format=torch.channels_last)`` before building the optimiser).
+    ``channels_last`` feeds the images in that memory layout (convert the model first with
+    :func:`training_layout`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

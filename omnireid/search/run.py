@@ -22,7 +22,7 @@ from omnireid.data.datasets import load_dataset
 from omnireid.data.synthetic import generate_world
 from omnireid.engine.checkpoint import latest_checkpoint
 from omnireid.engine.optim import build_optimizer
-from omnireid.engine.train import _truncate_log, fit
+from omnireid.engine.train import _truncate_log, fit, training_layout
 from omnireid.losses import compute_losses
 from omnireid.models.search import (
     CANDIDATE_NAMES,
@@ -181,6 +181,7 @@ def search_from_config(config: Config) -> dict[str, Any]:
         samples=s.samples,
         eval_mode=s.eval_mode,
     ).to(config.train.device)
+    training_layout(model, config.train.channels_last)
     optimizer = build_optimizer(
         model.network_parameters(), o.name, o.lr, weight_decay=o.weight_decay, momentum=o.momentum
     )
@@ -226,6 +227,7 @@ def search_from_config(config: Config) -> dict[str, Any]:
         tensorboard=config.train.tensorboard,
         meta=meta,
         keep=config.train.keep,
+        channels_last=config.train.channels_last,
     )
     spec = derive_spec(model)
     (out_dir / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")

@@ -12,7 +12,7 @@ from omnireid.data.datasets import load_dataset
 from omnireid.data.transforms import RandomPatch, build_train_transform
 from omnireid.engine.checkpoint import latest_checkpoint
 from omnireid.engine.optim import build_optimizer, build_scheduler
-from omnireid.engine.train import NonFiniteLossError, fit
+from omnireid.engine.train import NonFiniteLossError, fit, training_layout
 from omnireid.losses import compute_losses
 from omnireid.models import build
 from omnireid.run import make_train_loader
@@ -37,8 +37,7 @@ def _run(
     dataset = load_dataset("market1501", market_mini)
     torch.manual_seed(seed)
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    training_layout(model, channels_last)
     loader = (make_loader or _plain_loader)(dataset)
     optimizer = build_optimizer(model, "amsgrad", lr=0.003)
     scheduler = build_scheduler(optimizer, "multistep", max_epoch=max_epoch, milestones=(2,))
@@ -122,7 +121,8 @@ def test_channels_last_is_only_a_layout(market_mini):
     pids = torch.tensor([s.pid for s in dataset.train[:16]])
     torch.manual_seed(0)
     plain = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
-    cl = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    cl = copy.deepcopy(plain)
+    assert training_layout(cl, True) == torch.channels_last
     stem = cl.conv1.conv.weight
     assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
     losses = []
