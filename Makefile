@@ -26,6 +26,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: venv lint
 	$(BIN)/python -m pytest -q

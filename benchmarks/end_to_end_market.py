@@ -23,11 +23,13 @@ import numpy as np
 
 from omnireid.data.datasets import load_dataset
 from omnireid.data.datasets.base import ReIDDataset
+from omnireid.data.images import parse_market_name
 from omnireid.data.transforms import build_eval_transform
-from omnireid.deploy.extractor import FeatureExtractor, load_model
-from omnireid.deploy.index import GalleryIndex, parse_market_name
+from omnireid.deploy.extractor import FeatureExtractor
+from omnireid.deploy.index import GalleryIndex
 from omnireid.evaluation.evaluate import evaluate_model
 from omnireid.evaluation.metrics import evaluate_rank
+from omnireid.models import load_for_inference
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -86,7 +88,7 @@ def main() -> int:
     index_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = load_model(args.arch, args.weights)
+    model, _ = load_for_inference(args.weights, args.arch)
     reference = evaluate_model(
         model,
         dataset,

@@ -27,9 +27,9 @@ import warnings
 import torch
 from torch import nn
 
-from omnireid.deploy.fast import optimize_for_inference
 from omnireid.models import build
 from omnireid.models.complexity import count_complexity
+from omnireid.models.fused import optimize_for_inference
 from omnireid.runtime import tune_allocator
 
 
@@ -62,7 +62,8 @@ def calibration_images(count: int, height: int = 256, width: int = 128) -> torch
     if not root.is_dir():
         return torch.randn(count, 3, height, width)
     from omnireid.data.datasets import load_dataset
-    from omnireid.data.transforms import build_eval_transform, read_image
+    from omnireid.data.images import read_image
+    from omnireid.data.transforms import build_eval_transform
 
     transform = build_eval_transform(height, width)
     train = load_dataset("market1501", root).train[:: max(1, 12936 // count)][:count]

@@ -45,9 +45,9 @@ import torch
 from omnireid.config import load_config
 from omnireid.data.datasets import ReIDDataset, load_dataset
 from omnireid.data.synthetic import MAX_CAMS, generate_world
-from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint
-from omnireid.models import build
-from omnireid.run import make_evaluator, train_from_config
+from omnireid.models import load_for_inference
+from omnireid.tasks import fit_from_config
+from omnireid.tasks.reid import make_evaluator
 
 ARCHS = ("osnet_x0_25", "osnet_ain_x0_25")
 WORLD = {"num_ids_train": 130, "num_ids_test": 50, "images_per_id_per_cam": 5}
@@ -154,11 +154,10 @@ def run_model(
         shutil.rmtree(run_dir)
     config = load_config(None, recipe(arch, source_csv, target_csv, run_dir, args))
     started = time.perf_counter()
-    records = train_from_config(config)  # ends with the evaluation on the target
+    records = fit_from_config(config)  # ends with the evaluation on the target
     wall = time.perf_counter() - started
     source = load_dataset("custom", source_csv)
-    model = build(arch, num_classes=source.num_train_pids)
-    load_checkpoint(latest_checkpoint(run_dir), model, restore_rng_state=False)
+    model, _ = load_for_inference(run_dir)
     source_metrics = make_evaluator(config, source)(model)
     return {
         "source": source_metrics,

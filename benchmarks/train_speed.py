@@ -5,7 +5,7 @@ augmentation (flip + random 1.125x crop), optimiser (AMSGrad) and loss (label-sm
 cross-entropy). Each side runs in its own fresh subprocess in this one invocation:
 - reference: torchreid 0.2.5's ``ImageDataManager`` train loader + ``ImageSoftmaxEngine``'s
   ``forward_backward`` step (its training loop without the logging);
-- ours: ``omnireid.run.make_train_loader`` + ``omnireid.engine.train.train_step`` with the
+- ours: ``omnireid.tasks.reid.reid_train_loader`` + ``omnireid.engine.loop.train_step`` with the
   options the training config exposes (``--ours-options``, see ``main``).
 Both time ``--batches`` steps after ``--warmup`` untimed ones, loading included, and print
 images/s, for ``--repeats`` interleaved runs per side; the last line is the ratio of the
@@ -84,11 +84,11 @@ def run_ours(args: argparse.Namespace) -> float:
 
     from omnireid.config import load_config
     from omnireid.data.datasets import load_dataset
+    from omnireid.engine.loop import train_step, training_layout
     from omnireid.engine.optim import build_optimizer
-    from omnireid.engine.train import train_step, training_layout
     from omnireid.losses import compute_losses
     from omnireid.models import build
-    from omnireid.run import make_train_loader
+    from omnireid.tasks.reid import reid_train_loader
 
     torch.manual_seed(0)
     overrides = [
@@ -101,7 +101,7 @@ def run_ours(args: argparse.Namespace) -> float:
     ]
     config = load_config(None, overrides)
     dataset = load_dataset("market1501", DATA)
-    loader = make_train_loader(config, dataset)
+    loader = reid_train_loader(config, dataset)[0]
     model = build("osnet_x0_25", num_classes=dataset.num_train_pids).train()
     layout = training_layout(model, config.train.channels_last)  # as fit_from_config does
     optimizer = build_optimizer(model, "amsgrad", 0.0015)

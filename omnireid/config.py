@@ -1,12 +1,13 @@
 """Training configuration: plain YAML/TOML files mapped onto frozen dataclasses.
 
-Only the command line reads these files; it turns the validated config into typed arguments for
-the library's ``build_*`` functions (``omnireid/run.py``). Example (YAML)::
+Only the command line and the task layer read these (``omnireid.tasks`` turns a validated
+config into typed arguments for the library's ``build_*`` functions). Example (YAML)::
 
     model: {arch: osnet_x0_25}
     data: {dataset: market1501, root: /data/market1501, height: 256, width: 128}
     optim: {name: amsgrad, lr: 0.0015, max_epoch: 150, milestones: [60, 120]}
     loss: {triplet_weight: 0.5}
+    test: {metric: cosine}
     train: {out_dir: runs/market_x0_25, eval_every: 10}
 
 Overrides on the command line use dotted keys: ``optim.lr=0.003 train.max_epoch=5``.
@@ -19,6 +20,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from omnireid.errors import ConfigError
+
+__all__ = ["Config", "ConfigError", "config_from_dict", "config_to_dict", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,13 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    task: str = "reid"  # or "attributes": multi-label attributes (data.dataset synthetic/pa100k)
+    # "reid"; "attributes" (multi-label attributes, data.dataset synthetic/pa100k); "nas" (the
+    # IN-placement architecture search, settings in [search])
+    task: str = "reid"
     out_dir: str = "runs/train"
     seed: int = 0
     device: str = "cpu"
-    eval_every: int = 0  # 0: evaluate only after the last epoch
+    eval_every: int = 0  # evaluate every N epochs and after the last; 0: after the last only
     resume: bool = True
     keep: int = 3
     amp: str = "none"  # "bf16" (CPU/GPU autocast) or "fp16" (GPU, with gradient scaling)
@@ -96,8 +103,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class TestConfig:
+    """How a re-ID model is evaluated: in training (``metrics.json``) and, by default, by
+    ``omnireid evaluate --weights RUN``."""
+
+    metric: str = "euclidean"  # "euclidean" (squared, the reference's default) or "cosine"
+    normalize: bool = False  # L2-normalise features first (cosine implies it)
+    flip: bool = False  # average each image's feature with its mirror's
+    rerank: bool = False  # k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3)
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
 class SearchConfig:
-    """``omnireid search`` only (TPAMI Sec. 3.3, 4.2): the IN-placement architecture search."""
+    """``train.task: nas`` only (TPAMI Sec. 3.3, 4.2): the IN-placement architecture search."""
 
     init_temperature: float = 10.0  # lambda of Eq. 8 at epoch 0
     temperature_decay: float = 0.5  # lambda *= decay every temperature_step epochs
@@ -118,12 +137,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    test: TestConfig = field(default_factory=TestConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-
-
-class ConfigError(ValueError):
-    """An unknown key, a value of the wrong type, or an unreadable file."""
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -173,6 +189,35 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _parse_file(path: Path) -> Any:
+    """The mapping a YAML/TOML/JSON file holds; a syntax error names the file."""
+    try:
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                return yaml.safe_load(text) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not a text file ({e})") from e
+    except ValueError as e:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{path} could not be parsed: {e}") from e
+    raise ConfigError(f"{path}: expected .yaml, .yml, .toml or .json")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML/TOML/JSON file (or use defaults) and apply ``section.key=value`` overrides."""
     raw: dict[str, Any] = {}
@@ -180,22 +225,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        elif path.suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib
-
-            raw = tomllib.loads(text)
-        elif path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            raise ConfigError(f"{path}: expected .yaml, .yml, .toml or .json")
+        raw = _parse_file(path)
+        if not isinstance(raw, dict) or not all(isinstance(v, dict | None) for v in raw.values()):
+            raise ConfigError(f"{path}: expected sections of key: value pairs at the top level")
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:

@@ -1,4 +1,10 @@
-"""Shared fixtures: paths into ../shared (real papers' data and weights), skipped when absent."""
+"""Shared fixtures.
+
+``tiny_world``: a small synthetic world in the real Market-1501 layout (deterministic, written
+once per session), for every test that needs images but not real ones. The others read
+../shared (the real Market-1501 and its mini subset, the reference checkpoints) and skip with
+a reason when it is absent.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,50 @@ from pathlib import Path
 
 import pytest
 
+from omnireid.data.synthetic import generate_world
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MARKET_MINI = SHARED / "data" / "market1501-mini" / "Market-1501-v15.09.15"
 MARKET_FULL = SHARED / "data" / "market1501" / "Market-1501-v15.09.15"
 WEIGHTS = SHARED / "weights"
 
+# The tiny world: 12 train ids x 4 cameras x 2 images = 96 train images; 8 test ids: 32
+# queries, 64 gallery images + 5 distractors (pid 0)
+TINY_WORLD = dict(
+    num_ids_train=12, num_ids_test=8, images_per_id_per_cam=2, num_cams=4, num_distractors=5
+)
+TINY_TRAIN_IMAGES, TINY_TRAIN_IDS = 96, 12
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: takes more than ~10 s on a 2-core CPU (deselect with -m 'not slow')"
+    )
+
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not found at {path} (../shared is not beside this checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``Market-1501-v15.09.15`` folder of the tiny synthetic world (read-only: copy it
+    before changing anything)."""
+    return generate_world(tmp_path_factory.mktemp("tiny_world"), **TINY_WORLD)
+
+
+@pytest.fixture(scope="session")
+def toy_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain ``.pt`` state_dict of an untrained OSNet x0.25 with random BN statistics (for
+    commands whose mechanics, not accuracy, a test checks)."""
+    import torch
+
+    from tests.deploy.helpers import trained_like
+
+    path = tmp_path_factory.mktemp("toy_weights") / "osnet_x0_25_toy.pt"
+    torch.save(trained_like("osnet_x0_25").state_dict(), path)
     return path
 
 

@@ -1,1 +1,2 @@
-"""Data: image reading and transforms (datasets and loaders come with the data issue)."""
+"""Data: dataset parsers (``datasets``), image files (``images``), the torch dataset over
+samples (``image_dataset``), identity/domain samplers, transforms, and the synthetic world."""

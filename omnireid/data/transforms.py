@@ -13,21 +13,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-def read_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB; a missing or unreadable file raises ``OSError`` naming it."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
-        raise OSError(f"cannot read image {path}: {e}") from e
+from omnireid.data.images import read_image
+from omnireid.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 
 def build_eval_transform(
@@ -47,6 +38,13 @@ def build_eval_transform(
             v2.Resize((height, width), interpolation=InterpolationMode.BILINEAR),
             ToNormalizedTensor(mean, std),
         ]
+    )
+
+
+def transform_for(preprocessing: Preprocessing) -> v2.Compose:
+    """The evaluation transform a checkpoint's stored ``Preprocessing`` describes."""
+    return build_eval_transform(
+        preprocessing.height, preprocessing.width, preprocessing.mean, preprocessing.std
     )
 
 

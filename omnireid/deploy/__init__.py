@@ -1,1 +1,2 @@
-"""Deployment: fast inference, feature extractor, ONNX export and int8, gallery index."""
+"""Deployment: the feature extractor (torch, fast and ONNX Runtime backends), ONNX export and
+int8 quantisation, and the FAISS gallery index."""

@@ -1,38 +1,30 @@
 """``FeatureExtractor``: images in any common form -> ``(N, D)`` float32 re-ID embeddings.
 
-Preprocessing is the evaluation pipeline's (``read_image`` then ``build_eval_transform``: RGB,
-PIL bilinear resize, ImageNet mean/std), so features equal ``extract_features``'. Backends:
-``"torch"`` (the eval model), ``"fast"`` (``optimize_for_inference``) and ``"onnxruntime"``
-(an exported graph, or the ``.onnx`` file given as ``onnx_path``).
+The model and its preprocessing come from ``models.load_for_inference`` (a run folder, a
+checkpoint folder or a weights file; a run's stored input size, mean and std are used), so
+features equal ``omnireid evaluate``'s: RGB, PIL bilinear resize, normalisation. Backends:
+``"torch"`` (the eval model), ``"fast"`` (``models.fused.optimize_for_inference``) and
+``"onnxruntime"`` (an exported graph, or the ``.onnx`` file given as ``onnx_path``).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
-from omnireid.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    build_eval_transform,
-    read_image,
-)
-from omnireid.models import OSNet, build
-from omnireid.models.weights import (
-    CLASSIFIER_KEYS,
-    CheckpointError,
-    load_weights,
-    read_state_dict,
-    resolve_weights,
-)
+from omnireid.data.images import read_image
+from omnireid.data.transforms import transform_for
+from omnireid.errors import UsageError
+from omnireid.models import build, load_for_inference
+from omnireid.preprocessing import Preprocessing
+from omnireid.progress import progress
 
 BACKENDS = ("torch", "fast", "onnxruntime")
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -43,32 +35,12 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
-def load_model(
-    arch: str, weights: str | Path | None = None, num_classes: int | None = None, **options: Any
-) -> OSNet:
-    """``build(arch, **options)`` in eval mode with ``weights`` (a file, checkpoint folder or run
-    folder) loaded strictly (``load_weights``).
-
-    The classifier is not needed for features: its size is read from the checkpoint unless
-    ``num_classes`` is given, and a checkpoint without one loads too.
-    """
-    state = read_state_dict(weights) if weights is not None else None
-    if num_classes is None:
-        has_classifier = state is not None and "classifier.weight" in state
-        num_classes = state["classifier.weight"].shape[0] if has_classifier else 1000
-    model = build(arch, num_classes=num_classes, **options)
-    if state is not None:
-        own = model.state_dict()
-        state = {**{k: own[k] for k in CLASSIFIER_KEYS if k not in state}, **state}
-        try:
-            load_weights(model, state)
-        except CheckpointError as e:
-            raise CheckpointError(f"{weights}: {e}") from e
-    return model.eval()
-
-
 class FeatureExtractor:
     """Callable: ``extractor(inputs, bgr=False)`` -> ``(N, feature_dim)`` float32 array.
+
+    ``FeatureExtractor(weights="runs/market")`` takes the architecture and preprocessing from
+    the checkpoint; ``arch``, ``image_size``, ``mean`` and ``std`` override them (``arch`` is
+    required only without weights, for a randomly initialised model, or to force one).
 
     ``inputs``: one item or a list of image paths, PIL images, ``(H, W, 3)`` uint8 arrays (RGB,
     BGR when ``bgr=True``; a ``(N, H, W, 3)`` array is N images) or float tensors ``(3, H, W)``
@@ -82,100 +54,93 @@ class FeatureExtractor:
 
     def __init__(
         self,
-        arch: str,
+        arch: str | None = None,
         weights: str | Path | None = None,
         device: str = "cpu",
-        image_size: tuple[int, int] = (256, 128),
+        image_size: tuple[int, int] | None = None,
         backend: str = "torch",
         batch_size: int = 32,
         normalize: bool = True,
         num_classes: int | None = None,
         *,
         onnx_path: str | Path | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         precision: str = "fp32",
     ) -> None:
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+            raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if precision != "fp32" and backend == "onnxruntime":
-            raise ValueError(
+            raise UsageError(
                 "precision is for the torch backends; for ONNX Runtime export an int8 graph "
                 "(omnireid export onnx --int8-calib) and pass it as onnx_path"
             )
         if precision == "fp16" and torch.device(device).type != "cuda":
-            raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
-        self.precision = precision
+            raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if onnx_path is not None and backend != "onnxruntime":
-            raise ValueError(f"onnx_path is for backend='onnxruntime', not {backend!r}")
-        self.arch, self.device, self.backend = arch, device, backend
-        self.image_size = (int(image_size[0]), int(image_size[1]))
+            raise UsageError(f"onnx_path is for backend='onnxruntime', not {backend!r}")
+        if onnx_path is not None and weights is not None:
+            raise UsageError("give weights or onnx_path, not both: the .onnx holds weights")
+        if weights is None and arch is None:
+            raise UsageError("give weights (a run, checkpoint or weights file) or an arch")
+        self.precision, self.device, self.backend = precision, device, backend
         self.batch_size, self.normalize = batch_size, normalize
-        self.transform = build_eval_transform(*self.image_size, mean=mean, std=std)
+        h, w = image_size if image_size is not None else (None, None)
+        model = None
+        if weights is not None:
+            model, pre = load_for_inference(
+                weights, arch, height=h, width=w, num_classes=num_classes
+            )
+        else:
+            pre = Preprocessing(*(image_size or Preprocessing().size))
+            if onnx_path is None:
+                model = build(arch, num_classes=num_classes or 1).eval()
+        if mean is not None or std is not None:
+            pre = replace(
+                pre,
+                mean=tuple(mean) if mean is not None else pre.mean,
+                std=tuple(std) if std is not None else pre.std,
+            )
+        self.preprocessing = pre
+        self.image_size = pre.size
+        self.arch = arch if model is None else model.arch
+        self.transform = transform_for(pre)
         self._session: Any = None
         if backend == "onnxruntime":
-            self._init_onnx(weights, num_classes, onnx_path)
+            self._init_onnx(model, onnx_path)
             return
-        model = load_model(arch, weights, num_classes)
         self.feature_dim: int = model.feature_dim
         if backend == "fast":
-            from omnireid.deploy.fast import optimize_for_inference
+            from omnireid.models.fused import optimize_for_inference
 
             model = optimize_for_inference(model)
         self.model = model.to(device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options: Any) -> FeatureExtractor:
-        """An extractor for an omnireid training checkpoint (or run folder: its latest), with the
-        architecture, input size, mean and std stored beside the weights (``meta.json``), so the
-        preprocessing is the one the model was trained with. ``options``: the other arguments
-        (``backend``, ``device``, ``batch_size``, ``normalize``)."""
-        weights = resolve_weights(path)
-        meta_file = weights.parent / "meta.json"
-        if weights.name != "model.safetensors" or not meta_file.is_file():
-            raise CheckpointError(
-                f"{path}: not an omnireid checkpoint (no meta.json beside the weights); use "
-                f"FeatureExtractor(arch, weights, image_size=...) for plain weight files"
-            )
-        meta = json.loads(meta_file.read_text())
-        if meta.get("mutual"):
-            raise CheckpointError(
-                f"{path} holds a deep-mutual-learning pair; export one network's weights first"
-            )
-        pre = meta.get("preprocessing", {})
-        return cls(
-            meta["arch"],
-            weights,
-            image_size=(pre.get("height", 256), pre.get("width", 128)),
-            mean=pre.get("mean", IMAGENET_MEAN),
-            std=pre.get("std", IMAGENET_STD),
-            **options,
-        )
+        """``FeatureExtractor(weights=path, **options)``: an omnireid run or checkpoint folder,
+        with its stored architecture and preprocessing."""
+        return cls(weights=path, **options)
 
-    def _init_onnx(
-        self, weights: str | Path | None, num_classes: int | None, onnx_path: str | Path | None
-    ) -> None:
+    def _init_onnx(self, model: torch.nn.Module | None, onnx_path: str | Path | None) -> None:
         from omnireid.deploy.onnx import export_onnx, open_session
 
         if onnx_path is None:  # export to a temporary file; the session keeps the graph in memory
-            model = load_model(self.arch, weights, num_classes)
             with tempfile.TemporaryDirectory(prefix="omnireid-onnx-") as tmp:
-                path = export_onnx(model, Path(tmp) / f"{self.arch}.onnx", self.image_size)
+                path = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
                 self._session = open_session(path, self.device)
         else:
-            if weights is not None:
-                raise ValueError("give weights or onnx_path, not both: the .onnx holds weights")
             self._session = open_session(onnx_path, self.device)
         inp, out = self._session.get_inputs()[0], self._session.get_outputs()[0]
         h, w = inp.shape[2:4]
         if (isinstance(h, int) and h != self.image_size[0]) or (
             isinstance(w, int) and w != self.image_size[1]
         ):
-            raise ValueError(f"{onnx_path} takes {h}x{w} images, image_size is {self.image_size}")
+            raise UsageError(f"{onnx_path} takes {h}x{w} images, image_size is {self.image_size}")
         self._fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self._names = (inp.name, out.name)
         self.feature_dim = int(out.shape[1])
@@ -245,13 +210,13 @@ class FeatureExtractor:
         outs = [self._session.run([self._names[1]], {self._names[0]: c.numpy()})[0] for c in chunks]
         return np.concatenate(outs)[:n].astype(np.float32, copy=False)
 
-    def _run(self, inputs: Any, bgr: bool, progress: bool) -> np.ndarray:
+    def _run(self, inputs: Any, bgr: bool, show: bool) -> np.ndarray:
         single = isinstance(inputs, str | Path | Image.Image | torch.Tensor) or (
             isinstance(inputs, np.ndarray) and inputs.ndim == 3
         )
         items = [inputs] if single else list(inputs)
         feats = []
-        with tqdm(total=len(items), desc="features", unit="item", disable=not progress) as bar:
+        with progress(total=len(items), desc="features", unit="image", enabled=show) as bar:
             for batch in self._batches(items, bgr):
                 feats.append(self._forward(batch))
                 bar.update(len(batch))
@@ -262,8 +227,8 @@ class FeatureExtractor:
 
     def __call__(self, inputs: ImageInput | Sequence[ImageInput], bgr: bool = False) -> np.ndarray:
         """``(N, feature_dim)`` float32 features of ``inputs`` (see the class docstring)."""
-        return self._run(inputs, bgr, progress=False)
+        return self._run(inputs, bgr, show=False)
 
-    def extract_paths(self, paths: Sequence[str | Path], progress: bool = True) -> np.ndarray:
-        """``(len(paths), feature_dim)`` features of image files, with a tqdm bar."""
-        return self._run(list(paths), bgr=False, progress=progress)
+    def extract_paths(self, paths: Sequence[str | Path], show_progress: bool = True) -> np.ndarray:
+        """``(len(paths), feature_dim)`` features of image files, with progress output."""
+        return self._run(list(paths), bgr=False, show=show_progress)

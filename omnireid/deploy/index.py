@@ -8,9 +8,12 @@ top-k queries. Kinds: ``flat`` (exact, the default), ``ivf`` (inverted lists; ``
 (squared Euclidean distance, lower is better).
 
 On disk an index is a directory: ``header.json`` (format version, dim, arch, image size,
-metric, kind, count, SHA-256 of the other files), ``index.faiss`` and ``metadata.npz``
-(no pickle). ``GalleryIndex.load`` refuses corrupt files, newer formats and indexes built
-for another feature dimension or architecture.
+metric, kind, count, SHA-256 of the other files, and a SHA-256 of the header itself),
+``index.faiss`` and ``metadata.npz`` (no pickle). ``GalleryIndex.load`` refuses corrupt or
+unverifiable files, newer formats and indexes built for another feature dimension or
+architecture. Camera ids are 0-based (format 2; a format-1 index, which stored 1-based
+cameras, is read and converted). ``index_image_folder`` stores absolute image paths, so an
+index works from any working directory and after the index folder moves.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,26 +28,15 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
+from omnireid.data.images import list_images, parse_market_name
+from omnireid.errors import IndexFileError
+
 FORMAT = "omnireid-gallery-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: 0-based camera ids, checksummed header
 KINDS = ("flat", "ivf", "hnsw")
 METRICS = ("ip", "l2")
 Kind = Literal["flat", "ivf", "hnsw"]
 IndexMetric = Literal["ip", "l2"]
-_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
-
-
-class IndexFileError(ValueError):
-    """An index file that cannot be used: corrupt, of a newer format, or built for another model."""
-
-
-def parse_market_name(path: str | Path) -> tuple[int, int]:
-    """``(pid, camid)`` from a Market-style name ``0002_c1s1_000451_03.jpg`` -> ``(2, 1)``.
-
-    Names that do not match give ``(-1, -1)`` (unknown).
-    """
-    m = _MARKET_NAME.match(Path(path).name)
-    return (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
 
 
 @dataclass
@@ -84,6 +75,12 @@ class SearchResult:
     camids: np.ndarray
     timestamps: np.ndarray
     higher_is_better: bool
+
+
+def _header_digest(header: dict) -> str:
+    """SHA-256 of the header's content without its own checksum entry (canonical JSON)."""
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -316,6 +313,7 @@ class GalleryIndex:
         )
         header = self.header()
         header["files"] = {n: _sha256(out / n) for n in ("index.faiss", "metadata.npz")}
+        header["header_sha256"] = _header_digest(header)
         (out / "header.json").write_text(json.dumps(header, indent=2) + "\n")
         return out
 
@@ -340,6 +338,14 @@ class GalleryIndex:
                 f"{path} has index format version {version!r}; this omnireid reads versions 1 to "
                 f"{FORMAT_VERSION}: rebuild the index or upgrade omnireid"
             )
+        if version >= 2 and header.get("header_sha256") != _header_digest(header):
+            raise IndexFileError(
+                f"{file} was changed after the index was written (its checksum does not match); "
+                "rebuild the index"
+            )
+        files = header.get("files")
+        if not isinstance(files, dict) or set(files) != {"index.faiss", "metadata.npz"}:
+            raise IndexFileError(f"{file} lists no checksums for its files: cannot verify it")
         return header
 
     @classmethod
@@ -357,7 +363,7 @@ class GalleryIndex:
             raise IndexFileError(
                 f"{path} was built with arch {h['arch']!r} but the extractor uses {expect_arch!r}"
             )
-        for name, digest in h.get("files", {}).items():
+        for name, digest in h["files"].items():
             if not (path / name).is_file() or _sha256(path / name) != digest:
                 raise IndexFileError(f"{path / name} is missing or corrupt (checksum mismatch)")
         params = {k: h["params"][k] for k in ("nlist", "nprobe", "hnsw_m", "ef_construction")}
@@ -378,6 +384,9 @@ class GalleryIndex:
                 index.meta.extend(list(m["paths"]), m["pids"], m["camids"], m["timestamps"])
         except (RuntimeError, OSError, ValueError, KeyError) as e:
             raise IndexFileError(f"{path} could not be read ({e})") from e
+        if h["version"] == 1:  # format 1 stored 1-based camera ids
+            cams = index.meta.camids
+            index.meta.camids = np.where(cams > 0, cams - 1, -1)
         if (
             index._index.d != h["dim"]
             or len(index) != h["count"]
@@ -387,31 +396,22 @@ class GalleryIndex:
         return index
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def list_image_files(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted; raises if there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"expected a folder of images at {folder}, but it is not a directory")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}")
-    return files
-
-
 def index_image_folder(extractor: Any, folder: str | Path, **options: Any) -> GalleryIndex:
-    """Extract features of every image under ``folder`` and index them.
+    """Extract features of every image under ``folder`` (recursive) and index them.
 
     ``extractor`` is a ``FeatureExtractor`` (``extract_paths``, ``.arch``, ``.image_size``);
-    pids/camids come from Market-style file names (-1 when a name does not match).
+    paths are stored absolute; pids/camids come from Market-style file names (-1 when a name
+    does not match).
     """
-    paths = list_image_files(folder)
-    feats = extractor.extract_paths([str(p) for p in paths])
-    pids, camids = zip(*(parse_market_name(p) for p in paths), strict=True)
+    paths = [p.resolve() for p in list_images(folder)]
+    feats = extractor.extract_paths(paths)
+    ids = [parse_market_name(p) or (-1, -1) for p in paths]
     options.setdefault("arch", extractor.arch)
     options.setdefault("image_size", tuple(extractor.image_size))
     return GalleryIndex.build(
-        feats, [str(p) for p in paths], pids=list(pids), camids=list(camids), **options
+        feats,
+        [str(p) for p in paths],
+        pids=[pid for pid, _ in ids],
+        camids=[cam for _, cam in ids],
+        **options,
     )

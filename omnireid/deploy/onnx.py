@@ -21,10 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from omnireid.errors import OmniReIDError
+
 INPUT_NAME, OUTPUT_NAME = "images", "features"
 
 
-class OnnxVerificationError(ValueError):
+class OnnxVerificationError(OmniReIDError, ValueError):
     """ONNX Runtime's features differ from PyTorch's by more than the tolerance."""
 
 

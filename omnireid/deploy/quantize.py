@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from omnireid.data.images import list_images, read_image
+from omnireid.data.transforms import transform_for
 from omnireid.deploy.onnx import INPUT_NAME
+from omnireid.preprocessing import Preprocessing
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -33,6 +36,16 @@ class _Batches:
 
     def rewind(self) -> None:  # pragma: no cover - only the entropy calibrator asks
         raise NotImplementedError
+
+
+def calibration_images(
+    source: str | Path, preprocessing: Preprocessing, count: int = 300
+) -> np.ndarray:
+    """``(N, 3, H, W)`` float32 calibration batch: the first ``count`` images under ``source``
+    (a folder, searched recursively), preprocessed as for inference."""
+    transform = transform_for(preprocessing)
+    paths = list_images(source, limit=count)
+    return np.stack([transform(read_image(p)).numpy() for p in paths])
 
 
 def quantize_onnx(

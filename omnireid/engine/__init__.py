@@ -1,1 +1,3 @@
-"""Training engine: optimisers, learning-rate schedules and staged fine-tuning."""
+"""Training engine: the training step and epoch loop (``loop``), its callbacks (``callbacks``:
+schedule, evaluation, logs, checkpoints, frozen-base stages, collapse detection), resumable
+checkpoints, optimisers and lr schedules, and DDP helpers."""

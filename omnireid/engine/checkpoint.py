@@ -16,6 +16,7 @@ complete checkpoint, replaced atomically too.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -29,7 +30,21 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-LATEST = "latest"
+from omnireid.engine.distributed import unwrap
+from omnireid.errors import CheckpointError
+from omnireid.models.weights import LATEST, MODEL_FILE, latest_checkpoint, read_meta
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "TrainingState",
+    "capture_rng",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "restore_latest",
+    "restore_rng",
+    "save_checkpoint",
+]
 
 
 @dataclass
@@ -72,10 +87,6 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def save_checkpoint(
     directory: str | Path,
     model: nn.Module,
@@ -96,8 +107,8 @@ def save_checkpoint(
     final = directory / f"epoch-{epoch:04d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=directory))
     try:
-        weights = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"))
+        weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+        save_file(weights, str(tmp / MODEL_FILE))
         state = {"epoch": epoch, "rng": capture_rng()}
         if optimizer is not None:
             state["optimizer"] = optimizer.state_dict()
@@ -126,17 +137,6 @@ def save_checkpoint(
     return final
 
 
-def latest_checkpoint(directory: str | Path) -> Path | None:
-    """The newest complete checkpoint in ``directory`` (None if there is none)."""
-    directory = Path(directory)
-    pointer = directory / LATEST
-    if pointer.is_file():
-        path = directory / pointer.read_text().strip()
-        if (path / "model.safetensors").is_file():
-            return path
-    return None
-
-
 def load_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -147,12 +147,16 @@ def load_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
 ) -> TrainingState:
     """Restore weights (strictly), optimizer, scheduler, gradient scaler and RNG state from a
-    checkpoint folder."""
+    checkpoint folder. An unreadable folder raises ``CheckpointError`` naming it."""
     path = Path(path)
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint folder (no model.safetensors)")
-    _unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    if not (path / MODEL_FILE).is_file():
+        raise CheckpointError(f"{path} is not a checkpoint folder (no {MODEL_FILE})")
+    try:
+        weights = load_file(str(path / MODEL_FILE))
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors, zip and unpickling errors of damaged files
+        raise CheckpointError(f"{path} is damaged and cannot be read ({e})") from e
+    unwrap(model).load_state_dict(weights, strict=True)
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
@@ -161,5 +165,39 @@ def load_checkpoint(
         scaler.load_state_dict(state["scaler"])
     if restore_rng_state:
         restore_rng(state["rng"])
-    meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
+    meta = read_meta(path)
     return TrainingState(epoch=int(state["epoch"]), meta=meta)
+
+
+def restore_latest(
+    directory: str | Path,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> int:
+    """Resume from the newest intact checkpoint of a run folder; returns its epoch (0: none).
+
+    When the latest checkpoint is damaged, older ``epoch-*`` folders are tried, newest first,
+    with a warning naming what was skipped.
+    """
+    directory = Path(directory)
+    latest = latest_checkpoint(directory)
+    candidates = sorted(directory.glob("epoch-[0-9]*"), reverse=True)
+    if latest is not None:
+        candidates = [latest] + [c for c in candidates if c != latest]
+    for path in candidates:
+        try:
+            state = load_checkpoint(
+                path, model, optimizer=optimizer, scheduler=scheduler, scaler=scaler
+            )
+        except CheckpointError as e:
+            log.warning("%s; trying an older checkpoint", e)
+            continue
+        if path != latest:
+            log.warning("resuming from %s instead of the damaged latest checkpoint", path.name)
+        return state.epoch
+    if candidates:
+        raise CheckpointError(f"no checkpoint in {directory} can be read; remove them to restart")
+    return 0

@@ -1,1 +1,2 @@
-"""Evaluation: features, distances, ranking metrics (CMC, mAP, mINP), re-ranking."""
+"""Evaluation: features, distances, ranking metrics (CMC, mAP, mINP), re-ranking, verification
+thresholds and attribute metrics."""

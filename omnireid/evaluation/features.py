@@ -1,4 +1,4 @@
-"""Batched feature extraction with DataLoader workers and a progress bar."""
+"""Batched feature extraction with DataLoader workers and progress output."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from omnireid.data.dataset import ImageDataset, collate_skipping
 from omnireid.data.datasets.base import Sample
+from omnireid.data.image_dataset import ImageDataset, collate_skipping
+from omnireid.progress import progress as show_progress
 
 
 @dataclass
@@ -57,7 +57,7 @@ def extract_features(
         persistent_workers=False,
     )
     feats, pids, camids, indices = [], [], [], []
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+    for batch in show_progress(loader, desc=desc, unit="batch", enabled=progress):
         if batch is None:
             continue
         images, pid, camid, index = batch

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from omnireid.losses.combined import compute_losses
+
 
 def kl_divergence(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """``KL(p_target || p)`` of the softmaxes of two ``(N, C)`` logits, summed over classes and
@@ -34,3 +36,29 @@ def mutual_learning_loss(logits1: torch.Tensor, logits2: torch.Tensor) -> dict[s
         "mutual_1": kl_divergence(logits2.detach(), logits1),
         "mutual_2": kl_divergence(logits1.detach(), logits2),
     }
+
+
+def mutual_losses(
+    logits: torch.Tensor,
+    features: torch.Tensor | None,
+    pids: torch.Tensor,
+    *,
+    mutual_weight: float = 1.0,
+    **loss_options: float,
+) -> dict[str, torch.Tensor]:
+    """Named terms for ``(2, N, C)`` logits and ``(2, N, D)`` features of a ``MutualPair``.
+
+    ``loss_options`` are ``compute_losses``'s (label smoothing, triplet and entropy weights).
+    """
+    if logits.dim() != 3 or logits.shape[0] != 2:
+        raise ValueError(f"expected (2, N, C) logits from a MutualPair, got {tuple(logits.shape)}")
+    terms: dict[str, torch.Tensor] = {}
+    for i in (0, 1):
+        own = compute_losses(
+            logits[i], None if features is None else features[i], pids, **loss_options
+        )
+        terms.update({f"{k}_{i + 1}": v for k, v in own.items()})
+    if mutual_weight:
+        mimicry = mutual_learning_loss(logits[0], logits[1])
+        terms.update({k: mutual_weight * v for k, v in mimicry.items()})
+    return terms

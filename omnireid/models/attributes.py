@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from omnireid.models import build
 from omnireid.models.osnet import OSNet
+from omnireid.models.registry import build
 from omnireid.models.weights import load_weights
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from omnireid.errors import UsageError
 from omnireid.models.layers import ConvNormAct, Fusion, InstanceNormPlacement, Norm, OSBlock
 
 # Table 6's width multiplier beta applied to [conv1, conv2, conv3, conv4] of Table 1.
@@ -43,11 +44,12 @@ class OSNet(nn.Module):
 
     Args:
         channels: widths of conv1 (stem), conv2, conv3, conv4; conv5 keeps conv4's width.
-        layers: omni-scale blocks per stage (Table 1: 2-2-2; the CIFAR variant 3-8-6).
+        layers: omni-scale blocks per stage (default Table 1's 2-2-2; the CIFAR variant 3-8-6).
         num_classes: classifier outputs (training identities).
         feature_dim: size of the fc embedding; not scaled by the width multiplier.
         block_norms: instance-norm placement of every block, one tuple per stage; overrides
-            ``layers`` when given (TPAMI block types ``none``, ``in``, ``out``, ``in_out``).
+            the plain blocks of ``layers`` (TPAMI block types ``none``, ``in``, ``out``,
+            ``in_out``); giving both with other block counts is an error.
         stem_norm: ``bn``, or ``in`` for the instance-normalised stem of OSNet-IBN/AIN.
         streams, fusion, lite, stream_depth: the Table 5 ablations, see ``OSBlock``.
         gate_reduction: reduction ratio of the aggregation gate's hidden layer (16).
@@ -60,7 +62,7 @@ class OSNet(nn.Module):
     def __init__(
         self,
         channels: Sequence[int] = WIDTHS["x1_0"],
-        layers: Sequence[int] = (2, 2, 2),
+        layers: Sequence[int] | None = None,
         num_classes: int = 1000,
         *,
         feature_dim: int = 512,
@@ -76,12 +78,20 @@ class OSNet(nn.Module):
         if len(channels) != 4:
             raise ValueError(f"channels needs 4 widths (conv1..conv4), got {list(channels)}")
         if block_norms is None:
-            if len(layers) != 3:
-                raise ValueError(f"layers needs 3 stage depths, got {list(layers)}")
+            layers = (2, 2, 2) if layers is None else tuple(layers)
+            if len(layers) != 3 or min(layers) < 1:
+                raise UsageError(f"layers needs 3 stage depths >= 1, got {list(layers)}")
             block_norms = [("none",) * n for n in layers]
         if len(block_norms) != 3 or any(len(stage) < 1 for stage in block_norms):
-            raise ValueError(f"block_norms needs 3 non-empty stages, got {block_norms}")
+            raise UsageError(f"block_norms needs 3 non-empty stages, got {block_norms}")
+        counts = tuple(len(stage) for stage in block_norms)
+        if layers is not None and tuple(layers) != counts:
+            raise UsageError(
+                f"layers {list(layers)} conflicts with block_norms, which has {list(counts)} "
+                "blocks per stage; give one of them"
+            )
         self.feature_dim = feature_dim
+        self.arch: str | None = None  # the registry name ``models.build`` built it by
         c1, c2, c3, c4 = channels
 
         def stage(c_in: int, c_out: int, norms: Sequence[InstanceNormPlacement]) -> nn.Sequential:
@@ -175,34 +185,48 @@ def osnet_x0_25(num_classes: int = 1000, **options) -> OSNet:
     return OSNet(WIDTHS["x0_25"], num_classes=num_classes, **options)
 
 
+# Options an instance-normalised builder fixes itself: its block types are the paper's.
+IN_FIXED: tuple[str, ...] = ("layers", "block_norms", "stem_norm")
+
+
+def _in_variant(
+    name: str,
+    width: str,
+    blocks: Sequence[Sequence[InstanceNormPlacement]],
+    num_classes: int,
+    options: dict,
+) -> OSNet:
+    fixed = sorted(set(options) & set(IN_FIXED))
+    if fixed:
+        raise UsageError(
+            f"{name} does not take {', '.join(fixed)}: its blocks and stem are fixed (TPAMI "
+            f"Sec. 3.3 / Table 1); build a plain osnet_{width} with block_norms=... instead"
+        )
+    return OSNet(
+        WIDTHS[width], num_classes=num_classes, block_norms=blocks, stem_norm="in", **options
+    )
+
+
 def osnet_ibn_x1_0(num_classes: int = 1000, **options) -> OSNet:
     """OSNet-IBN x1.0: IN stem, IN after the residual in both conv2 blocks (TPAMI Sec. 3.3)."""
-    return OSNet(
-        WIDTHS["x1_0"], num_classes=num_classes, block_norms=IBN_BLOCKS, stem_norm="in", **options
-    )
-
-
-def _ain(width: str, num_classes: int, options: dict) -> OSNet:
-    return OSNet(
-        WIDTHS[width], num_classes=num_classes, block_norms=AIN_BLOCKS, stem_norm="in", **options
-    )
+    return _in_variant("osnet_ibn_x1_0", "x1_0", IBN_BLOCKS, num_classes, options)
 
 
 def osnet_ain_x1_0(num_classes: int = 1000, **options) -> OSNet:
     """OSNet-AIN x1.0: the searched IN placement of TPAMI Table 1."""
-    return _ain("x1_0", num_classes, options)
+    return _in_variant("osnet_ain_x1_0", "x1_0", AIN_BLOCKS, num_classes, options)
 
 
 def osnet_ain_x0_75(num_classes: int = 1000, **options) -> OSNet:
     """OSNet-AIN x0.75."""
-    return _ain("x0_75", num_classes, options)
+    return _in_variant("osnet_ain_x0_75", "x0_75", AIN_BLOCKS, num_classes, options)
 
 
 def osnet_ain_x0_5(num_classes: int = 1000, **options) -> OSNet:
     """OSNet-AIN x0.5."""
-    return _ain("x0_5", num_classes, options)
+    return _in_variant("osnet_ain_x0_5", "x0_5", AIN_BLOCKS, num_classes, options)
 
 
 def osnet_ain_x0_25(num_classes: int = 1000, **options) -> OSNet:
     """OSNet-AIN x0.25."""
-    return _ain("x0_25", num_classes, options)
+    return _in_variant("osnet_ain_x0_25", "x0_25", AIN_BLOCKS, num_classes, options)

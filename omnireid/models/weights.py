@@ -4,10 +4,16 @@ Two reference layouts exist. ``osnet_ain.py``'s is ours (``conv2.0.conv2.{t}.lay
 transitions ``pool2``/``pool3``), so it loads as is. ``osnet.py``'s names the streams
 ``conv2a``, ``conv2b.{j}``..., keeps the transitions inside the stages (``conv2.2.0.conv``)
 and calls the post-residual instance norm ``IN``; ``to_native_layout`` renames those keys.
+
+It also knows where an omnireid training run keeps its weights (``resolve_weights``): a
+checkpoint folder holds ``model.safetensors`` and ``meta.json``; a run folder names its newest
+complete checkpoint in the text file ``latest``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import re
 import warnings
@@ -18,14 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from omnireid.errors import CheckpointError
+
 StateDict = dict[str, torch.Tensor]
+LATEST = "latest"  # a run folder's pointer to its newest complete checkpoint
+MODEL_FILE = "model.safetensors"
+META_FILE = "meta.json"
 
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 _STREAM_NAMES = {"conv2a": 0, "conv2b": 1, "conv2c": 2, "conv2d": 3}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or does not match the model."""
 
 
 @dataclass
@@ -36,19 +43,60 @@ class LoadReport:
     skipped_classifier: bool = False
 
 
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run folder (None if there is none)."""
+    directory = Path(directory)
+    pointer = directory / LATEST
+    if pointer.is_file():
+        path = directory / pointer.read_text().strip()
+        if (path / MODEL_FILE).is_file():
+            return path
+    return None
+
+
+def checkpoint_folder(path: str | Path) -> Path | None:
+    """``path`` when it is a checkpoint folder, a run folder's latest checkpoint, else None."""
+    path = Path(path)
+    if (path / MODEL_FILE).is_file():
+        return path
+    return latest_checkpoint(path) if path.is_dir() else None
+
+
+def read_meta(folder: str | Path) -> dict:
+    """A checkpoint folder's ``meta.json`` (empty when it has none)."""
+    meta = Path(folder) / META_FILE
+    if not meta.is_file():
+        return {}
+    try:
+        return json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{meta} is not valid JSON ({e})") from e
+
+
 def resolve_weights(path: str | Path) -> Path:
     """A weights file as given; a checkpoint folder -> its ``model.safetensors``; a training run
     folder -> its latest checkpoint's."""
     path = Path(path)
     if not path.is_dir():
         return path
-    from omnireid.engine.checkpoint import latest_checkpoint
+    folder = checkpoint_folder(path)
+    if folder is None:
+        raise CheckpointError(f"{path} holds no {MODEL_FILE} and no latest checkpoint")
+    return folder / MODEL_FILE
 
-    run = latest_checkpoint(path)
-    folder = run if run is not None else path
-    if not (folder / "model.safetensors").is_file():
-        raise CheckpointError(f"{path} holds no model.safetensors and no latest checkpoint")
-    return folder / "model.safetensors"
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_provenance(weights: str | Path) -> dict[str, str]:
+    """Where features came from: the weights argument (resolved) and its tensor file's SHA-256."""
+    return {"path": str(Path(weights).resolve()), "sha256": file_sha256(resolve_weights(weights))}
 
 
 def read_state_dict(path: str | Path) -> StateDict:

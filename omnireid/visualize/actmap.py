@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from omnireid.data.transforms import build_eval_transform, read_image
+from omnireid.data.images import read_image
+from omnireid.data.transforms import build_eval_transform
 from omnireid.models import OSNet
 from omnireid.visualize.canvas import captioned, heat_overlay, hstack, vstack
 

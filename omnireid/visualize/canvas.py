@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from omnireid.data.transforms import read_image
+from omnireid.data.images import read_image
 
 Color = tuple[int, int, int]
 GREEN: Color = (0, 170, 0)

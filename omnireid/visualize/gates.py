@@ -19,8 +19,8 @@ from scipy.cluster.vq import kmeans2
 from torch import nn
 from torch.utils.data import DataLoader
 
-from omnireid.data.dataset import ImageDataset
 from omnireid.data.datasets.base import Sample
+from omnireid.data.image_dataset import ImageDataset
 from omnireid.data.transforms import build_eval_transform
 from omnireid.models import OSNet
 from omnireid.models.layers import OSBlock

@@ -4,18 +4,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from omnireid.cli import main
-from omnireid.deploy.index import (
-    FORMAT_VERSION,
-    GalleryIndex,
-    IndexFileError,
-    list_image_files,
-    parse_market_name,
-)
-from omnireid.deploy.search_view import strip_size
+from omnireid.data.images import parse_market_name
+from omnireid.deploy.index import FORMAT_VERSION, GalleryIndex, _header_digest, _sha256
+from omnireid.errors import IndexFileError
 from omnireid.evaluation.rerank import rerank
+from omnireid.visualize.gallery import strip_size
+from tests.deploy.helpers import trained_like
 
 
 def normalised(x: np.ndarray) -> np.ndarray:
@@ -36,13 +34,6 @@ def names(n: int) -> list[str]:
 @pytest.fixture
 def gallery() -> np.ndarray:
     return normalised(np.random.default_rng(0).standard_normal((300, 16)))
-
-
-def test_parse_market_name():
-    assert parse_market_name("/x/0002_c1s1_000451_03.jpg") == (2, 1)
-    assert parse_market_name("-1_c3s2_000001_01.jpg") == (-1, 3)
-    assert parse_market_name("0000_c6s4_002202_05.jpg") == (0, 6)
-    assert parse_market_name("camera7/frame_0001.png") == (-1, -1)
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
@@ -126,12 +117,50 @@ def test_refuses_wrong_dim_and_arch(saved):
         GalleryIndex.load(saved, expect_arch="osnet_x1_0")
 
 
-def test_refuses_future_version(saved):
+def _edit_header(saved: Path, change, resign: bool = True) -> None:
     header = json.loads((saved / "header.json").read_text())
-    header["version"] = FORMAT_VERSION + 1
+    change(header)
+    if resign:
+        header["header_sha256"] = _header_digest(header)
     (saved / "header.json").write_text(json.dumps(header))
+
+
+def test_refuses_future_version(saved):
+    _edit_header(saved, lambda h: h.update(version=FORMAT_VERSION + 1))
     with pytest.raises(IndexFileError, match=f"format version {FORMAT_VERSION + 1}.*upgrade"):
         GalleryIndex.load(saved)
+
+
+def test_refuses_a_changed_header(tmp_path, gallery):
+    saved = GalleryIndex.build(gallery, names(300), image_size=(256, 128)).save(tmp_path / "idx")
+    # one changed value (the query size) would silently change every result: refused
+    _edit_header(saved, lambda h: h.update(image_size=[128, 64]), resign=False)
+    with pytest.raises(IndexFileError, match="changed after the index was written"):
+        GalleryIndex.read_header(saved)
+    # a header without the file checksums cannot be verified: refused too
+    _edit_header(saved, lambda h: h.pop("files"))
+    with pytest.raises(IndexFileError, match="cannot verify"):
+        GalleryIndex.load(saved)
+
+
+def test_reads_a_format_1_index_with_one_based_cameras(tmp_path, gallery):
+    index = GalleryIndex.build(gallery[:4], names(4), camids=[0, 1, 5, -1])
+    saved = index.save(tmp_path / "idx")
+    np.savez(  # what format 1 wrote: camera numbers as in the file names (1-based)
+        saved / "metadata.npz",
+        paths=np.asarray(names(4), dtype=str),
+        pids=np.full(4, -1),
+        camids=np.array([1, 2, 6, -1]),
+        timestamps=np.full(4, np.nan),
+    )
+
+    def as_v1(h):
+        h.update(version=1)
+        h.pop("header_sha256")
+        h["files"]["metadata.npz"] = _sha256(saved / "metadata.npz")
+
+    _edit_header(saved, as_v1, resign=False)
+    assert GalleryIndex.load(saved).meta.camids.tolist() == [0, 1, 5, -1]
 
 
 @pytest.mark.parametrize("damage", ["index", "metadata", "header", "missing"])
@@ -190,26 +219,6 @@ def test_rerank_on_candidates_matches_direct_rerank(gallery):
     assert set(result.indices[0]) <= set(cand)
 
 
-def test_list_image_files(tmp_path):
-    (tmp_path / "cam1").mkdir()
-    for name in ("b.jpg", "a.PNG", "notes.txt", "cam1/c.jpeg"):
-        (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in list_image_files(tmp_path)] == ["a.PNG", "b.jpg", "c.jpeg"]
-    with pytest.raises(ValueError, match="not a directory"):
-        list_image_files(tmp_path / "cam1" / "c.jpeg")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no images"):
-        list_image_files(tmp_path / "empty")
-
-
-def test_search_config_and_index_are_exclusive(capsys, saved):
-    assert main(["search", "--index", str(saved), "--config", "x.yaml"]) == 2
-    assert "exclusive" in capsys.readouterr().err
-    assert main(["search"]) == 2
-    err = capsys.readouterr().err
-    assert "--index INDEX" in err and "--config FILE" in err
-
-
 def _not_blank(path: Path, size: tuple[int, int]) -> None:
     with Image.open(path) as img:
         assert img.size == size
@@ -217,16 +226,19 @@ def _not_blank(path: Path, size: tuple[int, int]) -> None:
     assert pixels.std() > 20  # photos, frames and text, not an empty canvas
 
 
-def test_cli_index_build_and_search(tmp_path, capsys, market_mini, market_weights):
+def test_cli_index_build_and_query(tmp_path, capsys, tiny_world, monkeypatch):
+    weights = tmp_path / "w.pt"
+    torch.save(trained_like("osnet_x0_25").state_dict(), weights)
     out = tmp_path / "index"
-    gallery_dir = market_mini / "bounding_box_test"
-    args = ["index", "build", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    gallery_dir = (tiny_world / "bounding_box_test").resolve()
+    args = ["index", "build", "--weights", str(weights)]  # the architecture from the tensors
     args += ["--images", str(gallery_dir), "--out", str(out), "--height", "64", "--width", "32"]
     assert main(args) == 0
-    assert "indexed 57 images (57 with a Market-style pid/camid)" in capsys.readouterr().out
-    queries = sorted(str(p) for p in (market_mini / "query").glob("*.jpg"))[:2]
+    assert "indexed 69 images (69 with a Market-style pid/camid)" in capsys.readouterr().out
+    queries = sorted(str(p) for p in (tiny_world / "query").glob("*.jpg"))[:2]
     strip, page = tmp_path / "strip.png", tmp_path / "page.html"
-    cmd = ["search", "--index", str(out), "--query", *queries, "--topk", "5"]
+    monkeypatch.chdir(tmp_path)  # stored paths are absolute: any working directory works
+    cmd = ["index", "query", "--index", str(out), "--query", *queries, "--topk", "5"]
     assert main([*cmd, "--strip", str(strip), "--html", str(page)]) == 0
     text = capsys.readouterr().out
     rows = [line.split() for line in text.splitlines() if line.strip()[:1].isdigit()]
@@ -234,7 +246,7 @@ def test_cli_index_build_and_search(tmp_path, capsys, market_mini, market_weight
     scores = [float(r[1]) for r in rows[:5]]
     assert scores == sorted(scores, reverse=True)
     assert all(Path(r[4]).parent == gallery_dir for r in rows)
-    assert (int(rows[0][2]), int(rows[0][3])) == parse_market_name(rows[0][4])
+    assert (int(rows[0][2]), int(rows[0][3])) == parse_market_name(rows[0][4])  # 0-based camid
     _not_blank(strip, strip_size(2, 5))
     html = page.read_text()
     assert html.count("data:image/jpeg;base64,") == 2 + 10 and 'src="http' not in html
@@ -243,7 +255,6 @@ def test_cli_index_build_and_search(tmp_path, capsys, market_mini, market_weight
     # query features from other weights would not match the gallery's: refused
     other = tmp_path / "other.pt"
     other.write_bytes(b"other weights")
-    assert (
-        main(["search", "--index", str(out), "--query", queries[0], "--weights", str(other)]) == 2
-    )
+    query = ["index", "query", "--index", str(out), "--query", queries[0]]
+    assert main([*query, "--weights", str(other)]) == 2
     assert "differs from the weights" in capsys.readouterr().err

@@ -5,9 +5,9 @@ import torch
 
 from omnireid.cli import main
 from omnireid.deploy import onnx as onnx_mod
-from omnireid.deploy.fast import optimize_for_inference
 from omnireid.deploy.onnx import OnnxVerificationError, export_onnx, open_session, verify_onnx
 from omnireid.models import list_models
+from omnireid.models.fused import optimize_for_inference
 from tests.deploy.helpers import trained_like
 
 SIZE = (64, 32)
@@ -93,7 +93,7 @@ def test_missing_onnx_file_is_named(tmp_path):
 
 def test_cli_exports_verifies_and_prints_the_difference(tmp_path, capsys):
     out = tmp_path / "model.onnx"
-    args = ["export", "onnx", "--arch", "osnet_x0_25", "--out", str(out)]
+    args = ["export", "onnx", "--arch", "osnet_x0_25", "--random-init", "--out", str(out)]
     assert main([*args, "--dynamic-batch", "--height", "64", "--width", "32"]) == 0
     text = capsys.readouterr().out
     assert "max abs diff" in text and out.is_file()
@@ -112,12 +112,20 @@ def test_cli_fails_when_verification_fails(tmp_path, capsys, monkeypatch):
         return path
 
     monkeypatch.setattr(onnx_mod, "export_onnx", export_then_change_the_model)
-    args = ["export", "onnx", "--arch", "osnet_x0_25", "--out", str(tmp_path / "m.onnx")]
-    assert main([*args, "--height", "64", "--width", "32"]) == 2
+    args = ["export", "onnx", "--arch", "osnet_x0_25", "--random-init"]
+    args += ["--out", str(tmp_path / "m.onnx"), "--height", "64", "--width", "32"]
+    assert main(args) == 2
     assert "differs from PyTorch" in capsys.readouterr().err
 
 
+def test_cli_refuses_to_export_random_weights_by_accident(tmp_path, capsys):
+    args = ["export", "onnx", "--arch", "osnet_x0_25", "--out", str(tmp_path / "m.onnx")]
+    assert main(args) == 2
+    assert "--weights is required" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_cli_loads_the_real_checkpoint(market_weights, tmp_path, capsys):
-    args = ["export", "onnx", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
+    args = ["export", "onnx", "--weights", str(market_weights)]
     assert main([*args, "--out", str(tmp_path / "m.onnx"), "--height", "64", "--width", "32"]) == 0
     assert "max abs diff" in capsys.readouterr().out

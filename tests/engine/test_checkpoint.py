@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from omnireid.errors import CheckpointError
 from omnireid.models import build
 from omnireid.models.weights import load_weights
 
@@ -103,7 +104,7 @@ def test_a_kill_mid_write_leaves_the_last_good_checkpoint(tmp_path):
 
 
 def test_not_a_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
         load_checkpoint(tmp_path, _setup()[0])
     assert os.listdir(tmp_path) == []
 

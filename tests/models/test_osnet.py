@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from omnireid.models import MODELS, build, list_models
+from omnireid.errors import UsageError
+from omnireid.models import MODELS, build, list_models, options_of
 from omnireid.models.osnet import OSNet
 
 
@@ -146,10 +147,32 @@ def test_ain_and_ibn_block_types_follow_tpami():
 def test_registry_lists_builders_and_rejects_unknowns():
     assert list_models() == sorted(MODELS)
     assert {"osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25"} <= set(list_models())
-    with pytest.raises(KeyError, match=r"available: .*osnet_x1_0"):
+    with pytest.raises(UsageError, match=r"available: .*osnet_x1_0"):
         build("osnet_x2_0")
-    with pytest.raises(TypeError, match="valid options"):
+    with pytest.raises(UsageError, match=r"osnet_x1_0 does not take option.*loss.*it takes"):
         build("osnet_x1_0", loss="triplet")
+
+
+@pytest.mark.parametrize("option", ["layers", "block_norms", "stem_norm"])
+@pytest.mark.parametrize("name", ["osnet_ain_x0_25", "osnet_ibn_x1_0"])
+def test_instance_normalised_builders_refuse_the_options_they_fix(name, option):
+    value = {"layers": (3, 8, 6), "block_norms": (("in",),) * 3, "stem_norm": "bn"}[option]
+    with pytest.raises(UsageError, match=f"{name} does not take option.*{option}.*fixes"):
+        build(name, **{option: value})
+    # the builder itself refuses too (not a bare "multiple values" TypeError)
+    from omnireid.models import osnet
+
+    with pytest.raises(UsageError, match=f"{name} does not take {option}"):
+        getattr(osnet, name)(**{option: value})
+    assert "layers" not in options_of(name) and "streams" in options_of(name)
+    assert build(name, streams=2).conv2[0].conv2.__len__() == 2  # what it does take works
+
+
+def test_conflicting_layers_and_block_norms_are_refused():
+    with pytest.raises(UsageError, match=r"layers \[3, 8, 6\] conflicts with block_norms"):
+        build("osnet_x0_25", layers=(3, 8, 6), block_norms=(("in",), ("none",), ("in",)))
+    agreeing = build("osnet_x0_25", layers=(1, 1, 1), block_norms=(("in",), ("none",), ("in",)))
+    assert [len(s) for s in (agreeing.conv2, agreeing.conv3, agreeing.conv4)] == [1, 1, 1]
 
 
 def test_bad_layer_spec_raises():

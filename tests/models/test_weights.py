@@ -4,7 +4,8 @@ import warnings
 import pytest
 import torch
 
-from omnireid.data.transforms import build_eval_transform, read_image
+from omnireid.data.images import read_image
+from omnireid.data.transforms import build_eval_transform
 from omnireid.models import build
 from omnireid.models.weights import (
     CheckpointError,

@@ -21,7 +21,8 @@ def test_hooked_gates_are_the_last_blocks_stream_gates(tmp_path):
     assert record.last_block().shape == (3, 4 * mid)
     assert record.stage_means().shape == (3, 4)
     # Recompute the last block's gates directly: G(x^t) of each stream output.
-    from omnireid.data.transforms import build_eval_transform, read_image
+    from omnireid.data.images import read_image
+    from omnireid.data.transforms import build_eval_transform
 
     images = torch.stack([build_eval_transform(64, 32)(read_image(p)) for p in paths])
     block, inputs = model.conv4[-1], []
@@ -68,13 +69,13 @@ def test_grid_and_bars(tmp_path):
     check_image(plot_stage_means(np.full((3, 4), 0.5), tmp_path / "b.png"), (600, 350))
 
 
-def test_gates_command(tmp_path, market_mini, market_weights):
+def test_gates_command(tmp_path, tiny_world, toy_weights):
     out = tmp_path / "gates"
-    argv = ["gates", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
-    argv += ["--images", str(market_mini / "query"), "--out", str(out), "--clusters", "3"]
+    argv = ["gates", "--weights", str(toy_weights)]
+    argv += ["--images", str(tiny_world / "query"), "--out", str(out), "--clusters", "3"]
     argv += ["--show", "4", "--height", "128", "--width", "64"]
     assert main(argv) == 0
     summary = json.loads((out / "gates.json").read_text())
-    assert summary["images"] == 16 and sum(summary["cluster_sizes"]) == 16
+    assert summary["images"] == 32 and sum(summary["cluster_sizes"]) == 32
     check_image(out / "clusters.png")
     check_image(out / "stage_means.png", (600, 350))

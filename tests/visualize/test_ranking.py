@@ -87,14 +87,14 @@ def test_strip_and_report(tmp_path):
         check_image(tmp_path / "report" / "strips" / name, (4 * 20 + 12 + 6, 82))
 
 
-def test_evaluate_report_on_market_mini(market_mini, market_weights, tmp_path):
+def test_evaluate_report(tiny_world, toy_weights, tmp_path):
     out = tmp_path / "report"
-    argv = ["evaluate", "--arch", "osnet_x0_25", "--weights", str(market_weights)]
-    argv += ["--dataset", "market1501", "--root", str(market_mini), "--height", "128"]
+    argv = ["evaluate", "--weights", str(toy_weights)]
+    argv += ["--dataset", "market1501", "--root", str(tiny_world), "--height", "128"]
     argv += ["--width", "64", "--report", str(out), "--report-queries", "3", "--report-best", "2"]
     assert main(argv) == 0
     strips = sorted((out / "strips").glob("*.png"))
-    assert len(strips) == 5  # 3 worst + 2 best of the 16 queries
+    assert len(strips) == 5  # 3 worst + 2 best of the 32 queries
     for strip in strips:
         check_image(strip, (11 * 64 + 12 + 9 * 3, 128 + 42))
     html = (out / "index.html").read_text()

@@ -1,7 +1,8 @@
 """Attribute datasets: images with a 0/1 label per attribute, and a torch Dataset over them.
 
 ``load_attribute_dataset(name, root)`` -> ``AttributeDataset`` (train/val/test lists of
-``AttributeSample(path, labels)`` and the attribute names). Two parsers:
+``AttributeSample(path, labels)`` and the attribute names; ``image_dataset.AttributeImageDataset``
+serves them to a loader). Two parsers:
 
 - ``synthetic``: the built-in world's ``attributes.csv`` (``omnireid.data.synthetic``); train is
   ``bounding_box_train``, test is ``query`` + ``bounding_box_test`` (other identities), no val.
@@ -21,11 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
-from omnireid.data.dataset import ImageDataset
-from omnireid.data.datasets.base import DatasetLayoutError, Sample
+from omnireid.data.datasets.base import DatasetLayoutError
 from omnireid.data.datasets.market1501 import FOLDER, SPLIT_DIRS
 
 
@@ -58,23 +56,6 @@ class AttributeDataset:
 def label_matrix(samples: Sequence[AttributeSample]) -> torch.Tensor:
     """``(N, A)`` float tensor of the samples' labels."""
     return torch.tensor([s.labels for s in samples], dtype=torch.float32)
-
-
-class AttributeImageDataset(Dataset):
-    """Items ``(image, (A,) float labels, index)``; reading as ``ImageDataset`` does."""
-
-    def __init__(
-        self, samples: Sequence[AttributeSample], transform: Callable[[Image.Image], torch.Tensor]
-    ) -> None:
-        self.images = ImageDataset([Sample(s.path, i, 0) for i, s in enumerate(samples)], transform)
-        self.labels = label_matrix(samples)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image, _, _, _ = self.images[index]
-        return image, self.labels[index], index
 
 
 def synthetic_attributes(root: str | Path) -> AttributeDataset:

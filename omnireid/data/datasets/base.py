@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+from omnireid.data.images import list_images
+from omnireid.errors import DatasetLayoutError
 
-
-class DatasetLayoutError(ValueError):
-    """A dataset folder that does not have the expected layout; says what was expected."""
+__all__ = ["DatasetLayoutError", "ReIDDataset", "Sample", "folder_images"]
 
 
 class Sample(NamedTuple):
@@ -63,9 +62,9 @@ def require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+def folder_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted (possibly none)."""
+    return list_images(folder, recursive=False, allow_empty=True)
 
 
 def parse_filename_folder(
@@ -83,7 +82,7 @@ def parse_filename_folder(
     """
     samples = []
     bad = []
-    for img in list_images(folder):
+    for img in folder_images(folder):
         m = pattern.search(img.name)
         if not m:
             bad.append(img.name)
@@ -108,15 +107,6 @@ def relabel(samples: Sequence[Sample]) -> list[Sample]:
     """Map pids to 0..N-1 in sorted order (the class index used by classifiers)."""
     mapping = {pid: i for i, pid in enumerate(sorted({s.pid for s in samples}))}
     return [s._replace(pid=mapping[s.pid]) for s in samples]
-
-
-def combine_all(dataset: ReIDDataset) -> ReIDDataset:
-    """``combineall``: add query and gallery to train (junk and distractor id 0 excluded)."""
-    extra = [s for s in (*dataset.query, *dataset.gallery) if s.pid > 0]
-    offset = max((s.pid for s in dataset.train), default=-1) + 1
-    mapping = {pid: offset + i for i, pid in enumerate(sorted({s.pid for s in extra}))}
-    train = dataset.train + [s._replace(pid=mapping[s.pid]) for s in extra]
-    return ReIDDataset(dataset.name, train, dataset.query, dataset.gallery, dict(dataset.extra))
 
 
 def check_splits(name: str, splits: Iterable[tuple[str, list[Sample]]]) -> None:

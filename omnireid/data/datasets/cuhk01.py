@@ -20,7 +20,7 @@ from omnireid.data.datasets.base import (
     ReIDDataset,
     Sample,
     check_splits,
-    list_images,
+    folder_images,
     relabel,
     require_dir,
 )
@@ -34,7 +34,7 @@ def find_campus(root: str | Path) -> Path:
     root = Path(root).expanduser()
     if (root / "campus").is_dir():
         return root / "campus"
-    if root.is_dir() and list_images(root):
+    if root.is_dir() and folder_images(root):
         return root
     return require_dir(root / "campus", "CUHK01's campus/ folder of PPPPIII.png images")
 
@@ -42,7 +42,7 @@ def find_campus(root: str | Path) -> Path:
 def parse_campus(folder: Path) -> list[Sample]:
     """All images of ``folder`` as samples, camera 0 for images 1-2 and camera 1 for 3-4."""
     samples, bad = [], []
-    for img in list_images(folder):
+    for img in folder_images(folder):
         m = PATTERN.match(img.name)
         if not m or not 1 <= int(m.group(2)) <= 4:
             bad.append(img.name)

@@ -28,7 +28,7 @@ from omnireid.data.datasets.base import (
     ReIDDataset,
     Sample,
     check_splits,
-    list_images,
+    folder_images,
     relabel,
     require_dir,
 )
@@ -45,13 +45,13 @@ def read_folders(root: Path) -> Splits:
     bad = []
     for split in SPLITS:
         folder = require_dir(root / split, f"the {split}/ folder of ROOT/{split}/PID/*.jpg")
-        bad += [f"{split}/{p.name} (not in a PID folder)" for p in list_images(folder)]
+        bad += [f"{split}/{p.name} (not in a PID folder)" for p in folder_images(folder)]
         splits[split] = []
         for pid_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
             if not pid_dir.name.isdigit():
                 bad.append(f"{split}/{pid_dir.name}/ (PID folders are named by integers)")
                 continue
-            for img in list_images(pid_dir):
+            for img in folder_images(pid_dir):
                 m = CAM_TOKEN.search(img.stem)
                 if not m:
                     bad.append(f"{split}/{pid_dir.name}/{img.name} (no c<N> camera token)")

@@ -8,7 +8,6 @@ the same layout (``bounding_box_layout``).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from omnireid.data.datasets.base import (
@@ -18,9 +17,9 @@ from omnireid.data.datasets.base import (
     relabel,
     require_dir,
 )
+from omnireid.data.images import MARKET_NAME
 
 FOLDER = "Market-1501-v15.09.15"
-PATTERN = re.compile(r"^(-?\d+)_c(\d)")
 SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
@@ -41,7 +40,7 @@ def bounding_box_layout(root: str | Path, folder: str, name: str, num_cams: int)
     splits = {
         split: parse_filename_folder(
             require_dir(base / sub, f"{folder}'s {sub}/ folder"),
-            PATTERN,
+            MARKET_NAME,
             num_cams=num_cams,
             split=split,
         )

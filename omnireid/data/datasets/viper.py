@@ -22,7 +22,7 @@ from omnireid.data.datasets.base import (
     DatasetLayoutError,
     ReIDDataset,
     Sample,
-    list_images,
+    folder_images,
     relabel,
     require_dir,
 )
@@ -92,7 +92,7 @@ def pick_split(splits: Sequence[T], split_id: int) -> T:
 def viper(root: str | Path, split_id: int = 0, seed: int = 0) -> ReIDDataset:
     """Parse VIPeR under ``root`` with split ``split_id`` of the 10 seeded splits."""
     base = find_root(root, "VIPeR", "cam_a")
-    cam_a, cam_b = (list_images(require_dir(base / c, f"VIPeR's {c}/ folder")) for c in CAMS)
+    cam_a, cam_b = (folder_images(require_dir(base / c, f"VIPeR's {c}/ folder")) for c in CAMS)
     if len(cam_a) != len(cam_b) or len(cam_a) < 2:
         raise DatasetLayoutError(
             "VIPeR pairs the i-th image of cam_a with the i-th of cam_b, so both folders need "

@@ -4,11 +4,11 @@ import torch
 from scipy.io import savemat
 
 from omnireid.data.datasets.attributes import (
-    AttributeImageDataset,
     label_matrix,
     load_attribute_dataset,
 )
 from omnireid.data.datasets.base import DatasetLayoutError
+from omnireid.data.image_dataset import AttributeImageDataset
 from omnireid.data.synthetic import ATTRIBUTES, generate_world, read_attributes
 from omnireid.data.transforms import build_eval_transform
 

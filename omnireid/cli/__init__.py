@@ -1,0 +1,87 @@
+"""The ``omnireid`` command line: one module per command group, each adding its subcommands.
+
+The CLI is the only place that turns user text into typed arguments. It catches the project's
+own errors (``errors.OmniReIDError``) and ``OSError`` and reports them as one line on stderr
+with exit status 2; anything else is a bug and keeps its traceback. Library log messages
+(``logging``, logger ``omnireid``) go to stderr: progress and summaries as they are,
+warnings prefixed with ``warning:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from omnireid.cli import evaluate, export, index, models, train, visualize
+from omnireid.errors import OmniReIDError
+
+GROUPS = (models, train, evaluate, index, export, visualize)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omnireid", description="OSNet person re-identification (omnireid)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (it may be replaced)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Send the package's log records to stderr (once per process)."""
+    logger = logging.getLogger("omnireid")
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(_Format("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logging.captureWarnings(True)  # warnings.warn from the library, as "warning: ..." lines
+    warnings_logger = logging.getLogger("py.warnings")
+    if handler not in warnings_logger.handlers:
+        warnings_logger.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    setup_logging()
+    try:
+        return args.func(args)
+    except (OmniReIDError, OSError) as e:
+        print(f"omnireid {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        note = getattr(args, "interrupt_note", None)
+        print(
+            f"omnireid {args.command}: interrupted" + (f"; {note}" if note else ""),
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

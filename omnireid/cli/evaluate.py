@@ -1,0 +1,249 @@
+"""``omnireid evaluate | stats | calibrate``: benchmarks, dataset statistics, thresholds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from omnireid.cli.common import add_weights_options, check_output_file
+
+log = logging.getLogger("omnireid.cli")
+
+# test settings a run stores (config [test]) and `evaluate` uses unless a flag says otherwise
+TEST_DEFAULTS: dict[str, Any] = {
+    "metric": "euclidean",
+    "normalize": False,
+    "flip": False,
+    "rerank": False,
+}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="CMC/mAP/mINP of a checkpoint on a re-ID benchmark")
+    add_weights_options(p)
+    p.add_argument("--dataset", required=True, help="dataset name, e.g. market1501")
+    p.add_argument("--root", required=True, help="folder holding the dataset (or a custom CSV)")
+    p.add_argument(
+        "--metric",
+        choices=("euclidean", "cosine"),
+        help="distance (default: the run's test.metric, else euclidean)",
+    )
+    bool_flag = argparse.BooleanOptionalAction
+    p.add_argument("--normalize", action=bool_flag, help="L2-normalise features first")
+    p.add_argument("--rerank", action=bool_flag, help="k-reciprocal re-ranking")
+    p.add_argument("--flip", action=bool_flag, help="average with mirrored-image features")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader workers (default 0: on 2 cores decoding in the main process was fastest)",
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--no-fast",
+        action="store_true",
+        help="run the plain model instead of the BN-folded fast path (same features to 1e-4)",
+    )
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="skip corrupt/unreadable images (counted) instead of stopping",
+    )
+    p.add_argument(
+        "--split-id",
+        type=int,
+        default=None,
+        help="viper/grid/cuhk01: evaluate one split (default: the mean over all 10)",
+    )
+    p.add_argument(
+        "--single-gallery-shot",
+        action="store_true",
+        help="CUHK03 single-gallery-shot CMC (one random gallery image per id, 10 seeded draws)",
+    )
+    p.add_argument("--json", help="also write the metrics (percent) to this JSON file")
+    p.add_argument("--report", help="write ranked-result strips and index.html to this folder")
+    p.add_argument("--report-queries", type=int, default=50, help="worst queries drawn (50)")
+    p.add_argument("--report-best", type=int, default=5, help="best queries drawn too (5)")
+    p.add_argument("--report-topk", type=int, default=10, help="gallery images per strip (10)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("stats", help="per-channel mean and std of a dataset's train images")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--root", required=True)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=128)
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("calibrate", help="verification ROC and a threshold for a target FPR")
+    add_weights_options(p)
+    p.add_argument("--dataset", required=True, help="dataset name, e.g. market1501")
+    p.add_argument("--root", required=True, help="folder holding the dataset")
+    p.add_argument("--target-fpr", type=float, default=1e-3, help="false accept rate (1e-3)")
+    p.add_argument("--out", required=True, help="output folder (verification.json, roc.png)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def test_settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> dict[str, Any]:
+    """Metric, normalisation, flip and re-ranking: the flag when given, else the run's stored
+    ``test`` settings, else the defaults."""
+    base = {**TEST_DEFAULTS, **{k: v for k, v in (stored or {}).items() if k in TEST_DEFAULTS}}
+    return {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from omnireid.data.datasets import MULTI_SPLIT, load_dataset
+    from omnireid.data.transforms import transform_for
+    from omnireid.errors import UsageError
+    from omnireid.evaluation.evaluate import evaluate_model
+    from omnireid.evaluation.metrics import average_results
+    from omnireid.models import load_for_inference
+    from omnireid.models.loader import read_weights
+    from omnireid.runtime import tune_allocator
+
+    check_output_file(args.json, "--json")
+    if args.split_id is not None and args.dataset not in MULTI_SPLIT:
+        raise UsageError(f"--split-id applies to {sorted(MULTI_SPLIT)}, not {args.dataset}")
+    if args.dataset in MULTI_SPLIT:
+        split_ids = (
+            [args.split_id] if args.split_id is not None else range(MULTI_SPLIT[args.dataset])
+        )
+        datasets = [load_dataset(args.dataset, args.root, split_id=i) for i in split_ids]
+    else:
+        datasets = [load_dataset(args.dataset, args.root)]
+    print(datasets[0].summary(), file=sys.stderr)
+    info = read_weights(args.weights, args.arch)
+    settings = test_settings(args, (info.meta.get("config") or {}).get("test"))
+    model, pre = load_for_inference(info, height=args.height, width=args.width)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tune_allocator()
+    if not args.no_fast:
+        from omnireid.models.fused import optimize_for_inference
+
+        model = optimize_for_inference(model)
+    model = model.to(args.device)
+    results, skipped = [], []
+    for dataset in datasets:
+        ev = evaluate_model(
+            model,
+            dataset,
+            transform_for(pre),
+            **settings,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=args.device,
+            skip_unreadable=args.skip_unreadable,
+            single_gallery_shot=args.single_gallery_shot,
+        )
+        results.append(ev.result)
+        skipped += ev.query.skipped + ev.gallery.skipped
+        if args.report:
+            split = f"split{len(results) - 1}" if len(datasets) > 1 else ""
+            _write_ranking_report(args, info.arch, ev, Path(args.report) / split)
+    result = average_results(results) if len(results) > 1 else results[0]
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[:3]}", file=sys.stderr)
+    metrics = result.as_dict()
+    how = f"{pre.height}x{pre.width}, {settings['metric']}" + "".join(
+        f", {k}" for k in ("normalize", "flip", "rerank") if settings[k]
+    )
+    title = f"{info.arch} on {args.dataset} ({how})"
+    print(title + (f", mean of {len(results)} splits" if len(results) > 1 else ""))
+    print(" ".join(f"{k:>7}" for k in metrics))
+    print(" ".join(f"{v:>7.2f}" for v in metrics.values()))
+    print(
+        f"{result.num_valid_queries} queries evaluated, "
+        f"{result.num_skipped_queries} without a valid gallery match skipped"
+    )
+    if args.json:
+        payload = dict(
+            metrics,
+            arch=info.arch,
+            dataset=args.dataset,
+            weights=str(args.weights),
+            height=pre.height,
+            width=pre.width,
+            **settings,
+            num_splits=len(results),
+            num_valid_queries=result.num_valid_queries,
+            num_skipped_queries=result.num_skipped_queries,
+            skipped_images=len(skipped),
+        )
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
+    return 0
+
+
+def _write_ranking_report(args: argparse.Namespace, arch: str, ev: Any, out_dir: Path) -> None:
+    from omnireid.visualize.ranking import write_evaluation_report
+
+    index = write_evaluation_report(
+        out_dir,
+        ev,
+        title=f"{arch} on {args.dataset}: ranked results",
+        topk=args.report_topk,
+        worst=args.report_queries,
+        best=args.report_best,
+    )
+    print(f"ranked results: {index}", file=sys.stderr)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from omnireid.data.datasets import load_dataset
+    from omnireid.data.transforms import compute_mean_std
+
+    dataset = load_dataset(args.dataset, args.root)
+    mean, std = compute_mean_std([s.path for s in dataset.train], args.height, args.width)
+    print(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "images": len(dataset.train),
+                "mean": [round(float(v), 4) for v in mean],
+                "std": [round(float(v), 4) for v in std],
+            }
+        )
+    )
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from omnireid.cli.common import load_model
+    from omnireid.data.datasets import load_dataset
+    from omnireid.data.transforms import transform_for
+    from omnireid.evaluation.features import extract_features
+    from omnireid.evaluation.verification import calibrate, pair_scores
+    from omnireid.visualize.roc import plot_verification
+
+    dataset = load_dataset(args.dataset, args.root)
+    model, pre = load_model(args)
+    transform = transform_for(pre)
+    common = dict(batch_size=args.batch_size, device=args.device)
+    q = extract_features(model.to(args.device), dataset.query, transform, desc="query", **common)
+    g = extract_features(model, dataset.gallery, transform, desc="gallery", **common)
+    genuine, impostor = pair_scores(q.feats, g.feats, q.pids, g.pids, q.camids, g.camids)
+    summary = calibrate(genuine, impostor, args.target_fpr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary.update(arch=model.arch, weights=str(args.weights), dataset=args.dataset)
+    (out / "verification.json").write_text(json.dumps(summary, indent=2))
+    plot = plot_verification(genuine, impostor, summary["suggested"]["threshold"], out / "roc.png")
+    for fpr, point in summary["tpr_at_fpr"].items():
+        note = "" if point["resolvable"] else " (too few impostor pairs to resolve)"
+        tpr, threshold = 100 * point["tpr"], point["threshold"]
+        print(f"FPR {fpr:>6}: TPR {tpr:5.1f}% at cosine >= {threshold:.4f}{note}")
+    s = summary["suggested"]
+    tpr, threshold = 100 * s["tpr"], s["threshold"]
+    print(f"suggested threshold for FPR {args.target_fpr:g}: {threshold:.4f} (TPR {tpr:.1f}%)")
+    print(f"written: {out / 'verification.json'}, {plot}")
+    return 0

@@ -1,0 +1,122 @@
+"""``omnireid index build | query``: a gallery of features, and lookups in it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from omnireid.cli.common import add_weights_options
+from omnireid.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("index", help="gallery index: build one from images, or query it")
+    index_sub = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+
+    p = index_sub.add_parser("build", help="index every image under a folder")
+    add_weights_options(p)
+    p.add_argument("--images", required=True, help="folder of gallery images (recursive)")
+    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact")
+    p.add_argument("--metric", choices=("ip", "l2"), default="ip", help="ip: cosine similarity")
+    p.add_argument("--nlist", type=int, default=None, help="ivf cells (default 4 sqrt(N))")
+    p.add_argument("--nprobe", type=int, default=None, help="ivf cells visited per query")
+    p.add_argument("--hnsw-m", type=int, default=None, help="hnsw links per node")
+    p.add_argument("--ef-search", type=int, default=None, help="hnsw search beam")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_index_build)
+
+    p = index_sub.add_parser("query", help="the top-k gallery images of query images")
+    p.add_argument("--index", required=True, help="index directory (from `omnireid index build`)")
+    p.add_argument("--query", nargs="+", required=True, help="query image(s)")
+    p.add_argument("--topk", type=int, default=10, help="hits per query (default 10)")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the top 100")
+    p.add_argument("--strip", help="also draw the ranked lists into this PNG")
+    p.add_argument("--html", help="also write a self-contained HTML page")
+    p.add_argument("--weights", help="extractor weights (default: those the index was built with)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_index_query)
+
+    p = sub.add_parser(  # any arguments are taken, to answer with what replaced it
+        "search",
+        help="removed: see `omnireid index query` and train.task=nas",
+        prefix_chars="\x00",
+        add_help=False,
+    )
+    p.add_argument("rest", nargs="*")
+    p.set_defaults(func=cmd_search_removed)
+
+
+def cmd_search_removed(_: argparse.Namespace) -> int:
+    raise UsageError(
+        "`omnireid search` was removed in 0.2: look up a gallery with `omnireid index query "
+        "--index INDEX --query IMG...`; run the architecture search with `omnireid train "
+        "--config FILE train.task=nas`"
+    )
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from omnireid.deploy.extractor import FeatureExtractor
+    from omnireid.deploy.index import index_image_folder
+    from omnireid.models.weights import weights_provenance
+
+    size = None if args.height is None and args.width is None else (args.height, args.width)
+    extractor = FeatureExtractor(
+        args.arch,
+        weights=args.weights,
+        device=args.device,
+        image_size=size,
+        batch_size=args.batch_size,
+    )
+    options: dict[str, Any] = dict(
+        kind=args.kind, metric=args.metric, extra={"weights": weights_provenance(args.weights)}
+    )
+    for key in ("nlist", "nprobe", "hnsw_m", "ef_search"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    index = index_image_folder(extractor, args.images, **options)
+    index.save(args.out)
+    known = int((index.meta.camids >= 0).sum())
+    h, w = extractor.image_size
+    print(
+        f"indexed {len(index)} images ({known} with a Market-style pid/camid) from {args.images}: "
+        f"{index.kind} {index.metric} index of {index.dim}-d {extractor.arch} features at {h}x{w} "
+        f"-> {args.out}"
+    )
+    return 0
+
+
+def cmd_index_query(args: argparse.Namespace) -> int:
+    from omnireid.deploy.extractor import FeatureExtractor
+    from omnireid.deploy.index import GalleryIndex
+    from omnireid.models.weights import file_sha256, resolve_weights
+    from omnireid.visualize.gallery import format_results, render_html, render_strip
+
+    header = GalleryIndex.read_header(args.index)
+    built_with = header.get("extra", {}).get("weights", {})
+    weights = args.weights or built_with.get("path")
+    if not weights:
+        raise UsageError(f"{args.index} does not name its weights; pass --weights")
+    if built_with.get("sha256") and file_sha256(resolve_weights(weights)) != built_with["sha256"]:
+        raise UsageError(
+            f"{weights} differs from the weights {args.index} was built with "
+            f"({built_with.get('path')}); query features would not match the gallery's"
+        )
+    extractor = FeatureExtractor(
+        header["arch"],
+        weights=weights,
+        device=args.device,
+        image_size=tuple(header["image_size"]) if header.get("image_size") else None,
+    )
+    index = GalleryIndex.load(
+        args.index, expect_dim=extractor.feature_dim, expect_arch=extractor.arch
+    )
+    feats = extractor.extract_paths(args.query, show_progress=False)
+    result = index.search(feats, k=args.topk, rerank=args.rerank)
+    print(format_results(args.query, result))
+    if args.strip:
+        print(f"strip: {render_strip(args.query, result, args.strip)}")
+    if args.html:
+        print(f"html: {render_html(args.query, result, args.html)}")
+    return 0

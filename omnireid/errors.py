@@ -1,0 +1,42 @@
+"""The project's error classes: what the command line reports as one line and a non-zero exit.
+
+Every error the library raises for bad input (a file, a dataset, a config value, an option)
+derives from ``OmniReIDError``; the CLI catches these and ``OSError`` and nothing else, so a
+programming bug keeps its traceback. Each class also derives from the builtin it refines
+(``ValueError``, ``RuntimeError``), so code catching the builtin keeps working.
+"""
+
+from __future__ import annotations
+
+
+class OmniReIDError(Exception):
+    """Base class of the errors that describe a problem with the user's input or environment."""
+
+
+class UsageError(OmniReIDError, ValueError):
+    """An option or argument with a value that cannot work (names the option and the fix)."""
+
+
+class ConfigError(OmniReIDError, ValueError):
+    """An unknown key, a value of the wrong type, or an unreadable config file."""
+
+
+class CheckpointError(OmniReIDError, ValueError):
+    """A checkpoint that cannot be read, or does not match the model."""
+
+
+class DatasetLayoutError(OmniReIDError, ValueError):
+    """A dataset folder that does not have the expected layout; says what was expected."""
+
+
+class IndexFileError(OmniReIDError, ValueError):
+    """An index file that cannot be used: corrupt, of a newer format, or built for another model."""
+
+
+class TrainingError(OmniReIDError, RuntimeError):
+    """Training cannot go on (a non-finite loss, a collapsed embedding); the last good
+    checkpoint is kept."""
+
+
+class NonFiniteLossError(TrainingError):
+    """A NaN or infinite loss or statistic: training stops; the last good checkpoint is kept."""

@@ -1,0 +1,257 @@
+"""A fast, eval-only rewrite of a trained OSNet with the same features (fp32, within 1e-4).
+
+What it changes, each exact up to float rounding:
+- every BatchNorm is folded into the convolution or linear layer before it;
+- convolutions followed by a ReLU run as one oneDNN call with the ReLU fused (CPU, no grad);
+  other ReLUs, the gated sum and the residual addition work in place (fewer large
+  allocations, which on CPU cost page faults);
+- the aggregation gate runs once for all streams (one batched MLP);
+- tensors are kept channels_last, the layout CPU convolution kernels prefer;
+- optionally (``level_streams=True``), streams of depths 1..T run level by level: the T first
+  Lite layers share their input, so their 1x1 convs become one conv with T times the outputs,
+  and at depth j the streams still running are one grouped 1x1 conv and one depthwise conv.
+  Off by default: on a 2-core AVX2 CPU the grouped convolutions and channel slices made it
+  slower (``benchmarks/fast_inference.py``).
+Instance norms (OSNet-IBN/AIN) have no running statistics and are kept as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from omnireid.models.layers import AggregationGate, ConvNormAct, LiteConv3x3, OSBlock
+from omnireid.models.mutual import MutualPair
+from omnireid.models.osnet import OSNet
+
+_FUSED_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+
+
+def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))``, as one oneDNN call with a fused ReLU on CPU where torch has it."""
+    if _FUSED_CONV is not None and x.device.type == "cpu" and not torch.is_grad_enabled():
+        c = conv
+        return _FUSED_CONV(
+            x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], ""
+        )
+    return conv(x).relu_()
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d):
+    """Weights and bias of ``bn(layer(x))`` as one layer (``weight`` has out-channels first)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    return weight * scale.reshape(shape), (b - bn.running_mean) * scale + bn.bias
+
+
+class FoldedConv(nn.Module):
+    """``ConvNormAct`` with its BatchNorm folded in (instance norms stay)."""
+
+    def __init__(self, layer: ConvNormAct) -> None:
+        super().__init__()
+        conv = layer.conv
+        self.conv = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            groups=conv.groups,
+            bias=True,
+        )
+        self.norm: nn.Module | None = None
+        if isinstance(layer.bn, nn.BatchNorm2d):
+            w, b = fold_bn(conv.weight, None, layer.bn)
+        else:
+            w, b = conv.weight, torch.zeros(conv.out_channels)
+            self.norm = layer.bn  # InstanceNorm2d or None
+        self.conv.weight.data.copy_(w)
+        self.conv.bias.data.copy_(b)
+        self.act = layer.act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act and self.norm is None:
+            return conv_relu(self.conv, x)
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x.relu_() if self.act else x
+
+
+def _level(lites: list[LiteConv3x3]) -> tuple[nn.Conv2d, nn.Conv2d]:
+    """The Lite layers at one depth of several streams -> grouped 1x1 conv + depthwise conv."""
+    c_in = lites[0].conv1.in_channels
+    c = lites[0].conv1.out_channels
+    k = len(lites)
+    pw = nn.Conv2d(k * c_in, k * c, 1, groups=k, bias=False)
+    dw = nn.Conv2d(k * c, k * c, 3, padding=1, groups=k * c, bias=True)
+    pw.weight.data.copy_(torch.cat([lite.conv1.weight for lite in lites]))
+    folded = [fold_bn(lite.conv2.weight, None, lite.bn) for lite in lites]
+    dw.weight.data.copy_(torch.cat([w for w, _ in folded]))
+    dw.bias.data.copy_(torch.cat([b for _, b in folded]))
+    return pw, dw
+
+
+class FastOSBlock(nn.Module):
+    """An ``OSBlock`` with folded BN and level-by-level streams (see the module docstring)."""
+
+    def __init__(self, block: OSBlock, level_streams: bool = False) -> None:
+        super().__init__()
+        depths = [len(s.layers) for s in block.conv2]
+        lite = all(isinstance(layer, LiteConv3x3) for s in block.conv2 for layer in s.layers)
+        incremental = depths == list(range(1, len(depths) + 1))
+        self.levelled = level_streams and lite and incremental
+        self.mid = block.conv1.conv.out_channels
+        self.num_streams = len(depths)
+        self.conv1 = FoldedConv(block.conv1)
+        if self.levelled:
+            first_in = block.conv2[0].layers[0].conv1.in_channels
+            levels = []
+            for j in range(len(depths)):
+                pw, dw = _level([s.layers[j] for s in block.conv2[j:]])
+                if j == 0:  # all streams read the same input: one dense conv, not a grouped one
+                    dense = nn.Conv2d(first_in, pw.out_channels, 1, bias=False)
+                    dense.weight.data.copy_(pw.weight)
+                    pw = dense
+                levels.append(nn.ModuleList([pw, dw]))
+            self.levels = nn.ModuleList(levels)
+        else:
+            self.streams = nn.ModuleList(
+                nn.Sequential(*(_fold_any(layer) for layer in s.layers)) for s in block.conv2
+            )
+        self.fusion = block.fusion
+        self.gate: AggregationGate | nn.ModuleList | torch.Tensor | None = None
+        if block.fusion in ("unified", "streamwise"):
+            self.gate = block.gate
+        elif block.fusion == "separate":
+            self.gate = block.gates
+        elif block.fusion == "static":
+            self.register_buffer("static", torch.sigmoid(block.static_gates.detach()))
+        self.conv3 = FoldedConv(block.conv3)
+        self.IN = block.IN
+        self.downsample = FoldedConv(block.downsample) if block.downsample is not None else None
+        self.IN_out = block.IN_out
+
+    def run_streams(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if not self.levelled:
+            return [stream(x) for stream in self.streams]
+        outs = []
+        h = x
+        for j, (pw, dw) in enumerate(self.levels):
+            if j:
+                h = h[:, self.mid :].contiguous(memory_format=torch.channels_last)
+            h = conv_relu(dw, pw(h))
+            outs.append(h[:, : self.mid])
+        return outs
+
+    def fuse(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        if self.fusion == "concat":
+            return torch.cat(xs, dim=1)
+        if self.fusion == "add":
+            return torch.stack(xs).sum(0)
+        if self.fusion == "static":
+            gates = list(self.static.unbind(0))
+        elif self.fusion == "separate":
+            gates = [g(x) for g, x in zip(self.gate, xs, strict=True)]
+        else:  # one MLP pass over the pooled outputs of every stream
+            gate = self.gate
+            pooled = torch.cat([x.mean((2, 3)) for x in xs])  # (T*N, mid)
+            hidden = F.relu(F.linear(pooled, gate.fc1.weight.flatten(1), gate.fc1.bias))
+            g = torch.sigmoid(F.linear(hidden, gate.fc2.weight.flatten(1), gate.fc2.bias))
+            gates = [t[:, :, None, None] for t in g.chunk(len(xs))]
+        out = xs[0] * gates[0]
+        for x, g in zip(xs[1:], gates[1:], strict=True):
+            out.addcmul_(x, g)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv3(self.fuse(self.run_streams(self.conv1(x))))
+        if self.IN is not None:
+            out = self.IN(out)
+        out.add_(identity)
+        if self.IN_out is not None:
+            out = self.IN_out(out)
+        return out.relu_()
+
+
+class FoldedLite(nn.Module):
+    """A Lite 3x3 layer with its BN folded into the depthwise conv."""
+
+    def __init__(self, lite: LiteConv3x3) -> None:
+        super().__init__()
+        self.pw, self.dw = _level([lite])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_relu(self.dw, self.pw(x))
+
+
+def _fold_any(layer: nn.Module) -> nn.Module:
+    if isinstance(layer, LiteConv3x3):
+        return FoldedLite(layer)
+    if isinstance(layer, ConvNormAct):
+        return FoldedConv(layer)
+    raise TypeError(f"cannot fold {type(layer).__name__}")
+
+
+class FastOSNet(nn.Module):
+    """Eval-only OSNet: ``(N, 3, H, W)`` images -> ``(N, feature_dim)`` embeddings."""
+
+    def __init__(
+        self, model: OSNet, channels_last: bool = True, level_streams: bool = False
+    ) -> None:
+        super().__init__()
+        self.channels_last = channels_last
+        self.conv1 = FoldedConv(model.conv1)
+        self.maxpool = model.maxpool
+
+        def stage(seq: nn.Sequential) -> nn.Sequential:
+            return nn.Sequential(*(FastOSBlock(b, level_streams) for b in seq))
+
+        def transition(seq: nn.Sequential) -> nn.Sequential:
+            return nn.Sequential(FoldedConv(seq[0]), seq[1])
+
+        self.conv2, self.pool2 = stage(model.conv2), transition(model.pool2)
+        self.conv3, self.pool3 = stage(model.conv3), transition(model.pool3)
+        self.conv4, self.conv5 = stage(model.conv4), FoldedConv(model.conv5)
+        linear, bn = model.fc[0], model.fc[1]
+        w, b = fold_bn(linear.weight, linear.bias, bn)
+        self.fc = nn.Linear(linear.in_features, linear.out_features)
+        self.fc.weight.data.copy_(w)
+        self.fc.bias.data.copy_(b)
+        self.feature_dim = model.feature_dim
+        self.arch = model.arch
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        self.eval()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.maxpool(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        x = self.pool3(self.conv3(x))
+        return self.conv5(self.conv4(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x).mean((2, 3))).relu_()
+
+
+@torch.no_grad()
+def optimize_for_inference(
+    model: OSNet | MutualPair, channels_last: bool = True, level_streams: bool = False
+) -> nn.Module:
+    """A fast eval-only copy of ``model`` (which is left unchanged) giving the same features.
+
+    A deep-mutual-learning pair becomes a pair of fast networks with the same ``use``.
+    """
+    if isinstance(model, MutualPair):
+        fast = [optimize_for_inference(m, channels_last, level_streams) for m in model.networks()]
+        return MutualPair(*fast, use=model.use).eval()
+    if not isinstance(model, OSNet):
+        raise TypeError(f"expected an OSNet, got {type(model).__name__}")
+    return FastOSNet(copy.deepcopy(model).eval(), channels_last, level_streams)

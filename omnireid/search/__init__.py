@@ -1,1 +1,0 @@
-"""Architecture search of instance-normalisation placements (TPAMI'21): ``run_search``."""

@@ -1,0 +1,135 @@
+"""The task layer: one way from a validated ``Config`` to a finished training run.
+
+``fit_from_config(config)`` picks the task (``train.task``: ``reid``, ``attributes`` or
+``nas``), which builds the run's parts (model, loader, loss, statistics, evaluator,
+checkpoint metadata; ``tasks.common.Run``). It then adds what every task shares: the
+optimiser and lr schedule, mixed precision, DDP, resume from the newest intact checkpoint,
+and the standard callbacks (``engine.callbacks``), and calls ``engine.loop.fit``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omnireid.config import Config, config_to_dict
+from omnireid.engine.callbacks import (
+    Checkpointer,
+    EpochLog,
+    Evaluator,
+    FinalMetrics,
+    FreezeBase,
+    LRSchedule,
+    SetEpoch,
+    TensorBoard,
+)
+from omnireid.engine.checkpoint import restore_latest
+from omnireid.engine.distributed import init_distributed, rank, unwrap, wrap
+from omnireid.engine.loop import check_amp, fit, training_layout
+from omnireid.engine.optim import build_optimizer
+from omnireid.errors import ConfigError
+from omnireid.tasks.attributes import attributes_run
+from omnireid.tasks.common import Run, scheduler, seed_everything
+from omnireid.tasks.nas import nas_run
+from omnireid.tasks.reid import reid_run
+
+log = logging.getLogger("omnireid.train")
+
+# train.task -> the function that builds its Run. Add a task by adding a line here.
+TASKS: dict[str, Callable[[Config], Run]] = {
+    "reid": reid_run,
+    "attributes": attributes_run,
+    "nas": nas_run,
+}
+
+
+def build_run(config: Config) -> Run:
+    """The task's parts of a run (nothing is written yet)."""
+    if config.train.task not in TASKS:
+        raise ConfigError(f"train.task must be one of {sorted(TASKS)}, got {config.train.task!r}")
+    check_amp(config.train.amp, config.train.device)
+    return TASKS[config.train.task](config)
+
+
+def fit_from_config(config: Config) -> list[dict[str, Any]]:
+    """Train as ``config`` says; returns the records of the epochs run (the last has the
+    evaluation). Running it again on the same ``train.out_dir`` resumes where it stopped."""
+    init_distributed(config.train.device)
+    seed_everything(config.train.seed)
+    run = build_run(config)
+    t, o = config.train, config.optim
+    out_dir = Path(t.out_dir)
+    model = run.model.to(t.device)
+    channels_last = training_layout(model, t.channels_last) == torch.channels_last
+    model = wrap(model, t.device, find_unused_parameters=o.fixbase_epochs > 0)
+    try:
+        optimizer = build_optimizer(
+            run.parameters if run.parameters is not None else model.parameters(),
+            o.name,
+            o.lr,
+            weight_decay=o.weight_decay,
+            momentum=o.momentum,
+        )
+    except ValueError as e:
+        raise ConfigError(f"optim: {e}") from e
+    for group in run.extra_groups:
+        optimizer.add_param_group(group)
+    lr_schedule = scheduler(config, optimizer)
+    scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
+    if rank() == 0:  # everything is checked: the run starts
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+    start = 0
+    if t.resume:
+        start = restore_latest(
+            out_dir, unwrap(model), optimizer=optimizer, scheduler=lr_schedule, scaler=scaler
+        )
+        if start:
+            log.info("resuming %s after epoch %d of %d", out_dir, start, o.max_epoch)
+    callbacks = [SetEpoch(*run.epoch_parts)]
+    if o.fixbase_epochs:
+        callbacks.append(
+            FreezeBase(run.networks or [unwrap(model)], o.fixbase_epochs, o.open_layers)
+        )
+    callbacks.append(LRSchedule(lr_schedule))
+    if run.evaluate is not None:
+        callbacks.append(Evaluator(run.evaluate, t.eval_every))
+    callbacks += run.callbacks
+    callbacks.append(EpochLog(out_dir, shown=(*run.shown, "rank1", "mAP")))
+    if t.tensorboard:
+        callbacks.append(TensorBoard(out_dir))
+    callbacks += [
+        Checkpointer(
+            out_dir,
+            optimizer=optimizer,
+            scheduler=lr_schedule,
+            scaler=scaler,
+            meta=run.meta,
+            keep=t.keep,
+        ),
+        FinalMetrics(out_dir),
+    ]
+    return fit(
+        model,
+        run.loader,
+        optimizer,
+        run.loss_fn,
+        epochs=o.max_epoch,
+        start_epoch=start,
+        callbacks=callbacks,
+        device=t.device,
+        max_grad_norm=o.max_grad_norm,
+        amp=t.amp,
+        scaler=scaler,
+        monitor=run.monitor,
+        channels_last=channels_last,
+        show_progress=rank() == 0,
+    )
+
+
+__all__ = ["TASKS", "Run", "build_run", "fit_from_config"]

@@ -1,0 +1,160 @@
+"""What every task shares: the run a task hands to ``fit_from_config``, and the pieces of a
+config that mean the same thing in every task (seed, augmentation, loader, schedule)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from omnireid.config import Config, config_to_dict
+from omnireid.data.datasets import Sample
+from omnireid.data.samplers import RandomIdentitySampler
+from omnireid.data.transforms import build_train_transform
+from omnireid.engine.callbacks import HasSetEpoch
+from omnireid.engine.distributed import rank, world_size
+from omnireid.engine.loop import Callback, LossFn, Monitor
+from omnireid.engine.optim import build_scheduler
+from omnireid.errors import ConfigError
+from omnireid.preprocessing import Preprocessing
+
+
+@dataclass
+class Run:
+    """The parts of a training run a task builds from a config; ``fit_from_config`` adds the
+    optimiser, schedule, resume and the standard callbacks, and trains.
+
+    ``networks``: the networks frozen-base fine-tuning opens and freezes (default: the model).
+    ``parameters``: what the optimiser trains with the config's settings (default: all of the
+    model's); ``extra_groups`` are further parameter groups with their own settings.
+    ``callbacks`` run after evaluation and before logging and checkpointing.
+    ``shown``: record keys printed in each epoch's log line besides the loss.
+    """
+
+    model: nn.Module
+    loader: DataLoader
+    loss_fn: LossFn
+    meta: dict[str, Any]
+    monitor: Monitor | None = None
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None
+    epoch_parts: list[HasSetEpoch] = field(default_factory=list)
+    networks: list[nn.Module] | None = None
+    parameters: list[nn.Parameter] | None = None
+    extra_groups: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: list[Callback] = field(default_factory=list)
+    shown: tuple[str, ...] = ("acc",)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def preprocessing(config: Config) -> Preprocessing:
+    """The input size and statistics the model is trained with (stored with every checkpoint)."""
+    return Preprocessing(height=config.data.height, width=config.data.width)
+
+
+def run_meta(config: Config, task: str, **extra: Any) -> dict[str, Any]:
+    """What every checkpoint of a run stores in ``meta.json`` besides the epoch: the task, the
+    preprocessing, the whole config, and the task's own ``extra`` entries."""
+    return {
+        "task": task,
+        **extra,
+        "preprocessing": preprocessing(config).to_meta(),
+        "config": config_to_dict(config),
+    }
+
+
+def loss_options(config: Config) -> dict[str, float]:
+    """The weights of the re-ID loss terms (``losses.compute_losses``'s options)."""
+    loss = config.loss
+    return dict(
+        label_smoothing=loss.label_smoothing,
+        triplet_weight=loss.triplet_weight,
+        triplet_margin=loss.triplet_margin,
+        entropy_weight=loss.entropy_weight,
+    )
+
+
+def train_transform(config: Config):
+    """The training augmentation ``config.data`` asks for (any task)."""
+    d, pre = config.data, preprocessing(config)
+    return build_train_transform(
+        d.height,
+        d.width,
+        flip=d.flip,
+        random_crop=d.random_crop,
+        random_patch=d.random_patch,
+        random_erasing=d.random_erasing,
+        color_jitter=d.color_jitter,
+        mean=pre.mean,
+        std=pre.std,
+    )
+
+
+def train_loader(
+    config: Config, images: Dataset, identities: Sequence[Sample] | None = None
+) -> tuple[DataLoader, list[HasSetEpoch]]:
+    """The training loader and what must hear of each new epoch (sampler, dataset).
+
+    ``identities`` (the samples behind ``images``) enable P x K batches when
+    ``data.num_instances`` is set. Under DDP each process takes its share of every epoch.
+    Loader workers start afresh every epoch (not persistent): their seeds and augmentation
+    state then derive from the main process's RNG at the epoch start, which checkpoints
+    restore, so a resumed run draws the same augmentations as an uninterrupted one.
+    """
+    d = config.data
+    common: dict[str, Any] = dict(num_workers=d.workers, persistent_workers=False)
+    replicas = {"num_replicas": world_size(), "rank": rank()}
+    sampler: Any = None
+    if d.num_instances:
+        if identities is None:
+            raise ConfigError("data.num_instances (P x K batches) applies to re-ID training only")
+        try:
+            sampler = RandomIdentitySampler(
+                identities, d.batch_size, d.num_instances, seed=config.train.seed, **replicas
+            )
+        except ValueError as e:
+            raise ConfigError(f"data.num_instances / data.batch_size: {e}") from e
+        loader = DataLoader(images, batch_size=d.batch_size, sampler=sampler, **common)
+        batches = len(sampler) // d.batch_size
+    elif replicas["num_replicas"] > 1:
+        sampler = DistributedSampler(images, seed=config.train.seed, drop_last=True, **replicas)
+        loader = DataLoader(
+            images, batch_size=d.batch_size, sampler=sampler, drop_last=True, **common
+        )
+        batches = len(sampler) // d.batch_size
+    else:
+        loader = DataLoader(images, batch_size=d.batch_size, shuffle=True, drop_last=True, **common)
+        batches = len(images) // d.batch_size
+    if batches < 1:
+        raise ConfigError(
+            f"data.batch_size {d.batch_size} is larger than what one process's share of the "
+            f"training set fills ({len(images)} images): no batch would be trained; lower it"
+        )
+    parts = [p for p in (sampler, images) if callable(getattr(p, "set_epoch", None))]
+    return loader, parts
+
+
+def scheduler(config: Config, optimizer: torch.optim.Optimizer) -> Any:
+    """The learning-rate schedule ``config.optim`` asks for, stepped once per epoch."""
+    o = config.optim
+    try:
+        return build_scheduler(
+            optimizer,
+            o.schedule,
+            max_epoch=o.max_epoch,
+            milestones=o.milestones,
+            gamma=o.gamma,
+            warmup_epochs=o.warmup_epochs,
+        )
+    except ValueError as e:
+        raise ConfigError(f"optim: {e}") from e

@@ -1,0 +1,153 @@
+"""The re-ID task (``train.task: reid``): identity classification with the papers' losses.
+
+Builds, from a validated config: the training data (one source, several combined, and a
+target to test on), the model (one network or a deep-mutual-learning pair), the loss terms,
+the training statistics, and the evaluator that reports CMC/mAP/mINP under ``config.test``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from omnireid.config import Config
+from omnireid.data.datasets import ReIDDataset, combine_sources, load_dataset
+from omnireid.data.image_dataset import ImageDataset
+from omnireid.data.transforms import transform_for
+from omnireid.engine.distributed import rank
+from omnireid.errors import ConfigError
+from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.losses import compute_losses, mutual_losses
+from omnireid.models import build
+from omnireid.models.fused import optimize_for_inference
+from omnireid.models.mutual import MutualPair
+from omnireid.models.weights import load_weights
+from omnireid.tasks.common import (
+    Run,
+    loss_options,
+    preprocessing,
+    run_meta,
+    train_loader,
+    train_transform,
+)
+
+
+def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
+    """The training data (one source, or several combined) and the data to test on.
+
+    ``data.extra_sources`` ("name=root" entries) join ``data.dataset`` in one classifier with
+    their identities and cameras kept apart; ``data.target`` (with ``data.target_root``) tests
+    on another dataset's query/gallery: the cross-domain protocol.
+    """
+    d = config.data
+    dataset = load_dataset(d.dataset, d.root)
+    if d.extra_sources:
+        sources = [dataset]
+        for entry in d.extra_sources:
+            name, sep, root = entry.partition("=")
+            if not sep or not name or not root:
+                raise ConfigError(f"data.extra_sources: expected 'name=root', got {entry!r}")
+            sources.append(load_dataset(name.strip(), root.strip()))
+        dataset = combine_sources(sources)
+    if not dataset.train:
+        raise ConfigError(f"{dataset.name} at {d.root} has no training images")
+    if d.target is None:
+        return dataset, dataset
+    if d.target_root is None:
+        raise ConfigError("data.target needs data.target_root (where that dataset lives)")
+    return dataset, load_dataset(d.target, d.target_root)
+
+
+def accuracy(logits: torch.Tensor, _: torch.Tensor, pids: torch.Tensor) -> dict[str, float]:
+    """Batch accuracy of ``(N, C)`` (or a mutual pair's ``(2, N, C)``) logits."""
+    return {"acc": (logits.argmax(-1) == pids).float().mean().item()}
+
+
+def make_evaluator(config: Config, dataset: ReIDDataset):
+    """Metrics of the model under ``config.test`` (for a ``MutualPair``: the paper's ensemble,
+    and model 1 alone as ``model1_*``)."""
+    transform = transform_for(preprocessing(config))
+    device, t = config.train.device, config.test
+
+    def score(model: nn.Module) -> dict[str, float]:
+        ev = evaluate_model(
+            model,
+            dataset,
+            transform,
+            metric=t.metric,
+            normalize=t.normalize,
+            rerank=t.rerank,
+            flip=t.flip,
+            batch_size=t.batch_size,
+            device=device,
+            progress=False,
+        )
+        return ev.result.as_dict()
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        fast = optimize_for_inference(model) if device == "cpu" else model.eval()
+        metrics = score(fast)
+        if isinstance(fast, MutualPair):
+            fast.use = "model1"
+            metrics |= {f"model1_{k}": v for k, v in score(fast).items()}
+        return metrics
+
+    return evaluate
+
+
+def build_model(config: Config, num_classes: int) -> nn.Module:
+    """The network (or, with ``model.mutual``, two networks from the same initial weights)."""
+    networks = []
+    for _ in range(2 if config.model.mutual else 1):
+        network = build(config.model.arch, num_classes=num_classes)
+        if config.model.weights:
+            load_weights(network, config.model.weights)
+        networks.append(network)
+    return MutualPair(*networks) if config.model.mutual else networks[0]
+
+
+def reid_train_loader(config: Config, dataset: ReIDDataset) -> tuple[DataLoader, list]:
+    """The training loader of ``dataset.train`` as ``config.data`` says (augmentation, image
+    cache, random or P x K batches), and the parts that must hear of each new epoch."""
+    d = config.data
+    images = ImageDataset(dataset.train, train_transform(config), cache=d.cache_images)
+    if d.cache_images:
+        images.preload(show=rank() == 0)
+    return train_loader(config, images, dataset.train)
+
+
+def reid_run(config: Config) -> Run:
+    """The re-ID task's ``Run`` (see ``tasks.common.Run``)."""
+    if config.test.metric not in ("euclidean", "cosine"):
+        raise ConfigError(
+            f"test.metric must be 'euclidean' or 'cosine', got {config.test.metric!r}"
+        )
+    dataset, test_dataset = load_datasets(config)
+    model = build_model(config, dataset.num_train_pids)
+    options = loss_options(config)
+    if config.model.mutual:
+        loss_fn = partial(mutual_losses, mutual_weight=config.loss.mutual_weight, **options)
+    else:
+        loss_fn = partial(compute_losses, **options)
+    loader, parts = reid_train_loader(config, dataset)
+    meta = run_meta(
+        config,
+        "reid",
+        arch=config.model.arch,
+        mutual=config.model.mutual,
+        num_classes=dataset.num_train_pids,
+    )
+    networks = list(model.networks()) if isinstance(model, MutualPair) else [model]
+    return Run(
+        model=model,
+        loader=loader,
+        loss_fn=loss_fn,
+        meta=meta,
+        monitor=accuracy,
+        evaluate=make_evaluator(config, test_dataset),
+        epoch_parts=parts,
+        networks=networks,
+    )

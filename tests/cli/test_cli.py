@@ -1,0 +1,169 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from omnireid.cli import main
+from omnireid.models import list_models
+from tests.conftest import tiny_training
+
+
+def test_models_lists_every_architecture(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.split() == list_models()
+
+
+def test_complexity_with_ablation_options(capsys):
+    assert main(["complexity", "osnet_x1_0", "--streams", "1"]) == 0
+    single = capsys.readouterr().out
+    assert main(["complexity", "osnet_x1_0"]) == 0
+    assert "978.9M mult-adds" in capsys.readouterr().out
+    assert "978.9M" not in single
+
+
+def test_unknown_architecture_is_a_clear_error(capsys):
+    assert main(["complexity", "resnet50"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown architecture 'resnet50'" in err and "osnet_x1_0" in err
+
+
+def test_an_option_the_builder_fixes_is_refused_not_ignored(capsys):
+    assert main(["complexity", "osnet_ain_x1_0", "--layers", "3", "8", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "osnet_ain_x1_0 does not take option(s) layers" in err
+    assert main(["complexity", "osnet_x1_0", "--layers", "3", "8", "6"]) == 0  # a plain one
+
+
+def test_only_the_projects_errors_become_one_line(monkeypatch):
+    """A programming bug keeps its traceback instead of turning into 'error: ...'."""
+    from omnireid.cli import models
+
+    def broken(_):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(models, "cmd_models", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        main(["models"])
+
+
+def test_the_removed_search_command_says_what_replaced_it(capsys):
+    assert main(["search", "--index", "gallery.idx", "--query", "a.jpg"]) == 2
+    err = capsys.readouterr().err
+    assert "omnireid index query" in err and "train.task=nas" in err
+
+
+def test_summary_prints_the_family_summary(capsys):
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("osnet_x1_0 "))
+    assert row.split()[1:] == ["2.17", "978.9", "550.7", "244.9", "61.5"]
+
+
+def test_console_entry_point_runs_as_a_module():
+    done = subprocess.run(
+        [sys.executable, "-m", "omnireid", "complexity", "osnet_x0_25", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert '"mult_adds": 82316000' in done.stdout
+
+
+def test_evaluate_real_checkpoint_on_the_mini_benchmark(
+    market_mini, market_weights, tmp_path, capsys
+):
+    out = tmp_path / "metrics.json"
+    args = ["evaluate", "--weights", str(market_weights)]  # arch inferred from the tensors
+    args += ["--dataset", "market1501", "--root", str(market_mini), "--json", str(out)]
+    assert main(args) == 0
+    metrics = json.loads(out.read_text())
+    assert set(metrics) >= {"rank1", "rank5", "rank10", "mAP", "mINP"}
+    # 16 queries over 9 gallery ids plus distractors: chance rank-1 is about 10%; the trained
+    # model must do far better, and the fast path must not change the ranking.
+    assert metrics["rank1"] >= 75 and metrics["num_valid_queries"] == 16
+    assert "osnet_x0_25 on market1501 (256x128, euclidean)" in capsys.readouterr().out
+    assert main([*args[:-2], "--json", str(tmp_path / "plain.json"), "--no-fast"]) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert plain["rank1"] == metrics["rank1"] and abs(plain["mAP"] - metrics["mAP"]) < 1e-6
+
+
+def test_evaluate_wrong_layout_is_a_clear_error(tmp_path, market_weights, capsys):
+    args = ["evaluate", "--weights", str(market_weights)]
+    assert main([*args, "--dataset", "market1501", "--root", str(tmp_path)]) == 2
+    assert "Market-1501-v15.09.15" in capsys.readouterr().err
+
+
+def test_evaluate_a_run_uses_its_stored_size_and_test_settings(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    overrides = tiny_training(tiny_world, run, "test.metric=cosine")
+    assert main(["train", *overrides]) == 0
+    capsys.readouterr()
+    base = ["evaluate", "--weights", str(run), "--dataset", "market1501", "--root", str(tiny_world)]
+    assert main([*base, "--json", str(tmp_path / "m.json")]) == 0
+    assert "osnet_x0_25 on market1501 (64x32, cosine)" in capsys.readouterr().out
+    stored = json.loads((run / "metrics.json").read_text())
+    got = json.loads((tmp_path / "m.json").read_text())
+    assert got["rank1"] == pytest.approx(stored["rank1"]) and got["mAP"] == pytest.approx(
+        stored["mAP"], abs=1e-4
+    )
+    assert main([*base, "--height", "128", "--metric", "euclidean"]) == 0
+    captured = capsys.readouterr()
+    assert "(128x32, euclidean)" in captured.out
+    assert "warning:" in captured.err and "trained at 64x32; using 128x32" in captured.err
+
+
+def test_evaluate_checks_its_output_path_before_the_work(tiny_world, tmp_path, capsys):
+    args = ["evaluate", "--weights", str(tmp_path), "--dataset", "market1501"]
+    assert main([*args, "--root", str(tiny_world), "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err  # refused before the (empty) weights folder is read
+    assert "--json" in err and "is a directory" in err
+
+
+def test_stats_prints_the_train_mean_and_std(tiny_world, capsys):
+    assert main(["stats", "--dataset", "market1501", "--root", str(tiny_world)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 96
+    assert all(0.2 < m < 0.7 for m in out["mean"]) and all(0.1 < s < 0.4 for s in out["std"])
+
+
+def test_split_id_is_refused_for_single_split_datasets(tiny_world, toy_weights, capsys):
+    args = ["evaluate", "--weights", str(toy_weights)]
+    args += ["--dataset", "market1501", "--root", str(tiny_world), "--split-id", "3"]
+    assert main(args) == 2
+    assert "--split-id applies to" in capsys.readouterr().err
+
+
+def test_small_benchmarks_average_their_ten_splits(tmp_path, capsys):
+    import torch
+    from PIL import Image
+
+    from omnireid.models import build
+
+    for cam, shade in (("cam_a", 60), ("cam_b", 200)):
+        folder = tmp_path / "VIPeR" / cam
+        folder.mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 32), (shade, 10 * i, 255 - 30 * i)).save(
+                folder / f"{i:03d}_x.bmp"
+            )
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pt"
+    torch.save(build("osnet_x0_25", num_classes=3).state_dict(), weights)
+    out = tmp_path / "m.json"
+    args = ["evaluate", "--arch", "osnet_x0_25", "--weights", str(weights), "--dataset", "viper"]
+    args += ["--root", str(tmp_path), "--height", "64", "--width", "32", "--json", str(out)]
+    assert main(args) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["num_splits"] == 10
+    assert metrics["num_valid_queries"] == 10 * 3  # 3 test ids per split, one query each
+    assert "mean of 10 splits" in capsys.readouterr().out
+
+
+def test_evaluate_with_reranking_and_flip(market_mini, market_weights, tmp_path):
+    out = tmp_path / "rr.json"
+    args = ["evaluate", "--weights", str(market_weights)]
+    args += ["--dataset", "market1501", "--root", str(market_mini), "--rerank", "--flip"]
+    assert main([*args, "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["rerank"] is True and metrics["rank1"] >= 75

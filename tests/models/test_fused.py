@@ -1,0 +1,63 @@
+import pytest
+import torch
+from torch import nn
+
+from omnireid.models import list_models
+from omnireid.models.fused import FastOSBlock, optimize_for_inference
+from tests.deploy.helpers import trained_like
+
+
+def _assert_same_features(model: nn.Module, level_streams: bool = False) -> None:
+    fast = optimize_for_inference(model, level_streams=level_streams)
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        expected, got = model(x), fast(x)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_architecture_gives_the_same_features(arch):
+    _assert_same_features(trained_like(arch))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"lite": False},
+        {"stream_depth": 1},
+        {"fusion": "separate"},
+        {"fusion": "streamwise"},
+        {"fusion": "static"},
+        {"fusion": "concat"},
+        {"fusion": "add"},
+        {"streams": 2},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_ablations_give_the_same_features(options):
+    _assert_same_features(trained_like("osnet_x0_25", **options))
+
+
+@pytest.mark.parametrize("arch", ["osnet_x0_25", "osnet_ain_x0_25"])
+def test_levelled_streams_give_the_same_features(arch):
+    _assert_same_features(trained_like(arch), level_streams=True)
+
+
+def test_streams_are_levelled_only_when_exact():
+    fast = optimize_for_inference(trained_like("osnet_x0_25"), level_streams=True)
+    blocks = [m for m in fast.modules() if isinstance(m, FastOSBlock)]
+    assert blocks and all(b.levelled for b in blocks)
+    assert len(blocks[0].levels) == 4 and blocks[0].levels[1][0].groups == 3
+    resnext = optimize_for_inference(
+        trained_like("osnet_x0_25", stream_depth=1), level_streams=True
+    )
+    assert not any(m.levelled for m in resnext.modules() if isinstance(m, FastOSBlock))
+
+
+def test_no_batchnorm_left_and_the_model_is_untouched():
+    model = trained_like("osnet_x0_25")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model)
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in fast.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

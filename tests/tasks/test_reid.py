@@ -1,0 +1,114 @@
+"""The re-ID task: which data a run learns from and is tested on, and what a run leaves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from omnireid.config import load_config
+from omnireid.errors import ConfigError
+from omnireid.models import load_for_inference
+from omnireid.models.mutual import MutualPair
+from omnireid.tasks import fit_from_config
+from omnireid.tasks.reid import accuracy, load_datasets
+from tests.conftest import TINY_TRAIN_IDS, tiny_training
+from tests.data.datasets.test_dukemtmc import write_duke
+
+
+@pytest.fixture
+def duke(tmp_path: Path) -> Path:
+    return write_duke(tmp_path)
+
+
+def test_single_source_tests_on_itself(duke: Path) -> None:
+    train, test = load_datasets(
+        load_config(None, ["data.dataset=dukemtmcreid", f"data.root={duke}"])
+    )
+    assert train is test and train.num_train_pids == 3
+
+
+def test_multi_source_is_one_classifier_tested_on_a_held_out_target(
+    duke: Path, tiny_world: Path
+) -> None:
+    config = load_config(
+        None,
+        [
+            "data.dataset=dukemtmcreid",
+            f"data.root={duke}",
+            f'data.extra_sources=["dukemtmcreid={duke}"]',
+            "data.target=market1501",
+            f"data.target_root={tiny_world}",
+        ],
+    )
+    train, test = load_datasets(config)
+    # two copies of the 3-identity source: 6 classes, second copy's ids and cameras shifted
+    assert train.num_train_pids == 6
+    assert sorted({s.dsetid for s in train.train}) == [0, 1]
+    assert test.name == "market1501" and len(test.query) > 0
+    assert {s.path for s in test.gallery}.isdisjoint(s.path for s in train.train)
+
+
+def test_bad_entries_say_what_is_expected(duke: Path) -> None:
+    base = ["data.dataset=dukemtmcreid", f"data.root={duke}"]
+    with pytest.raises(ConfigError, match="name=root"):
+        load_datasets(load_config(None, [*base, 'data.extra_sources=["dukemtmcreid"]']))
+    with pytest.raises(ConfigError, match="target_root"):
+        load_datasets(load_config(None, [*base, "data.target=market1501"]))
+
+
+def test_accuracy_of_single_and_stacked_logits() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 5.0]])
+    pids = torch.tensor([0, 1, 1, 1])
+    assert accuracy(logits, None, pids) == {"acc": 0.75}
+    stacked = torch.stack([logits, -logits])  # second network gets 1 of 4 right
+    assert accuracy(stacked, None, pids) == {"acc": 0.5}
+
+
+def test_a_run_stores_its_preprocessing_and_test_settings(tiny_world: Path, tmp_path: Path):
+    overrides = tiny_training(tiny_world, tmp_path, "test.metric=cosine")
+    records = fit_from_config(load_config(None, overrides))
+    assert {"rank1", "mAP", "acc", "loss", "ce"} <= set(records[-1])
+    meta = json.loads((tmp_path / "epoch-0001" / "meta.json").read_text())
+    assert meta["preprocessing"] == {
+        "height": 64,
+        "width": 32,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
+    assert meta["config"]["test"]["metric"] == "cosine" and meta["num_classes"] == TINY_TRAIN_IDS
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["rank1"] == records[-1]["rank1"]
+    model, pre = load_for_inference(tmp_path)
+    assert pre.size == (64, 32) and model.arch == "osnet_x0_25"
+
+
+def test_mutual_training_reports_ensemble_and_single_model(tiny_world: Path, tmp_path: Path):
+    overrides = tiny_training(tiny_world, tmp_path, "model.mutual=true", "optim.fixbase_epochs=1")
+    records = fit_from_config(load_config(None, overrides))
+    assert {"ce_1", "ce_2", "mutual_1", "mutual_2", "rank1", "model1_rank1"} <= set(records[0])
+    meta = json.loads((tmp_path / "epoch-0001" / "meta.json").read_text())
+    assert meta["mutual"] is True
+    pair, _ = load_for_inference(tmp_path)  # the paper's ensemble: both features concatenated
+    assert isinstance(pair, MutualPair) and pair.feature_dim == 1024
+    with torch.no_grad():
+        assert pair(torch.randn(2, 3, 64, 32)).shape == (2, 1024)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("test.metric=manhattan", "test.metric"),
+        ("data.batch_size=512", "larger than"),
+        ("optim.schedule=multistep", "milestones"),
+        ("train.task=detection", "train.task must be one of"),
+    ],
+)
+def test_bad_settings_fail_before_anything_is_written(
+    tiny_world: Path, tmp_path: Path, override: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fit_from_config(load_config(None, tiny_training(tiny_world, tmp_path, override)))
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
