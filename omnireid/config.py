@@ -31,6 +31,12 @@ class ModelConfig:
     arch: str = "osnet_x0_25"
     weights: str | None = None  # initial weights (e.g. ImageNet-pretrained), any checkpoint layout
     mutual: bool = False  # deep mutual learning: two networks, evaluated as their ensemble
+    # Builder options (omnireid.models.options_of(arch)), e.g. the Table 5 ablations
+    # {streams: 1, fusion: none} or {lite: false}; stored with every checkpoint
+    options: dict[str, Any] = field(default_factory=dict)
+    # Beyond the papers: a BNNeck (Luo et al. 2019) between embedding and classifier; the
+    # triplet loss sees the embedding before it, CE and the test features the normalised one
+    bnneck: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,12 @@ class LossConfig:
     triplet_weight: float = 0.0
     triplet_margin: float = 0.3
     entropy_weight: float = 0.0
+    # An anchor with no positive in its batch (random batches): "zero_distance" counts it with
+    # d(a, p) = 0 as the reference implementation does; "skip" leaves it out
+    triplet_no_positive: str = "zero_distance"
+    # Ramp the triplet weight from 0 to triplet_weight over these first epochs (0: no ramp;
+    # beyond the papers: a defence against the batch-hard collapse when training from scratch)
+    triplet_warmup_epochs: int = 0
     mutual_weight: float = 1.0  # with model.mutual: weight of each network's mimicry term
     deepmar: bool = True  # train.task=attributes: DeepMAR positive-ratio weights on the BCE
 
@@ -100,6 +112,17 @@ class TrainConfig:
     # CPU convolution kernels run ~1.4x faster (benchmarks/train_speed.py); off = plain NCHW
     channels_last: bool = True
     tensorboard: bool = False  # also log every epoch's record for TensorBoard (if installed)
+    # Embedding-collapse detector: after each epoch, feat_spread (mean pairwise distance of a
+    # batch's embeddings / their mean norm; ~0 when every image gets one feature) below
+    # collapse_spread -> "warn" (log loudly), "stop" (end the run) or "off"
+    collapse: str = "warn"
+    collapse_spread: float = 0.05
+    # Train for this many minutes of wall-clock time instead of a fixed number of epochs: the
+    # cosine lr schedule follows elapsed time and the run ends (and evaluates) when another
+    # epoch would not fit, keeping budget_reserve_minutes for the final evaluation;
+    # optim.max_epoch is then an upper bound. 0: no budget
+    budget_minutes: float = 0.0
+    budget_reserve_minutes: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +171,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if "None" in text:
             return None
         raise ConfigError(f"{where}: null is not allowed here ({text})")
+    if text.startswith("dict"):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of key: value, got {value!r}")
+        return dict(value)
     if text.startswith("tuple"):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

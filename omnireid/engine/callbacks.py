@@ -5,8 +5,9 @@ files or evaluate act on the main process only (rank 0 under DDP); the others ac
 process so all replicas stay in step. A usual list, in order:
 
 ``SetEpoch`` (sampler/dataset epochs) -> ``FreezeBase`` (fine-tuning stage) -> ``LRSchedule``
--> ``Evaluator`` -> ``CollapseDetector`` -> ``EpochLog`` (log.jsonl + a line per epoch) ->
-``TensorBoard`` -> ``Checkpointer`` -> ``FinalMetrics`` (metrics.json).
+-> ``Evaluator`` -> task callbacks (``Ramp``, ``CollapseDetector``, ...) -> ``EpochLog``
+(log.jsonl + a line per epoch) -> ``TensorBoard`` -> ``Checkpointer`` -> ``FinalMetrics``
+(metrics.json).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,6 +65,25 @@ class FreezeBase(Callback):
                 open_all(network)
 
 
+class Ramp(Callback):
+    """Ramp ``target.attribute`` linearly from 0 to ``final`` over the first ``epochs`` epochs
+    (epoch e, 0-based, runs with ``final * min(1, e / epochs)``) and record it."""
+
+    def __init__(self, target: Any, attribute: str, final: float, epochs: int) -> None:
+        if epochs < 1:
+            raise ValueError(f"a ramp needs epochs >= 1, got {epochs}")
+        self.target, self.attribute, self.final, self.epochs = target, attribute, final, epochs
+
+    def value(self, epoch: int) -> float:
+        return self.final * min(1.0, epoch / self.epochs)
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        setattr(self.target, self.attribute, self.value(loop.epoch))
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        loop.record[self.attribute] = self.value(loop.epoch)
+
+
 class LRSchedule(Callback):
     """Step a per-epoch learning-rate schedule at every epoch's end."""
 
@@ -71,6 +92,57 @@ class LRSchedule(Callback):
 
     def on_epoch_end(self, loop: Loop) -> None:
         self.scheduler.step()
+
+
+class TimeBudget(Callback):
+    """A cosine learning-rate schedule over wall-clock time instead of epochs, and an end when
+    the budget is spent: train as many epochs as ``seconds`` allow, however fast or slow the
+    machine turns out to be.
+
+    Before each epoch the lr is ``base_lr * (1 + cos(pi * t / T)) / 2`` with ``t`` the time
+    spent so far and ``T = seconds - reserve`` (times a linear warm-up from 1% over the first
+    ``warmup_epochs``). After each epoch, if another epoch (the mean so far) would not fit, the
+    run ends there: ``loop.max_epoch`` becomes this epoch, so the evaluation of the last epoch
+    runs now; ``reserve`` seconds are kept for it. Put it before ``Evaluator``. A resumed run
+    starts a fresh budget.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        seconds: float,
+        *,
+        warmup_epochs: int = 0,
+        reserve: float = 0.0,
+    ) -> None:
+        if seconds <= reserve:
+            raise ValueError(f"a time budget of {seconds} s leaves nothing after {reserve} s")
+        self.optimizer, self.seconds, self.reserve = optimizer, seconds, reserve
+        self.warmup_epochs = warmup_epochs
+        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+        self.started = 0.0
+        self.epochs_run = 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def on_fit_start(self, loop: Loop) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        progress = min(1.0, self.elapsed() / (self.seconds - self.reserve))
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+        if loop.epoch < self.warmup_epochs:
+            factor *= 0.01 + 0.99 * loop.epoch / self.warmup_epochs
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        self.epochs_run += 1
+        per_epoch = self.elapsed() / self.epochs_run
+        loop.record["budget_used"] = self.elapsed() / self.seconds
+        if self.elapsed() + per_epoch + self.reserve > self.seconds:
+            loop.max_epoch = loop.epoch + 1
 
 
 class Evaluator(Callback):

@@ -107,9 +107,10 @@ def train_step(
 class Loop:
     """The state callbacks see and may change.
 
-    ``start_epoch`` (0-based) is where training begins (a resuming callback raises it);
-    ``epoch`` is the 0-based epoch running; ``record`` is the epoch's log record, which
-    epoch-end callbacks extend; ``stop`` ends training after the current epoch.
+    ``start_epoch`` (0-based) is where training begins (after a resume); ``epoch`` is the
+    0-based epoch running; ``max_epoch`` where it ends (a callback may lower it, e.g. a time
+    budget, and epoch-end callbacks see the new end at once); ``record`` is the epoch's log
+    record, which epoch-end callbacks extend; ``stop`` ends training after the current epoch.
     """
 
     model: nn.Module
@@ -173,7 +174,8 @@ def fit(
     loop = Loop(model, optimizer, epochs, start_epoch=start_epoch)
     for cb in callbacks:
         cb.on_fit_start(loop)
-    for epoch in range(loop.start_epoch, epochs):
+    epoch = loop.start_epoch
+    while epoch < loop.max_epoch:  # a callback may shorten the run (a time budget)
         loop.epoch = epoch
         model.train()
         for cb in callbacks:
@@ -218,6 +220,7 @@ def fit(
             cb.on_epoch_end(loop)
         barrier()
         loop.records.append(loop.record)
+        epoch += 1
         if loop.stop:
             break
     for cb in callbacks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from omnireid.losses.combined import compute_losses
+from omnireid.losses.combined import ReIDLoss
 
 
 def kl_divergence(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -44,20 +44,19 @@ def mutual_losses(
     pids: torch.Tensor,
     *,
     mutual_weight: float = 1.0,
-    **loss_options: float,
+    own: ReIDLoss | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Named terms for ``(2, N, C)`` logits and ``(2, N, D)`` features of a ``MutualPair``.
-
-    ``loss_options`` are ``compute_losses``'s (label smoothing, triplet and entropy weights).
+    """Named terms for ``(2, N, C)`` logits and ``(2, N, D)`` features of a ``MutualPair``:
+    each network's own terms (``own``, default plain label-smoothed CE; suffix ``_1``/``_2``)
+    and, weighted by ``mutual_weight``, each network's mimicry term.
     """
     if logits.dim() != 3 or logits.shape[0] != 2:
         raise ValueError(f"expected (2, N, C) logits from a MutualPair, got {tuple(logits.shape)}")
+    own = own or ReIDLoss()
     terms: dict[str, torch.Tensor] = {}
     for i in (0, 1):
-        own = compute_losses(
-            logits[i], None if features is None else features[i], pids, **loss_options
-        )
-        terms.update({f"{k}_{i + 1}": v for k, v in own.items()})
+        mine = own(logits[i], None if features is None else features[i], pids)
+        terms.update({f"{k}_{i + 1}": v for k, v in mine.items()})
     if mutual_weight:
         mimicry = mutual_learning_loss(logits[0], logits[1])
         terms.update({k: mutual_weight * v for k, v in mimicry.items()})

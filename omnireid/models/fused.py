@@ -223,6 +223,7 @@ class FastOSNet(nn.Module):
         self.fc = nn.Linear(linear.in_features, linear.out_features)
         self.fc.weight.data.copy_(w)
         self.fc.bias.data.copy_(b)
+        self.bnneck = model.bnneck.eval() if model.bnneck is not None else None
         self.feature_dim = model.feature_dim
         self.arch = model.arch
         if channels_last:
@@ -238,7 +239,8 @@ class FastOSNet(nn.Module):
         return self.conv5(self.conv4(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.forward_features(x).mean((2, 3))).relu_()
+        v = self.fc(self.forward_features(x).mean((2, 3))).relu_()
+        return v if self.bnneck is None else self.bnneck(v)
 
 
 @torch.no_grad()

@@ -68,18 +68,29 @@ def _stem_width(name: str) -> int | None:
     return widths[0] if widths else None
 
 
+def _shape_options(state: StateDict, given: dict[str, Any]) -> dict[str, Any]:
+    """Builder options the tensors themselves fix: the embedding size and a BNNeck."""
+    found: dict[str, Any] = {}
+    if "fc.0.weight" in state and "feature_dim" not in given:
+        found["feature_dim"] = state["fc.0.weight"].shape[0]
+    if "bnneck.weight" in state and "bnneck" not in given:
+        found["bnneck"] = True
+    return found
+
+
 def infer_arch(state: StateDict) -> str:
     """The one architecture whose tensor names and shapes equal ``state``'s (any classifier)."""
     state = to_native_layout(state)
     if "classifier.weight" not in state or "fc.0.weight" not in state:
         raise CheckpointError("cannot infer the architecture: no classifier/fc tensors; give arch")
-    classes, dim = state["classifier.weight"].shape[0], state["fc.0.weight"].shape[0]
+    classes = state["classifier.weight"].shape[0]
+    options = _shape_options(state, {})
     stem = state["conv1.conv.weight"].shape[0] if "conv1.conv.weight" in state else None
     found = [
         name
         for name in list_models()
         if _stem_width(name) in (None, stem)  # skip building what cannot match
-        and _shapes_match(build(name, num_classes=classes, feature_dim=dim), state)
+        and _shapes_match(build(name, num_classes=classes, **options), state)
     ]
     if len(found) != 1:
         what = f"several architectures ({found})" if found else "no known architecture"
@@ -151,8 +162,8 @@ def _reid_model(
     state = to_native_layout(state)
     if num_classes is None:
         num_classes = state["classifier.weight"].shape[0] if "classifier.weight" in state else 1
-    if "fc.0.weight" in state and "feature_dim" not in options:
-        options = {**options, "feature_dim": state["fc.0.weight"].shape[0]}
+    options = {**info.meta.get("model_options", {}), **options}  # how it was built
+    options.update(_shape_options(state, options))
     model = build(info.arch, num_classes=num_classes, **options)
     if "classifier.weight" not in state:  # features need no classifier: keep the built one
         own = model.state_dict()

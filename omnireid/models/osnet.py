@@ -53,10 +53,15 @@ class OSNet(nn.Module):
         stem_norm: ``bn``, or ``in`` for the instance-normalised stem of OSNet-IBN/AIN.
         streams, fusion, lite, stream_depth: the Table 5 ablations, see ``OSBlock``.
         gate_reduction: reduction ratio of the aggregation gate's hidden layer (16).
+        bnneck: beyond the papers (Luo et al., "Bag of Tricks", CVPRW 2019): a BatchNorm
+            (scale only, its shift fixed at 0) between the embedding and the classifier. The
+            triplet loss sees the embedding before it, the classifier the normalised one, and
+            eval mode returns the normalised embedding. Off for the papers' models.
 
     Input ``(N, 3, H, W)``. ``forward`` returns the ``(N, feature_dim)`` embedding in eval mode;
     in train mode the ``(N, num_classes)`` logits, or ``(logits, embedding)`` when
-    ``return_features=True`` (for metric losses such as triplet).
+    ``return_features=True`` (for metric losses such as triplet; with ``bnneck`` the
+    embedding before the BNNeck).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class OSNet(nn.Module):
         lite: bool = True,
         stream_depth: int | None = None,
         gate_reduction: int = 16,
+        bnneck: bool = False,
     ) -> None:
         super().__init__()
         if len(channels) != 4:
@@ -125,8 +131,13 @@ class OSNet(nn.Module):
         self.fc = nn.Sequential(
             nn.Linear(c4, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True)
         )
+        self.bnneck: nn.BatchNorm1d | None = None
+        if bnneck:
+            self.bnneck = nn.BatchNorm1d(feature_dim)
         self.classifier = nn.Linear(feature_dim, num_classes)
         init_weights(self)
+        if self.bnneck is not None:
+            self.bnneck.bias.requires_grad_(False)  # BNNeck trains the scale only
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` images -> ``(N, C, H/16, W/16)`` conv5 feature maps."""
@@ -143,9 +154,10 @@ class OSNet(nn.Module):
         self, x: torch.Tensor, return_features: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         v = self.forward_embedding(self.forward_features(x))
+        normed = v if self.bnneck is None else self.bnneck(v)
         if not self.training:
-            return v
-        logits = self.classifier(v)
+            return normed
+        logits = self.classifier(normed)
         return (logits, v) if return_features else logits
 
 

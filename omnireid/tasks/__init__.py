@@ -27,6 +27,7 @@ from omnireid.engine.callbacks import (
     LRSchedule,
     SetEpoch,
     TensorBoard,
+    TimeBudget,
 )
 from omnireid.engine.checkpoint import restore_latest
 from omnireid.engine.distributed import init_distributed, rank, unwrap, wrap
@@ -53,6 +54,15 @@ def build_run(config: Config) -> Run:
     if config.train.task not in TASKS:
         raise ConfigError(f"train.task must be one of {sorted(TASKS)}, got {config.train.task!r}")
     check_amp(config.train.amp, config.train.device)
+    t = config.train
+    if t.budget_minutes > 0:
+        if config.optim.schedule != "cosine":
+            raise ConfigError("train.budget_minutes needs optim.schedule=cosine (over time)")
+        if t.budget_minutes <= t.budget_reserve_minutes:
+            raise ConfigError(
+                f"train.budget_minutes ({t.budget_minutes}) must exceed "
+                f"train.budget_reserve_minutes ({t.budget_reserve_minutes})"
+            )
     return TASKS[config.train.task](config)
 
 
@@ -96,7 +106,17 @@ def fit_from_config(config: Config) -> list[dict[str, Any]]:
         callbacks.append(
             FreezeBase(run.networks or [unwrap(model)], o.fixbase_epochs, o.open_layers)
         )
-    callbacks.append(LRSchedule(lr_schedule))
+    if t.budget_minutes > 0:
+        callbacks.append(
+            TimeBudget(
+                optimizer,
+                60 * t.budget_minutes,
+                warmup_epochs=o.warmup_epochs,
+                reserve=60 * t.budget_reserve_minutes,
+            )
+        )
+    else:
+        callbacks.append(LRSchedule(lr_schedule))
     if run.evaluate is not None:
         callbacks.append(Evaluator(run.evaluate, t.eval_every))
     callbacks += run.callbacks

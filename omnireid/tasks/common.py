@@ -22,6 +22,7 @@ from omnireid.engine.distributed import rank, world_size
 from omnireid.engine.loop import Callback, LossFn, Monitor
 from omnireid.engine.optim import build_scheduler
 from omnireid.errors import ConfigError
+from omnireid.losses import ReIDLoss
 from omnireid.preprocessing import Preprocessing
 
 
@@ -73,14 +74,20 @@ def run_meta(config: Config, task: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def loss_options(config: Config) -> dict[str, float]:
-    """The weights of the re-ID loss terms (``losses.compute_losses``'s options)."""
+def reid_loss(config: Config) -> ReIDLoss:
+    """The re-ID loss terms and weights ``config.loss`` asks for (one network's)."""
     loss = config.loss
-    return dict(
+    if loss.triplet_no_positive not in ("zero_distance", "skip"):
+        raise ConfigError(
+            f"loss.triplet_no_positive must be 'zero_distance' or 'skip', got "
+            f"{loss.triplet_no_positive!r}"
+        )
+    return ReIDLoss(
         label_smoothing=loss.label_smoothing,
         triplet_weight=loss.triplet_weight,
         triplet_margin=loss.triplet_margin,
         entropy_weight=loss.entropy_weight,
+        triplet_no_positive=loss.triplet_no_positive,  # type: ignore[arg-type]
     )
 
 

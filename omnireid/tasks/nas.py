@@ -26,7 +26,7 @@ from omnireid.engine.callbacks import JsonlLog
 from omnireid.engine.distributed import barrier, is_main_process
 from omnireid.engine.loop import Callback, Loop
 from omnireid.errors import ConfigError
-from omnireid.losses import compute_losses
+from omnireid.losses import ReIDLoss
 from omnireid.models.supernet import (
     CANDIDATE_NAMES,
     SearchOSNet,
@@ -34,7 +34,7 @@ from omnireid.models.supernet import (
     derive_spec,
     temperature_at,
 )
-from omnireid.tasks.common import Run, loss_options, run_meta
+from omnireid.tasks.common import Run, reid_loss, run_meta
 from omnireid.tasks.reid import accuracy, reid_train_loader
 
 log = logging.getLogger("omnireid.train")
@@ -45,13 +45,19 @@ PLOT_FILE = "pi.png"
 
 
 def sampled_losses(
-    logits: torch.Tensor, features: torch.Tensor | None, pids: torch.Tensor, **options: Any
+    logits: torch.Tensor,
+    features: torch.Tensor | None,
+    pids: torch.Tensor,
+    *,
+    own: ReIDLoss | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss terms averaged over S Gumbel samples (Eq. 12, 15): ``(S, N, C)`` or ``(N, C)``."""
+    """Loss terms (``own``, default label-smoothed CE) averaged over S Gumbel samples (Eq. 12,
+    15): logits ``(S, N, C)`` or ``(N, C)``."""
+    own = own or ReIDLoss()
     if logits.dim() == 2:
-        return compute_losses(logits, features, pids, **options)
+        return own(logits, features, pids)
     per_sample = [
-        compute_losses(logits[s], None if features is None else features[s], pids, **options)
+        own(logits[s], None if features is None else features[s], pids)
         for s in range(logits.shape[0])
     ]
     return {k: torch.stack([t[k] for t in per_sample]).mean() for k in per_sample[0]}
@@ -201,7 +207,7 @@ def nas_run(config: Config) -> Run:
         "lr": arch_lr,
         "weight_decay": s.arch_weight_decay,
     }
-    loss_fn = partial(sampled_losses, **loss_options(config))
+    loss_fn = partial(sampled_losses, own=reid_loss(config))
     loader, parts = reid_train_loader(config, dataset)
     out_dir = Path(config.train.out_dir)
     schedule = TemperatureSchedule(

@@ -8,6 +8,7 @@ the training statistics, and the evaluator that reports CMC/mAP/mINP under ``con
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,18 +18,20 @@ from omnireid.config import Config
 from omnireid.data.datasets import ReIDDataset, combine_sources, load_dataset
 from omnireid.data.image_dataset import ImageDataset
 from omnireid.data.transforms import transform_for
+from omnireid.engine.callbacks import CollapseDetector, Ramp
 from omnireid.engine.distributed import rank
-from omnireid.errors import ConfigError
+from omnireid.engine.loop import Callback
+from omnireid.errors import ConfigError, UsageError
 from omnireid.evaluation.evaluate import evaluate_model
-from omnireid.losses import compute_losses, mutual_losses
+from omnireid.losses import embedding_statistics, mutual_losses
 from omnireid.models import build
 from omnireid.models.fused import optimize_for_inference
 from omnireid.models.mutual import MutualPair
 from omnireid.models.weights import load_weights
 from omnireid.tasks.common import (
     Run,
-    loss_options,
     preprocessing,
+    reid_loss,
     run_meta,
     train_loader,
     train_transform,
@@ -98,15 +101,49 @@ def make_evaluator(config: Config, dataset: ReIDDataset):
     return evaluate
 
 
+def model_options(config: Config) -> dict[str, Any]:
+    """The builder options of ``config.model`` (stored with every checkpoint, so that
+    ``load_for_inference`` builds the same network)."""
+    options = dict(config.model.options)
+    if config.model.bnneck:
+        options["bnneck"] = True
+    return options
+
+
 def build_model(config: Config, num_classes: int) -> nn.Module:
     """The network (or, with ``model.mutual``, two networks from the same initial weights)."""
     networks = []
     for _ in range(2 if config.model.mutual else 1):
-        network = build(config.model.arch, num_classes=num_classes)
+        try:
+            network = build(config.model.arch, num_classes=num_classes, **model_options(config))
+        except UsageError as e:
+            raise ConfigError(f"model.arch/model.options: {e}") from e
         if config.model.weights:
             load_weights(network, config.model.weights)
         networks.append(network)
     return MutualPair(*networks) if config.model.mutual else networks[0]
+
+
+def reid_statistics(
+    logits: torch.Tensor, features: torch.Tensor, pids: torch.Tensor, *, margin: float = 0.3
+) -> dict[str, float]:
+    """Batch accuracy and the embedding statistics (``losses.embedding_statistics``) the
+    collapse detector watches; for a mutual pair, those of network 1's features."""
+    stats = accuracy(logits, features, pids)
+    stats.update(
+        embedding_statistics(features[0] if features.dim() == 3 else features, pids, margin)
+    )
+    return stats
+
+
+def collapse_detector(config: Config) -> list[Callback]:
+    """The collapse detector ``train.collapse`` asks for (none when "off")."""
+    action = config.train.collapse
+    if action == "off":
+        return []
+    if action not in ("warn", "stop"):
+        raise ConfigError(f"train.collapse must be 'warn', 'stop' or 'off', got {action!r}")
+    return [CollapseDetector("feat_spread", config.train.collapse_spread, action)]
 
 
 def reid_train_loader(config: Config, dataset: ReIDDataset) -> tuple[DataLoader, list]:
@@ -127,16 +164,25 @@ def reid_run(config: Config) -> Run:
         )
     dataset, test_dataset = load_datasets(config)
     model = build_model(config, dataset.num_train_pids)
-    options = loss_options(config)
+    own = reid_loss(config)
+    loss_fn: Any = own
     if config.model.mutual:
-        loss_fn = partial(mutual_losses, mutual_weight=config.loss.mutual_weight, **options)
-    else:
-        loss_fn = partial(compute_losses, **options)
+        loss_fn = partial(mutual_losses, mutual_weight=config.loss.mutual_weight, own=own)
+    callbacks = collapse_detector(config)
+    shown = ("acc", "feat_spread")
+    if config.loss.triplet_weight:
+        shown += ("triplet", "active_triplets")
+        if config.loss.triplet_warmup_epochs:
+            ramp = Ramp(
+                own, "triplet_weight", own.triplet_weight, config.loss.triplet_warmup_epochs
+            )
+            callbacks.insert(0, ramp)
     loader, parts = reid_train_loader(config, dataset)
     meta = run_meta(
         config,
         "reid",
         arch=config.model.arch,
+        model_options=model_options(config),
         mutual=config.model.mutual,
         num_classes=dataset.num_train_pids,
     )
@@ -146,8 +192,10 @@ def reid_run(config: Config) -> Run:
         loader=loader,
         loss_fn=loss_fn,
         meta=meta,
-        monitor=accuracy,
+        monitor=partial(reid_statistics, margin=config.loss.triplet_margin),
         evaluate=make_evaluator(config, test_dataset),
         epoch_parts=parts,
         networks=networks,
+        callbacks=callbacks,
+        shown=shown,
     )

@@ -1,5 +1,6 @@
 import json
 import logging
+import math
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from omnireid.engine.callbacks import (
     Evaluator,
     FinalMetrics,
     FreezeBase,
+    Ramp,
+    TimeBudget,
     truncate_jsonl,
 )
 from omnireid.engine.checkpoint import latest_checkpoint, restore_latest, save_checkpoint
@@ -129,3 +132,45 @@ def test_restore_latest_falls_back_to_the_newest_intact_checkpoint(tmp_path, cap
     assert "epoch-0002 is damaged" in caplog.text
     assert "resuming from epoch-0001 instead" in caplog.text
     assert restore_latest(tmp_path / "empty", fresh) == 0
+
+
+def test_ramp_raises_a_weight_from_zero_over_its_epochs():
+    class Weights:
+        triplet_weight = 0.5
+
+    target = Weights()
+    ramp = Ramp(target, "triplet_weight", 0.5, epochs=4)
+    seen = []
+    for epoch in range(6):
+        loop = _loop(epoch=epoch)
+        ramp.on_epoch_start(loop)
+        seen.append(target.triplet_weight)
+        ramp.on_epoch_end(loop)
+        assert loop.record["triplet_weight"] == seen[-1]
+    assert seen == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
+
+
+def test_time_budget_follows_the_clock_and_ends_when_the_next_epoch_would_not_fit(monkeypatch):
+    import omnireid.engine.callbacks as callbacks
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock["now"])
+    model = nn.Linear(2, 2)
+    loop = _loop(model, max_epoch=100)
+    budget = TimeBudget(loop.optimizer, seconds=100.0, reserve=10.0)  # lr 0.1 at t = 0
+    budget.on_fit_start(loop)
+    lrs, ends = [], []
+    for epoch in range(100):
+        if epoch >= loop.max_epoch:
+            break
+        loop.epoch, loop.record = epoch, {"epoch": epoch + 1}
+        budget.on_epoch_start(loop)
+        lrs.append(loop.optimizer.param_groups[0]["lr"])
+        clock["now"] += 20.0  # every epoch takes 20 s
+        budget.on_epoch_end(loop)
+        ends.append(loop.max_epoch)
+    # t = 0, 20, 40, 60 of the 90 s schedule: (1 + cos(pi t / 90)) / 2 x 0.1
+    expected = [0.1 * (1 + math.cos(math.pi * t / 90)) / 2 for t in (0, 20, 40, 60)]
+    assert lrs == pytest.approx(expected)
+    # after epoch 4, t = 80: another 20 s epoch + 10 s reserve would pass 100 s: it ends there
+    assert ends == [100, 100, 100, 4] and loop.record["budget_used"] == pytest.approx(0.8)

@@ -61,3 +61,12 @@ def test_no_batchnorm_left_and_the_model_is_untouched():
     fast = optimize_for_inference(model)
     assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in fast.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_bnneck_model_folds_to_the_same_features():
+    model = trained_like("osnet_x0_25", bnneck=True)
+    model.bnneck.running_mean.normal_(0, 0.1)
+    model.bnneck.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(optimize_for_inference(model)(x), model(x), atol=1e-4, rtol=0)

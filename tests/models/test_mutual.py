@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from omnireid.losses import mutual_losses
+from omnireid.losses import ReIDLoss, mutual_losses
 from omnireid.models import build
 from omnireid.models.mutual import MutualPair
 
@@ -35,7 +35,8 @@ def test_eval_ensemble_concatenates_features():
 def test_each_networks_terms_only_train_that_network():
     pair = _pair().train()
     logits, feats = pair(torch.randn(4, 3, 64, 32), return_features=True)
-    terms = mutual_losses(logits, feats, torch.tensor([0, 1, 0, 1]), triplet_weight=0.5)
+    own = ReIDLoss(triplet_weight=0.5)
+    terms = mutual_losses(logits, feats, torch.tensor([0, 1, 0, 1]), own=own)
     assert set(terms) == {"ce_1", "ce_2", "triplet_1", "triplet_2", "mutual_1", "mutual_2"}
     (terms["ce_1"] + terms["triplet_1"] + terms["mutual_1"]).backward()
     assert pair.model1.classifier.weight.grad.abs().sum() > 0

@@ -178,3 +178,20 @@ def test_conflicting_layers_and_block_norms_are_refused():
 def test_bad_layer_spec_raises():
     with pytest.raises(ValueError, match="3 stage"):
         build("osnet_x0_25", layers=(2, 2))
+
+
+def test_bnneck_normalises_what_the_classifier_and_the_test_see():
+    torch.manual_seed(0)
+    model = build("osnet_x0_25", num_classes=5, bnneck=True).train()
+    assert not model.bnneck.bias.requires_grad and model.bnneck.weight.requires_grad
+    x = torch.randn(4, 3, 64, 32)
+    logits, v = model(x, return_features=True)
+    with torch.no_grad():  # in train mode the BNNeck normalises with the batch statistics
+        normed = (v - v.mean(0)) / torch.sqrt(v.var(0, unbiased=False) + model.bnneck.eps)
+        torch.testing.assert_close(logits, model.classifier(normed), atol=1e-4, rtol=1e-4)
+    model.eval()
+    with torch.no_grad():
+        embedding = model.forward_embedding(model.forward_features(x))
+        torch.testing.assert_close(model(x), model.bnneck(embedding))
+    assert "bnneck.weight" in model.state_dict()
+    assert "bnneck.weight" not in build("osnet_x0_25").state_dict()  # off by default

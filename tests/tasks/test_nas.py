@@ -9,7 +9,7 @@ import torch
 
 from omnireid.config import ConfigError, load_config
 from omnireid.engine.loop import Loop
-from omnireid.losses import compute_losses
+from omnireid.losses import ReIDLoss, compute_losses
 from omnireid.models import build
 from omnireid.models.supernet import SearchOSNet
 from omnireid.tasks import fit_from_config
@@ -21,7 +21,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 def test_sampled_losses_average_the_monte_carlo_samples():
     torch.manual_seed(0)
     logits, pids = torch.randn(3, 4, 5), torch.tensor([0, 1, 2, 3])
-    terms = sampled_losses(logits, None, pids, label_smoothing=0.1)
+    terms = sampled_losses(logits, None, pids, own=ReIDLoss(label_smoothing=0.1))
     expected = sum(compute_losses(logits[s], None, pids)["ce"] for s in range(3)) / 3
     torch.testing.assert_close(terms["ce"], expected)
     single = sampled_losses(logits[0], None, pids)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from omnireid.config import load_config
-from omnireid.errors import ConfigError
+from omnireid.errors import ConfigError, TrainingError
 from omnireid.models import load_for_inference
 from omnireid.models.mutual import MutualPair
 from omnireid.tasks import fit_from_config
@@ -112,3 +112,65 @@ def test_bad_settings_fail_before_anything_is_written(
     with pytest.raises(ConfigError, match=message):
         fit_from_config(load_config(None, tiny_training(tiny_world, tmp_path, override)))
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_model_options_and_bnneck_travel_with_the_checkpoint(tiny_world: Path, tmp_path: Path):
+    overrides = tiny_training(
+        tiny_world, tmp_path, 'model.options={"streams": 2}', "model.bnneck=true"
+    )
+    fit_from_config(load_config(None, overrides))
+    meta = json.loads((tmp_path / "epoch-0001" / "meta.json").read_text())
+    assert meta["model_options"] == {"streams": 2, "bnneck": True}
+    model, _ = load_for_inference(tmp_path)
+    assert len(model.conv2[0].conv2) == 2 and model.bnneck is not None
+    with pytest.raises(ConfigError, match=r"model.arch/model.options.*does not take.*layers"):
+        fit_from_config(
+            load_config(
+                None,
+                tiny_training(
+                    tiny_world,
+                    tmp_path / "bad",
+                    "model.arch=osnet_ain_x0_25",
+                    'model.options={"layers": [3, 8, 6]}',
+                ),
+            )
+        )
+
+
+def test_triplet_warmup_and_the_collapse_statistics_are_logged(tiny_world: Path, tmp_path: Path):
+    overrides = tiny_training(
+        tiny_world,
+        tmp_path,
+        "loss.triplet_weight=0.5",
+        "loss.triplet_warmup_epochs=2",
+        "data.num_instances=4",
+        "optim.max_epoch=3",
+        "train.collapse_spread=100",  # every epoch "collapses": the detector must say so
+    )
+    records = fit_from_config(load_config(None, overrides))
+    assert [r["triplet_weight"] for r in records] == [0.0, 0.25, 0.5]
+    assert "triplet" not in records[0] and records[2]["triplet"] > 0  # weight 0: no term
+    for r in records:
+        assert 0 < r["feat_spread"] < 100 and 0 <= r["active_triplets"] <= 1
+        assert r["collapsed"] == 1.0
+    stop = [*overrides, "train.collapse=stop", f"train.out_dir={tmp_path / 'stop'}"]
+    with pytest.raises(TrainingError, match="epoch 1: the embedding has collapsed"):
+        fit_from_config(load_config(None, stop))
+
+
+def test_a_time_budget_ends_the_run_early_with_its_evaluation(tiny_world: Path, tmp_path: Path):
+    overrides = tiny_training(
+        tiny_world,
+        tmp_path,
+        "optim.max_epoch=1000",
+        "train.budget_minutes=0.06",  # 3.6 s: a handful of tiny epochs
+        "train.budget_reserve_minutes=0.01",
+    )
+    records = fit_from_config(load_config(None, overrides))
+    assert 1 <= len(records) < 1000 and "rank1" in records[-1]
+    assert all("rank1" not in r for r in records[:-1])  # evaluated once, at the end
+    assert records[0]["lr"] > records[-1]["lr"]  # cosine over time
+    with pytest.raises(ConfigError, match=r"needs optim\.schedule=cosine"):
+        fit_from_config(
+            load_config(None, [*overrides, "optim.schedule=multistep", "optim.milestones=[5]"])
+        )
