@@ -56,6 +56,16 @@ class DataConfig:
     random_patch: bool = False
     random_erasing: bool = False
     color_jitter: bool = False
+    # Pixel normalisation: "imagenet" (the papers' default) or "dataset", the mean and std of
+    # the training images (ICCV'19 Table 12a); stored with the checkpoint either way
+    normalization: str = "imagenet"
+    # VIPeR, GRID, CUHK01: which of the 10 random splits to train and test on (the papers
+    # fine-tune one model per split and average; `omnireid train --all-splits` runs all ten)
+    split_id: int = 0
+    # Train on every image of the dataset: query and gallery join train as more identities
+    # (the papers' MSMT17-as-source protocol: 126,441 images, 4,101 ids; market1501,
+    # dukemtmcreid and msmt17). Testing on the same dataset then tests on training data
+    combineall: bool = False
     # Multi-source domain generalisation: more "name=root" train sources, one joint classifier
     extra_sources: tuple[str, ...] = ()
     # Cross-domain evaluation: test on this dataset's query/gallery (e.g. trained on MSMT17,

@@ -7,7 +7,9 @@ import pytest
 from omnireid.config import load_config
 from omnireid.models import list_models
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(ROOT.rglob("*.yaml"))
+TPAMI = sorted((ROOT / "tpami").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -17,6 +19,7 @@ def test_recipe_loads_and_names_a_known_architecture(path):
     # TPAMI Sec. 4.2: the IN-placement search runs with batch 512; every training recipe uses 64
     batch = 512 if path.stem == "search_in_x1_0" else 64
     assert config.data.batch_size == batch and config.optim.weight_decay == 5e-4
+    assert path.read_text().startswith("#")  # every recipe says where it comes from
 
 
 def test_from_scratch_recipe_is_the_papers():
@@ -33,6 +36,32 @@ def test_fine_tune_recipe_freezes_the_base_for_ten_epochs():
     assert c.optim.open_layers == ("classifier",) and c.data.random_erasing
 
 
-def test_best_recipe_is_dml_with_half_weighted_triplet():
-    c = load_config(Path(CONFIGS[0]).parent / "best_dml_triplet_market_x1_0.yaml")
-    assert c.model.mutual and c.loss.triplet_weight == 0.5 and c.data.num_instances == 4
+def test_best_recipe_is_supplementary_b():
+    """ICCV Supp. B, Table 12f: DML + 0.5 triplet, cosine 250 epochs, random batches, cosine."""
+    c = load_config(ROOT / "best_dml_triplet_market_x1_0.yaml")
+    assert c.model.mutual and c.loss.triplet_weight == 0.5 and c.data.num_instances == 0
+    assert (c.optim.schedule, c.optim.max_epoch, c.optim.fixbase_epochs) == ("cosine", 250, 10)
+    assert c.loss.triplet_no_positive == "zero_distance" and c.test.metric == "cosine"
+
+
+def test_there_is_a_config_per_rerunnable_tpami_cross_domain_row():
+    # Table 7: 3 models x 2 directions; Table 9: +2 MSMT17 rows; Table 10: 2; Table 11: 3 x 4
+    assert len(TPAMI) == 6 + 2 + 2 + 12
+    names = {p.stem for p in TPAMI}
+    assert {"table7_market_to_duke_ain", "table9_msmt17_to_market_ain"} <= names
+
+
+@pytest.mark.parametrize("path", TPAMI, ids=lambda p: p.stem)
+def test_tpami_cross_domain_recipe(path):
+    """Sec. 4.2: cosine schedule, 100 epochs (50 for MSMT17), flip + colour jitter, no erasing,
+    cosine distance, tested on a target that is not a source."""
+    c = load_config(path)
+    msmt_source = c.data.dataset == "msmt17"
+    assert c.optim.max_epoch == (50 if msmt_source else 100)
+    assert (c.optim.name, c.optim.lr, c.optim.schedule) == ("amsgrad", 0.0015, "cosine")
+    assert c.optim.fixbase_epochs == 10 and c.data.flip and c.data.color_jitter
+    assert not c.data.random_erasing and c.test.metric == "cosine"
+    sources = {c.data.dataset} | {s.split("=")[0] for s in c.data.extra_sources}
+    assert c.data.target not in sources
+    assert c.data.combineall == msmt_source  # all 126,441 MSMT17 images when it is the source
+    assert path.read_text().startswith("# TPAMI'21 ")

@@ -62,6 +62,11 @@ def register(sub: Any) -> None:
         help="viper/grid/cuhk01: evaluate one split (default: the mean over all 10)",
     )
     p.add_argument(
+        "--any-split",
+        action="store_true",
+        help="test a model fine-tuned on one split on other splits too (they share identities)",
+    )
+    p.add_argument(
         "--single-gallery-shot",
         action="store_true",
         help="CUHK03 single-gallery-shot CMC (one random gallery image per id, 10 seeded draws)",
@@ -98,6 +103,27 @@ def test_settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> di
     return {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
 
 
+def splits_to_test(
+    args: argparse.Namespace, trained: dict[str, Any] | None, count: int
+) -> list[int]:
+    """Which splits of a small benchmark to test a model on. A model fine-tuned on one split of
+    this dataset is tested on that split only (its other splits' test identities were in its
+    training data) unless ``--any-split`` says otherwise; other models on ``--split-id`` or
+    the mean of all splits."""
+    from omnireid.errors import UsageError
+
+    own = trained.get("split_id") if trained and trained.get("dataset") == args.dataset else None
+    if own is None or args.any_split:
+        return [args.split_id] if args.split_id is not None else list(range(count))
+    if args.split_id is not None and args.split_id != own:
+        raise UsageError(
+            f"the model was fine-tuned on split {own} of {args.dataset}: split {args.split_id}'s "
+            "test identities were in its training data; pass --any-split to test it anyway"
+        )
+    print(f"testing split {own}, the split the model was trained on", file=sys.stderr)
+    return [own]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -113,15 +139,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     if args.split_id is not None and args.dataset not in MULTI_SPLIT:
         raise UsageError(f"--split-id applies to {sorted(MULTI_SPLIT)}, not {args.dataset}")
+    info = read_weights(args.weights, args.arch)
     if args.dataset in MULTI_SPLIT:
-        split_ids = (
-            [args.split_id] if args.split_id is not None else range(MULTI_SPLIT[args.dataset])
-        )
+        split_ids = splits_to_test(args, info.meta.get("split"), MULTI_SPLIT[args.dataset])
         datasets = [load_dataset(args.dataset, args.root, split_id=i) for i in split_ids]
     else:
         datasets = [load_dataset(args.dataset, args.root)]
     print(datasets[0].summary(), file=sys.stderr)
-    info = read_weights(args.weights, args.arch)
     settings = test_settings(args, (info.meta.get("config") or {}).get("test"))
     model, pre = load_for_inference(info, height=args.height, width=args.width)
     if args.threads:

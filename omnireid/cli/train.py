@@ -15,6 +15,11 @@ def register(sub: Any) -> None:
         choices=("reid", "attributes", "nas"),
         help="same as train.task=...: re-ID (default), attribute recognition, or the IN search",
     )
+    p.add_argument(
+        "--all-splits",
+        action="store_true",
+        help="VIPeR/GRID/CUHK01: train and test one model per split (out_dir/splitK), average",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="synthetic world, CPU training, evaluation, report")
@@ -38,6 +43,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"the run folder {config.train.out_dir} keeps every completed epoch; run the same "
         "command again to resume"
     )
+    if args.all_splits:
+        from omnireid.tasks import fit_all_splits
+
+        summary = fit_all_splits(config)
+        mean = "  ".join(f"{k} {v:.2f}" for k, v in summary["mean"].items())
+        print(f"{summary['dataset']}, mean of {len(summary['splits'])} splits: {mean}")
+        print(f"per split: {config.train.out_dir}/splits.json")
+        return 0
     records = fit_from_config(config)
     final = records[-1] if records else {}
     keys = ("rank1", "mAP", "mA", "accuracy", "precision", "recall", "f1", "loss", "acc")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omnireid.errors import UsageError
+from omnireid.models.layers import FUSIONS
 
 
 def register(sub: Any) -> None:
@@ -17,10 +18,17 @@ def register(sub: Any) -> None:
     p.add_argument("--weights", help="run, checkpoint or weights file; random init if absent")
     p.add_argument("--arch", help="architecture (default: the checkpoint's)")
     p.add_argument("--streams", type=int, help="T of the first model (Table 5; default 4)")
+    p.add_argument("--fusion", choices=FUSIONS, help="stream fusion of the first model")
     p.add_argument("--name", help="label of the first model")
     p.add_argument("--weights2", help="checkpoint of a second model to compare with")
     p.add_argument("--arch2", help="architecture of the second model")
-    p.add_argument("--streams2", type=int, help="T of the second model (1: Table 5 #9)")
+    p.add_argument("--streams2", type=int, help="T of the second model")
+    p.add_argument(
+        "--fusion2",
+        choices=FUSIONS,
+        help="fusion of the second model; --streams2 1 --fusion2 none is the single-scale "
+        "baseline of Fig. 6 (Table 5 model 9)",
+    )
     p.add_argument("--name2", help="label of the second model")
     p.add_argument("--images", nargs="+", required=True, help="image files or folders")
     p.add_argument("--limit", type=int, default=32, help="at most this many images (default 32)")
@@ -49,13 +57,15 @@ def model_and_size(
     height: int | None,
     width: int | None,
     streams: int | None = None,
+    fusion: str | None = None,
 ) -> tuple[Any, tuple[int, int]]:
     """A trained model (``load_for_inference``) or, without weights, a randomly initialised
     ``arch``; and the input size to show it (stored, overridden by height/width)."""
     from omnireid.models import build, load_for_inference
     from omnireid.preprocessing import Preprocessing
 
-    options = {} if streams is None else {"streams": streams}
+    given = {"streams": streams, "fusion": fusion}
+    options = {k: v for k, v in given.items() if v is not None}
     if weights is not None:
         model, pre = load_for_inference(weights, arch, height=height, width=width, **options)
         return model, pre.size
@@ -65,19 +75,26 @@ def model_and_size(
     return build(arch, **options).eval(), (height or default.height, width or default.width)
 
 
-def _label(name: str | None, model: Any, streams: int | None) -> str:
-    return name or f"{model.arch} T={streams or 4}"
+def _label(name: str | None, model: Any) -> str:
+    """``osnet_x0_25 T=4``, or ``... T=1 (no gate)`` for the Fig. 4(a) baseline."""
+    if name:
+        return name
+    block = model.conv2[0]
+    gate = " (no gate)" if block.fusion == "none" else ""
+    return f"{model.arch} T={len(block.conv2)}{gate}"
 
 
 def cmd_actmap(args: argparse.Namespace) -> int:
     from omnireid.data.images import list_images
     from omnireid.visualize.actmap import compare_actmaps, contact_sheet
 
-    model, (h, w) = model_and_size(args.weights, args.arch, args.height, args.width, args.streams)
-    models = [(_label(args.name, model, args.streams), model)]
+    model, (h, w) = model_and_size(
+        args.weights, args.arch, args.height, args.width, args.streams, args.fusion
+    )
+    models = [(_label(args.name, model), model)]
     if args.arch2 or args.weights2:
-        model2, _ = model_and_size(args.weights2, args.arch2, h, w, args.streams2)
-        models.append((_label(args.name2, model2, args.streams2), model2))
+        model2, _ = model_and_size(args.weights2, args.arch2, h, w, args.streams2, args.fusion2)
+        models.append((_label(args.name2, model2), model2))
     paths = [str(p) for p in list_images(args.images, limit=args.limit)]
     written = compare_actmaps(models, paths, args.out, h, w)
     sheet = contact_sheet(written, Path(args.out) / "all.png")

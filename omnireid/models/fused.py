@@ -151,7 +151,7 @@ class FastOSBlock(nn.Module):
     def fuse(self, xs: list[torch.Tensor]) -> torch.Tensor:
         if self.fusion == "concat":
             return torch.cat(xs, dim=1)
-        if self.fusion == "add":
+        if self.fusion in ("add", "none"):  # "none": the one stream of Fig. 4(a)
             return torch.stack(xs).sum(0)
         if self.fusion == "static":
             gates = list(self.static.unbind(0))

@@ -14,10 +14,18 @@ from torch import nn
 from torch.nn import functional as F
 
 Norm = Literal["bn", "in", "none"]
-Fusion = Literal["unified", "separate", "streamwise", "static", "concat", "add"]
+Fusion = Literal["unified", "separate", "streamwise", "static", "concat", "add", "none"]
 InstanceNormPlacement = Literal["none", "in", "out", "in_out"]
 
-FUSIONS: tuple[str, ...] = ("unified", "separate", "streamwise", "static", "concat", "add")
+FUSIONS: tuple[str, ...] = (
+    "unified",
+    "separate",
+    "streamwise",
+    "static",
+    "concat",
+    "add",
+    "none",
+)
 IN_PLACEMENTS: tuple[str, ...] = ("none", "in", "out", "in_out")
 
 
@@ -130,7 +138,9 @@ class OSBlock(nn.Module):
         fusion: how streams are combined: ``unified`` (one shared channel-wise gate, the paper's
             design), ``separate`` (one gate per stream), ``streamwise`` (shared gate with one scalar
             per stream), ``static`` (learned, input-independent channel weights), ``concat`` or
-            ``add`` (Table 5, models 1 and 4-8).
+            ``add`` (Table 5, models 1 and 4-8); ``none`` with ``streams=1`` is the baseline
+            bottleneck of Fig. 4(a), Table 5 model 9 (T = 1: one Lite 3x3 stream, no gate;
+            ``streams=1`` with a gate is an SE-like block, not the paper's model 9).
         lite: Lite 3x3 layers (True) or standard 3x3 convolutions (Table 5, model 2).
         stream_depth: None for the scale-incremental depths 1..T; an integer makes every stream
             that deep (ResNeXt-like, Table 5 model 3).
@@ -158,6 +168,11 @@ class OSBlock(nn.Module):
             raise ValueError(f"streams (T) must be >= 1, got {streams}")
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
+        if fusion == "none" and streams != 1:
+            raise ValueError(
+                f"fusion='none' is the single-stream baseline of Fig. 4(a): it needs streams=1, "
+                f"got {streams}"
+            )
         if instance_norm not in IN_PLACEMENTS:
             raise ValueError(f"unknown instance_norm {instance_norm!r}; expected {IN_PLACEMENTS}")
         if out_channels % bottleneck_reduction:
@@ -193,7 +208,7 @@ class OSBlock(nn.Module):
         self.IN_out = nn.InstanceNorm2d(out_channels, affine=True) if after else None
 
     def stream_gates(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Per-stream gates, each broadcastable to ``(N, mid, H, W)``; empty for concat/add."""
+        """Per-stream gates, each broadcastable to ``(N, mid, H, W)``; empty for concat/add/none."""
         if self.fusion in ("unified", "streamwise"):
             return [self.gate(x) for x in xs]
         if self.fusion == "separate":

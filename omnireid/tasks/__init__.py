@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -152,4 +153,50 @@ def fit_from_config(config: Config) -> list[dict[str, Any]]:
     )
 
 
-__all__ = ["TASKS", "Run", "build_run", "fit_from_config"]
+METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+
+
+def fit_all_splits(config: Config) -> dict[str, Any]:
+    """The small-benchmark protocol (VIPeR, GRID, CUHK01): one model per random split, each
+    trained and tested on its own split (``train.out_dir/splitK``), metrics averaged over the
+    splits; written to ``train.out_dir/splits.json`` and returned. Re-running resumes."""
+    from omnireid.data.datasets import MULTI_SPLIT
+    from omnireid.tasks.reid import split_dataset_of
+
+    name = split_dataset_of(config)
+    if name is None:
+        raise ConfigError(f"--all-splits needs a multi-split dataset ({sorted(MULTI_SPLIT)})")
+    out = Path(config.train.out_dir)
+    per_split = []
+    for k in range(MULTI_SPLIT[name]):
+        split_config = replace(
+            config,
+            data=replace(config.data, split_id=k),
+            train=replace(config.train, out_dir=str(out / f"split{k}")),
+        )
+        log.info(
+            "%s split %d of %d -> %s", name, k + 1, MULTI_SPLIT[name], split_config.train.out_dir
+        )
+        records = fit_from_config(split_config)
+        final = records[-1] if records else _stored_metrics(Path(split_config.train.out_dir))
+        per_split.append({k: v for k, v in final.items() if k in METRIC_KEYS})
+    keys = [k for k in METRIC_KEYS if all(k in m for m in per_split)]
+    summary = {
+        "dataset": name,
+        "splits": per_split,
+        "mean": {k: sum(m[k] for m in per_split) / len(per_split) for k in keys},
+    }
+    if rank() == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "splits.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _stored_metrics(run: Path) -> dict[str, Any]:
+    path = run / "metrics.json"
+    if not path.is_file():
+        raise ConfigError(f"{run} finished without metrics.json; remove it and run again")
+    return json.loads(path.read_text())
+
+
+__all__ = ["TASKS", "Run", "build_run", "fit_all_splits", "fit_from_config"]

@@ -26,6 +26,7 @@ from omnireid.evaluation.attributes import evaluate_attribute_model
 from omnireid.losses.attributes import attribute_losses, positive_ratios
 from omnireid.models.attributes import build_attribute_model
 from omnireid.models.fused import optimize_for_inference
+from omnireid.preprocessing import Preprocessing
 from omnireid.tasks.common import Run, preprocessing, run_meta, train_loader, train_transform
 
 log = logging.getLogger("omnireid.train")
@@ -36,9 +37,9 @@ def label_accuracy(logits: torch.Tensor, _: torch.Tensor, labels: torch.Tensor) 
     return {"acc": ((logits > 0) == (labels > 0.5)).float().mean().item()}
 
 
-def make_attribute_evaluator(config: Config, dataset: AttributeDataset):
+def make_attribute_evaluator(config: Config, dataset: AttributeDataset, pre: Preprocessing):
     """mA / Acc / Prec / Rec / F1 (percent) on the test split."""
-    transform = transform_for(preprocessing(config))
+    transform = transform_for(pre)
     device = config.train.device
 
     def evaluate(model: nn.Module) -> dict[str, float]:
@@ -65,10 +66,12 @@ def attributes_run(config: Config) -> Run:
     )
     ratios = positive_ratios(label_matrix(dataset.train))
     loss_fn = partial(attribute_losses, ratios=ratios if config.loss.deepmar else None)
-    images = AttributeImageDataset(dataset.train, train_transform(config))
+    pre = preprocessing(config, [s.path for s in dataset.train])
+    images = AttributeImageDataset(dataset.train, train_transform(config, pre))
     loader, parts = train_loader(config, images)
     meta = run_meta(
         config,
+        pre,
         "attributes",
         arch=config.model.arch,
         num_attributes=dataset.num_attributes,
@@ -81,7 +84,7 @@ def attributes_run(config: Config) -> Run:
         loss_fn=loss_fn,
         meta=meta,
         monitor=label_accuracy,
-        evaluate=make_attribute_evaluator(config, dataset),
+        evaluate=make_attribute_evaluator(config, dataset, pre),
         epoch_parts=parts,
         shown=("acc", "mA", "f1"),
     )

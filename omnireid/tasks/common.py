@@ -3,6 +3,7 @@ config that mean the same thing in every task (seed, augmentation, loader, sched
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from omnireid.config import Config, config_to_dict
 from omnireid.data.datasets import Sample
 from omnireid.data.samplers import RandomIdentitySampler
-from omnireid.data.transforms import build_train_transform
+from omnireid.data.transforms import build_train_transform, compute_mean_std
 from omnireid.engine.callbacks import HasSetEpoch
 from omnireid.engine.distributed import rank, world_size
 from omnireid.engine.loop import Callback, LossFn, Monitor
@@ -24,6 +25,8 @@ from omnireid.engine.optim import build_scheduler
 from omnireid.errors import ConfigError
 from omnireid.losses import ReIDLoss
 from omnireid.preprocessing import Preprocessing
+
+log = logging.getLogger("omnireid.train")
 
 
 @dataclass
@@ -58,18 +61,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def preprocessing(config: Config) -> Preprocessing:
-    """The input size and statistics the model is trained with (stored with every checkpoint)."""
-    return Preprocessing(height=config.data.height, width=config.data.width)
+def preprocessing(config: Config, train_paths: Sequence[str] = ()) -> Preprocessing:
+    """The input size and normalisation the model is trained with (stored with every
+    checkpoint): ImageNet's mean and std, or with ``data.normalization: dataset`` those of the
+    training images (``train_paths``, read at the input size; ICCV'19 Table 12a)."""
+    d = config.data
+    if d.normalization == "imagenet":
+        return Preprocessing(height=d.height, width=d.width)
+    if d.normalization != "dataset":
+        raise ConfigError(
+            f"data.normalization must be 'imagenet' or 'dataset', got {d.normalization!r}"
+        )
+    if not train_paths:
+        raise ConfigError("data.normalization=dataset needs training images to measure")
+    mean, std = compute_mean_std(train_paths, d.height, d.width)
+    log.info("dataset statistics of %d images: mean %s std %s", len(train_paths), mean, std)
+    return Preprocessing(height=d.height, width=d.width, mean=mean, std=std)
 
 
-def run_meta(config: Config, task: str, **extra: Any) -> dict[str, Any]:
+def run_meta(config: Config, pre: Preprocessing, task: str, **extra: Any) -> dict[str, Any]:
     """What every checkpoint of a run stores in ``meta.json`` besides the epoch: the task, the
     preprocessing, the whole config, and the task's own ``extra`` entries."""
     return {
         "task": task,
         **extra,
-        "preprocessing": preprocessing(config).to_meta(),
+        "preprocessing": pre.to_meta(),
         "config": config_to_dict(config),
     }
 
@@ -91,9 +107,9 @@ def reid_loss(config: Config) -> ReIDLoss:
     )
 
 
-def train_transform(config: Config):
-    """The training augmentation ``config.data`` asks for (any task)."""
-    d, pre = config.data, preprocessing(config)
+def train_transform(config: Config, pre: Preprocessing):
+    """The training augmentation ``config.data`` asks for (any task), normalised as ``pre``."""
+    d = config.data
     return build_train_transform(
         d.height,
         d.width,

@@ -34,7 +34,7 @@ from omnireid.models.supernet import (
     derive_spec,
     temperature_at,
 )
-from omnireid.tasks.common import Run, reid_loss, run_meta
+from omnireid.tasks.common import Run, preprocessing, reid_loss, run_meta
 from omnireid.tasks.reid import accuracy, reid_train_loader
 
 log = logging.getLogger("omnireid.train")
@@ -208,7 +208,8 @@ def nas_run(config: Config) -> Run:
         "weight_decay": s.arch_weight_decay,
     }
     loss_fn = partial(sampled_losses, own=reid_loss(config))
-    loader, parts = reid_train_loader(config, dataset)
+    pre = preprocessing(config, [s.path for s in dataset.train])
+    loader, parts = reid_train_loader(config, dataset, pre)
     out_dir = Path(config.train.out_dir)
     schedule = TemperatureSchedule(
         model,
@@ -217,7 +218,7 @@ def nas_run(config: Config) -> Run:
         step=s.temperature_step,
         minimum=s.min_temperature,
     )
-    meta = run_meta(config, "nas", arch=f"search:{config.model.arch}")
+    meta = run_meta(config, pre, "nas", arch=f"search:{config.model.arch}")
     return Run(
         model=model,
         loader=loader,

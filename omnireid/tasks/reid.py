@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from omnireid.config import Config
-from omnireid.data.datasets import ReIDDataset, combine_sources, load_dataset
+from omnireid.data.datasets import MULTI_SPLIT, ReIDDataset, combine_sources, load_dataset
 from omnireid.data.image_dataset import ImageDataset
 from omnireid.data.transforms import transform_for
 from omnireid.engine.callbacks import CollapseDetector, Ramp
@@ -28,6 +28,7 @@ from omnireid.models import build
 from omnireid.models.fused import optimize_for_inference
 from omnireid.models.mutual import MutualPair
 from omnireid.models.weights import load_weights
+from omnireid.preprocessing import Preprocessing
 from omnireid.tasks.common import (
     Run,
     preprocessing,
@@ -36,6 +37,9 @@ from omnireid.tasks.common import (
     train_loader,
     train_transform,
 )
+
+# Datasets whose parser can add query and gallery to train (data.combineall)
+COMBINEALL = ("market1501", "dukemtmcreid", "msmt17")
 
 
 def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
@@ -46,7 +50,17 @@ def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
     on another dataset's query/gallery: the cross-domain protocol.
     """
     d = config.data
-    dataset = load_dataset(d.dataset, d.root)
+    if d.combineall and d.dataset not in COMBINEALL:
+        raise ConfigError(f"data.combineall applies to {sorted(COMBINEALL)}, not {d.dataset}")
+    split_dataset = split_dataset_of(config)
+    if d.split_id and split_dataset is None:
+        raise ConfigError(f"data.split_id applies to {sorted(MULTI_SPLIT)} only")
+
+    def options(name: str) -> dict[str, Any]:
+        return {"split_id": d.split_id} if name == split_dataset else {}
+
+    extra = {"combineall": True} if d.combineall else {}
+    dataset = load_dataset(d.dataset, d.root, **extra, **options(d.dataset))
     if d.extra_sources:
         sources = [dataset]
         for entry in d.extra_sources:
@@ -61,7 +75,16 @@ def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
         return dataset, dataset
     if d.target_root is None:
         raise ConfigError("data.target needs data.target_root (where that dataset lives)")
-    return dataset, load_dataset(d.target, d.target_root)
+    return dataset, load_dataset(d.target, d.target_root, **options(d.target))
+
+
+def split_dataset_of(config: Config) -> str | None:
+    """The multi-split dataset (VIPeR, GRID, CUHK01) ``data.split_id`` selects a split of:
+    the training dataset if it is one, else the target; None when neither is."""
+    for name in (config.data.dataset, config.data.target):
+        if name in MULTI_SPLIT:
+            return name
+    return None
 
 
 def accuracy(logits: torch.Tensor, _: torch.Tensor, pids: torch.Tensor) -> dict[str, float]:
@@ -69,10 +92,10 @@ def accuracy(logits: torch.Tensor, _: torch.Tensor, pids: torch.Tensor) -> dict[
     return {"acc": (logits.argmax(-1) == pids).float().mean().item()}
 
 
-def make_evaluator(config: Config, dataset: ReIDDataset):
+def make_evaluator(config: Config, dataset: ReIDDataset, pre: Preprocessing | None = None):
     """Metrics of the model under ``config.test`` (for a ``MutualPair``: the paper's ensemble,
     and model 1 alone as ``model1_*``)."""
-    transform = transform_for(preprocessing(config))
+    transform = transform_for(pre or preprocessing(config))
     device, t = config.train.device, config.test
 
     def score(model: nn.Module) -> dict[str, float]:
@@ -146,11 +169,14 @@ def collapse_detector(config: Config) -> list[Callback]:
     return [CollapseDetector("feat_spread", config.train.collapse_spread, action)]
 
 
-def reid_train_loader(config: Config, dataset: ReIDDataset) -> tuple[DataLoader, list]:
+def reid_train_loader(
+    config: Config, dataset: ReIDDataset, pre: Preprocessing | None = None
+) -> tuple[DataLoader, list]:
     """The training loader of ``dataset.train`` as ``config.data`` says (augmentation, image
     cache, random or P x K batches), and the parts that must hear of each new epoch."""
     d = config.data
-    images = ImageDataset(dataset.train, train_transform(config), cache=d.cache_images)
+    pre = pre or preprocessing(config, [s.path for s in dataset.train])
+    images = ImageDataset(dataset.train, train_transform(config, pre), cache=d.cache_images)
     if d.cache_images:
         images.preload(show=rank() == 0)
     return train_loader(config, images, dataset.train)
@@ -177,14 +203,18 @@ def reid_run(config: Config) -> Run:
                 own, "triplet_weight", own.triplet_weight, config.loss.triplet_warmup_epochs
             )
             callbacks.insert(0, ramp)
-    loader, parts = reid_train_loader(config, dataset)
+    pre = preprocessing(config, [s.path for s in dataset.train])
+    loader, parts = reid_train_loader(config, dataset, pre)
+    split = split_dataset_of(config)
     meta = run_meta(
         config,
+        pre,
         "reid",
         arch=config.model.arch,
         model_options=model_options(config),
         mutual=config.model.mutual,
         num_classes=dataset.num_train_pids,
+        **({"split": {"dataset": split, "split_id": config.data.split_id}} if split else {}),
     )
     networks = list(model.networks()) if isinstance(model, MutualPair) else [model]
     return Run(
@@ -193,7 +223,7 @@ def reid_run(config: Config) -> Run:
         loss_fn=loss_fn,
         meta=meta,
         monitor=partial(reid_statistics, margin=config.loss.triplet_margin),
-        evaluate=make_evaluator(config, test_dataset),
+        evaluate=make_evaluator(config, test_dataset, pre),
         epoch_parts=parts,
         networks=networks,
         callbacks=callbacks,

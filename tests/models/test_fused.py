@@ -31,6 +31,7 @@ def test_every_architecture_gives_the_same_features(arch):
         {"fusion": "static"},
         {"fusion": "concat"},
         {"fusion": "add"},
+        {"streams": 1, "fusion": "none"},
         {"streams": 2},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),

@@ -81,6 +81,21 @@ def test_static_gate_ignores_the_input_while_dynamic_gate_does_not():
     assert not torch.allclose(unified.stream_gates(xs)[0], unified.stream_gates(ys)[0])
 
 
+def test_the_t1_baseline_is_fig_4a_without_a_gate():
+    """Table 5 model 9: x~ = F(x), one Lite 3x3 stream, no aggregation gate (Eq. 1)."""
+    torch.manual_seed(0)
+    baseline = OSBlock(64, 64, streams=1, fusion="none")
+    assert len(baseline.conv2) == 1 and _gate_param_count(baseline) == 0
+    x = torch.randn(2, 64, 6, 6)
+    with torch.no_grad():
+        expected = torch.relu(baseline.conv3(baseline.conv2[0](baseline.conv1(x))) + x)
+        torch.testing.assert_close(baseline(x), expected)
+    gated = OSBlock(64, 64, streams=1)  # streams=1 alone keeps a gate: SE-like, not model 9
+    assert _gate_param_count(gated) > 0
+    with pytest.raises(ValueError, match="needs streams=1"):
+        OSBlock(64, 64, streams=4, fusion="none")
+
+
 @pytest.mark.parametrize("fusion", ["unified", "separate", "streamwise", "static", "concat", "add"])
 @pytest.mark.parametrize("streams", [1, 4])
 def test_every_fusion_runs_and_every_parameter_gets_a_gradient(fusion, streams):

@@ -174,3 +174,21 @@ def test_a_time_budget_ends_the_run_early_with_its_evaluation(tiny_world: Path, 
         fit_from_config(
             load_config(None, [*overrides, "optim.schedule=multistep", "optim.milestones=[5]"])
         )
+
+
+def test_dataset_statistics_normalise_training_and_travel_with_the_weights(
+    tiny_world: Path, tmp_path: Path
+):
+    """ICCV'19 Table 12a: the train images' own mean and std instead of ImageNet's."""
+    from omnireid.data.datasets import load_dataset
+    from omnireid.data.transforms import compute_mean_std
+
+    overrides = tiny_training(tiny_world, tmp_path, "data.normalization=dataset")
+    fit_from_config(load_config(None, overrides))
+    train = load_dataset("market1501", tiny_world).train
+    mean, std = compute_mean_std([s.path for s in train], 64, 32)
+    _, pre = load_for_inference(tmp_path)
+    assert pre.mean == pytest.approx(mean) and pre.std == pytest.approx(std)
+    assert pre.mean != pytest.approx((0.485, 0.456, 0.406), abs=1e-3)
+    with pytest.raises(ConfigError, match=r"data\.normalization must be"):
+        fit_from_config(load_config(None, [*overrides, "data.normalization=per_image"]))

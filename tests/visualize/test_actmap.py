@@ -50,7 +50,8 @@ def test_compare_needs_a_model(tmp_path):
 def test_actmap_command(tmp_path, tiny_world, toy_weights):
     out = tmp_path / "maps"
     argv = ["actmap", "--weights", str(toy_weights)]
-    argv += ["--arch2", "osnet_x0_25", "--streams2", "1", "--images", str(tiny_world / "query")]
+    argv += ["--arch2", "osnet_x0_25", "--streams2", "1", "--fusion2", "none"]
+    argv += ["--images", str(tiny_world / "query")]
     argv += ["--limit", "2", "--out", str(out), "--height", "128", "--width", "64"]
     assert main(argv) == 0
     for p in sorted(out.glob("0*.png")):

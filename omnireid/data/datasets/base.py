@@ -109,6 +109,26 @@ def relabel(samples: Sequence[Sample]) -> list[Sample]:
     return [s._replace(pid=mapping[s.pid]) for s in samples]
 
 
+def combine_all(dataset: ReIDDataset, junk_pids: Iterable[int] = ()) -> ReIDDataset:
+    """Train on every image: query and gallery join the train split (the papers' protocol for
+    a source dataset, e.g. all 126,441 MSMT17 images of 4,101 ids; ICCV'19 footnote 7,
+    TPAMI'21 Sec. 4.2). Their identities (query shares gallery's) become classes after the
+    train ones; ``junk_pids`` (Market-1501's distractors 0 and junk -1) stay out. Query and
+    gallery are kept as they are, so testing on them afterwards is testing on training data.
+    """
+    offset = dataset.num_train_pids
+    junk = set(junk_pids)
+    test_pids = sorted({s.pid for s in (*dataset.query, *dataset.gallery)} - junk)
+    mapping = {pid: offset + i for i, pid in enumerate(test_pids)}
+    added = [
+        s._replace(pid=mapping[s.pid])
+        for s in (*dataset.query, *dataset.gallery)
+        if s.pid in mapping
+    ]
+    extra = {**dataset.extra, "combineall": True}
+    return ReIDDataset(dataset.name, dataset.train + added, dataset.query, dataset.gallery, extra)
+
+
 def check_splits(name: str, splits: Iterable[tuple[str, list[Sample]]]) -> None:
     """Every split must be non-empty."""
     for split, items in splits:

@@ -11,7 +11,8 @@ ignored), one image a row; ``split`` is train, query or gallery, ``path`` is abs
 relative to the CSV's folder, ``pid`` and ``camid`` are integers.
 
 Camera numbers are mapped to 0..C-1 in sorted order over all splits, so 0- and 1-based
-numbering both work; train pids are relabelled, query/gallery pids kept. Query ids with no
+numbering both work; train pids are relabelled, query/gallery pids kept. The train split may
+be empty (a set only to evaluate on); query and gallery may not. Query ids with no
 gallery image, or whose gallery images all come from the query image's own camera (so
 no query of theirs can be evaluated), raise ``DatasetLayoutError`` listing them.
 """
@@ -121,7 +122,8 @@ def custom(root: str | Path) -> ReIDDataset:
         splits = read_csv(root)
     else:
         splits = read_folders(root)
-    check_splits("custom", splits.items())
+    # A set to evaluate on (a site's own cameras) may have no train split
+    check_splits("custom", [(k, v) for k, v in splits.items() if k != "train"])
     cam_ids = {
         cam: i for i, cam in enumerate(sorted({s.camid for v in splits.values() for s in v}))
     }

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnireid.data.datasets.base import ReIDDataset
-from omnireid.data.datasets.market1501 import bounding_box_layout
+from omnireid.data.datasets.base import ReIDDataset, combine_all
+from omnireid.data.datasets.market1501 import JUNK_PIDS, bounding_box_layout
 
 FOLDER = "DukeMTMC-reID"
 
 
-def dukemtmc(root: str | Path) -> ReIDDataset:
-    """Parse DukeMTMC-reID under ``root``; train pids relabelled, cameras 0..7."""
-    return bounding_box_layout(root, FOLDER, "dukemtmcreid", num_cams=8)
+def dukemtmc(root: str | Path, combineall: bool = False) -> ReIDDataset:
+    """Parse DukeMTMC-reID under ``root``; train pids relabelled, cameras 0..7. ``combineall``
+    trains on query and gallery too."""
+    dataset = bounding_box_layout(root, FOLDER, "dukemtmcreid", num_cams=8)
+    return combine_all(dataset, JUNK_PIDS) if combineall else dataset

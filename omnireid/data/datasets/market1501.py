@@ -13,6 +13,7 @@ from pathlib import Path
 from omnireid.data.datasets.base import (
     ReIDDataset,
     check_splits,
+    combine_all,
     parse_filename_folder,
     relabel,
     require_dir,
@@ -51,6 +52,11 @@ def bounding_box_layout(root: str | Path, folder: str, name: str, num_cams: int)
     return ReIDDataset(name, relabel(train), splits["query"], splits["gallery"])
 
 
-def market1501(root: str | Path) -> ReIDDataset:
-    """Parse Market-1501 under ``root``; train pids relabelled, cameras 0..5."""
-    return bounding_box_layout(root, FOLDER, "market1501", num_cams=6)
+JUNK_PIDS = (0, -1)  # distractors and junk: never identities to learn
+
+
+def market1501(root: str | Path, combineall: bool = False) -> ReIDDataset:
+    """Parse Market-1501 under ``root``; train pids relabelled, cameras 0..5. ``combineall``
+    trains on query and gallery too (distractors and junk left out)."""
+    dataset = bounding_box_layout(root, FOLDER, "market1501", num_cams=6)
+    return combine_all(dataset, JUNK_PIDS) if combineall else dataset

@@ -7,9 +7,11 @@ Each list line is ``relative/path.jpg PID``, relative to the train folder (train
 test folder (query, gallery). The camera is the third ``_`` field of the file name, 1-based:
 ``0000_000_01_0303morning_0015_0.jpg`` is camera 1.
 
-Train is ``list_train`` only, the published protocol; ``combineall=True`` adds ``list_val``
-(the same people). Query/gallery keep the test set's own pids, which start at 0: pid 0 is a
-person here, not a distractor.
+Train is ``list_train`` only, the published protocol. ``combineall=True`` is the papers'
+protocol for MSMT17 as a source (ICCV'19 footnote 7, TPAMI'21 Sec. 4.2): every image,
+``list_train`` + ``list_val`` + query + gallery, 126,441 images of 4,101 identities, the test
+identities numbered after the train ones. Query/gallery keep the test set's own pids, which
+start at 0: pid 0 is a person here, not a distractor, and is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from omnireid.data.datasets.base import (
     ReIDDataset,
     Sample,
     check_splits,
+    combine_all,
     relabel,
 )
 
@@ -79,13 +82,14 @@ def read_list(list_path: Path, image_dir: Path, split: str) -> list[Sample]:
 
 
 def msmt17(root: str | Path, combineall: bool = False) -> ReIDDataset:
-    """Parse MSMT17 (v1 or v2) under ``root``; ``combineall`` adds the val list to train."""
+    """Parse MSMT17 (v1 or v2) under ``root``; ``combineall``: train on all images."""
     base, train_dir, test_dir = find_version(root)
     train = read_list(base / "list_train.txt", base / train_dir, "train")
-    if combineall:
+    if combineall:  # val holds more images of the train identities
         train += read_list(base / "list_val.txt", base / train_dir, "val")
     query = read_list(base / "list_query.txt", base / test_dir, "query")
     gallery = read_list(base / "list_gallery.txt", base / test_dir, "gallery")
     check_splits("msmt17", [("train", train), ("query", query), ("gallery", gallery)])
     extra = {"version": "v1" if train_dir == "train" else "v2"}
-    return ReIDDataset("msmt17", relabel(train), query, gallery, extra)
+    dataset = ReIDDataset("msmt17", relabel(train), query, gallery, extra)
+    return combine_all(dataset) if combineall else dataset

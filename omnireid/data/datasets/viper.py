@@ -27,6 +27,7 @@ from omnireid.data.datasets.base import (
     require_dir,
 )
 from omnireid.data.datasets.market1501 import find_root
+from omnireid.errors import UsageError
 
 CAMS = ("cam_a", "cam_b")
 NUM_SPLITS = 10
@@ -85,7 +86,7 @@ def load_or_make_splits(path: Path, num_ids: int, seed: int) -> list[Split]:
 def pick_split(splits: Sequence[T], split_id: int) -> T:
     """``splits[split_id]``, with an error that gives the valid range."""
     if not 0 <= split_id < len(splits):
-        raise ValueError(f"split_id must be in 0..{len(splits) - 1}, got {split_id}")
+        raise UsageError(f"split_id must be in 0..{len(splits) - 1}, got {split_id}")
     return splits[split_id]
 
 

@@ -63,10 +63,28 @@ def test_folder_layout_mistakes(tmp_path: Path) -> None:
         assert problem in str(err.value)
 
 
-def test_empty_split(tmp_path: Path) -> None:
+def test_an_evaluation_set_needs_no_train_split(tmp_path: Path) -> None:
+    """A site's own cameras to test on: query and gallery only."""
     write_tree(tmp_path, {"train": [], "query": ["0002/c1_q.jpg"], "gallery": ["0002/c2_g.jpg"]})
-    with pytest.raises(DatasetLayoutError, match="train split is empty"):
+    ds = custom(tmp_path)
+    assert (len(ds.train), len(ds.query), len(ds.gallery), ds.num_train_pids) == (0, 1, 1, 0)
+
+
+def test_an_empty_query_or_gallery_split_is_refused(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"train": ["0001/c1_a.jpg"], "query": [], "gallery": ["0002/c2_g.jpg"]})
+    with pytest.raises(DatasetLayoutError, match="query split is empty"):
         custom(tmp_path)
+
+
+def test_training_on_a_set_without_train_split_is_refused(tmp_path: Path) -> None:
+    from omnireid.config import load_config
+    from omnireid.errors import ConfigError
+    from omnireid.tasks.reid import load_datasets
+
+    write_tree(tmp_path, {"train": [], "query": ["0002/c1_q.jpg"], "gallery": ["0002/c2_g.jpg"]})
+    config = load_config(None, ["data.dataset=custom", f"data.root={tmp_path}"])
+    with pytest.raises(ConfigError, match="has no training images"):
+        load_datasets(config)
 
 
 def write_csv(tmp_path: Path, rows: list[str], header: str = "split,path,pid,camid") -> Path:

@@ -50,11 +50,29 @@ def test_train_is_list_train_only_by_default(v1: Path) -> None:
     assert ds.extra["version"] == "v1"
 
 
-def test_combineall_adds_val(v1: Path) -> None:
+def test_combineall_trains_on_every_image(v1: Path) -> None:
+    """The papers' protocol: train + val + query + gallery (126,441 images / 4,101 ids for the
+    real MSMT17); the test ids, pid 0 included (a real person), come after the train ids."""
     ds = msmt17(v1, combineall=True)
-    assert len(ds.train) == 6
-    assert sorted({s.pid for s in ds.train}) == [0, 1, 2, 3]
+    assert len(ds.train) == 4 + 2 + 2 + 3 and ds.extra["combineall"]
+    # train pids 0..3 (train + val); test pids 0, 1, 2 -> 4, 5, 6
+    assert sorted({s.pid for s in ds.train}) == list(range(7))
+    added = [(s.pid, s.camid) for s in ds.train[6:]]
+    assert added == [(4, 0), (5, 1), (4, 2), (5, 3), (6, 4)]  # query then gallery, by list order
     assert len(ds.query) == 2 and len(ds.gallery) == 3  # test splits unchanged
+    assert [s.pid for s in ds.query] == [0, 1]
+
+
+def test_combineall_from_a_config(v1: Path) -> None:
+    from omnireid.config import load_config
+    from omnireid.errors import ConfigError
+    from omnireid.tasks.reid import load_datasets
+
+    base = ["data.dataset=msmt17", f"data.root={v1}", "data.combineall=true"]
+    train, _ = load_datasets(load_config(None, base))
+    assert train.num_train_pids == 7
+    with pytest.raises(ConfigError, match="combineall applies to"):
+        load_datasets(load_config(None, [*base, "data.dataset=viper"]))
 
 
 def test_v2_layout_and_registry(tmp_path: Path) -> None:
