@@ -109,7 +109,7 @@ class LossConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     # "reid"; "attributes" (multi-label attributes, data.dataset synthetic/pa100k); "nas" (the
-    # IN-placement architecture search, settings in [search])
+    # IN-placement architecture search, settings in [search]); "classify" (CIFAR-10/100)
     task: str = "reid"
     out_dir: str = "runs/train"
     seed: int = 0

@@ -12,8 +12,8 @@ def register(sub: Any) -> None:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. optim.lr=0.003")
     p.add_argument(
         "--task",
-        choices=("reid", "attributes", "nas"),
-        help="same as train.task=...: re-ID (default), attribute recognition, or the IN search",
+        choices=("reid", "attributes", "nas", "classify"),
+        help="same as train.task=...: re-ID (default), attributes, the IN search, or CIFAR",
     )
     p.add_argument(
         "--all-splits",
@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     records = fit_from_config(config)
     final = records[-1] if records else {}
-    keys = ("rank1", "mAP", "mA", "accuracy", "precision", "recall", "f1", "loss", "acc")
+    keys = ("rank1", "mAP", "mA", "accuracy", "error", "precision", "recall", "f1", "loss", "acc")
     shown = {k: round(v, 2) for k, v in final.items() if k in keys}
     print(f"trained to epoch {final.get('epoch', '(already complete)')}: {shown}")
     print(f"run folder: {config.train.out_dir}")

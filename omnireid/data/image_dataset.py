@@ -102,3 +102,28 @@ class AttributeImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         image, _, _, _ = self.images[index]
         return image, self.labels[index], index
+
+
+class ArrayImageDataset(Dataset):
+    """Items ``(image, label, index)`` from ``(N, H, W, 3)`` uint8 RGB arrays held in memory
+    (CIFAR); ``image`` is ``transform(PIL image)``."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        transform: Callable[[Image.Image], torch.Tensor],
+    ) -> None:
+        if images.ndim != 4 or images.shape[3] != 3 or len(images) != len(labels):
+            raise ValueError(
+                f"expected (N, H, W, 3) images and (N,) labels, got {images.shape} and "
+                f"{labels.shape}"
+            )
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image = Image.fromarray(self.images[index])
+        return self.transform(image), int(self.labels[index]), index

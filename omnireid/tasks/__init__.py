@@ -1,7 +1,7 @@
 """The task layer: one way from a validated ``Config`` to a finished training run.
 
-``fit_from_config(config)`` picks the task (``train.task``: ``reid``, ``attributes`` or
-``nas``), which builds the run's parts (model, loader, loss, statistics, evaluator,
+``fit_from_config(config)`` picks the task (``train.task``: ``reid``, ``attributes``, ``nas``
+or ``classify``), which builds the run's parts (model, loader, loss, statistics, evaluator,
 checkpoint metadata; ``tasks.common.Run``). It then adds what every task shares: the
 optimiser and lr schedule, mixed precision, DDP, resume from the newest intact checkpoint,
 and the standard callbacks (``engine.callbacks``), and calls ``engine.loop.fit``.
@@ -36,6 +36,7 @@ from omnireid.engine.loop import check_amp, fit, training_layout
 from omnireid.engine.optim import build_optimizer
 from omnireid.errors import ConfigError
 from omnireid.tasks.attributes import attributes_run
+from omnireid.tasks.classify import classify_run
 from omnireid.tasks.common import Run, scheduler, seed_everything
 from omnireid.tasks.nas import nas_run
 from omnireid.tasks.reid import reid_run
@@ -47,6 +48,7 @@ TASKS: dict[str, Callable[[Config], Run]] = {
     "reid": reid_run,
     "attributes": attributes_run,
     "nas": nas_run,
+    "classify": classify_run,
 }
 
 

@@ -79,6 +79,15 @@ def preprocessing(config: Config, train_paths: Sequence[str] = ()) -> Preprocess
     return Preprocessing(height=d.height, width=d.width, mean=mean, std=std)
 
 
+def model_options(config: Config) -> dict[str, Any]:
+    """The builder options of ``config.model`` (stored with every checkpoint, so that
+    ``load_for_inference`` builds the same network)."""
+    options = dict(config.model.options)
+    if config.model.bnneck:
+        options["bnneck"] = True
+    return options
+
+
 def run_meta(config: Config, pre: Preprocessing, task: str, **extra: Any) -> dict[str, Any]:
     """What every checkpoint of a run stores in ``meta.json`` besides the epoch: the task, the
     preprocessing, the whole config, and the task's own ``extra`` entries."""

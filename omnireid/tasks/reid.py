@@ -31,6 +31,7 @@ from omnireid.models.weights import load_weights
 from omnireid.preprocessing import Preprocessing
 from omnireid.tasks.common import (
     Run,
+    model_options,
     preprocessing,
     reid_loss,
     run_meta,
@@ -122,15 +123,6 @@ def make_evaluator(config: Config, dataset: ReIDDataset, pre: Preprocessing | No
         return metrics
 
     return evaluate
-
-
-def model_options(config: Config) -> dict[str, Any]:
-    """The builder options of ``config.model`` (stored with every checkpoint, so that
-    ``load_for_inference`` builds the same network)."""
-    options = dict(config.model.options)
-    if config.model.bnneck:
-        options["bnneck"] = True
-    return options
 
 
 def build_model(config: Config, num_classes: int) -> nn.Module:
