@@ -20,6 +20,16 @@ def register(sub: Any) -> None:
         action="store_true",
         help="VIPeR/GRID/CUHK01: train and test one model per split (out_dir/splitK), average",
     )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="train.task=nas: search with each seed, retrain each child (--retrain), keep the best",
+    )
+    p.add_argument(
+        "--retrain",
+        help="with --seeds: the re-ID recipe children are trained with (data.target judges them)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="synthetic world, CPU training, evaluation, report")
@@ -43,6 +53,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"the run folder {config.train.out_dir} keeps every completed epoch; run the same "
         "command again to resume"
     )
+    if args.seeds or args.retrain:
+        from omnireid.errors import UsageError
+        from omnireid.tasks.seeds import search_seeds
+
+        if not (args.seeds and args.retrain):
+            raise UsageError("--seeds and --retrain go together (search, then retrain children)")
+        summary = search_seeds(config, load_config(args.retrain), args.seeds)
+        print(
+            f"chosen child: seed {summary['chosen']['seed']} -> {summary['chosen']['spec']} "
+            f"(table: {config.train.out_dir}/seeds.md)"
+        )
+        return 0
     if args.all_splits:
         from omnireid.tasks import fit_all_splits
 

@@ -140,3 +140,34 @@ def test_the_cli_runs_the_search_as_a_training_task(world, tmp_path, capsys):
     assert build(str(tmp_path / "run" / "child_arch.json"), num_classes=4) is not None
     assert main(["search", "--config", str(config)]) == 2
     assert "omnireid train --config FILE train.task=nas" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_several_seeds_search_retrain_and_keep_the_best_child(world, tmp_path, capsys):
+    """TPAMI Sec. 4.2: four seeds, each child retrained and judged on an unseen target."""
+    from omnireid.cli import main
+
+    retrain = tmp_path / "retrain.yaml"
+    retrain.write_text(
+        f"data: {{root: '{world}', height: 64, width: 32, batch_size: 8, workers: 0,\n"
+        f"       target: market1501, target_root: '{world}'}}\n"
+        "optim: {schedule: cosine, max_epoch: 1}\n"
+    )
+    out = tmp_path / "seeds"
+    args = ["train", *_overrides(world, out, 1), "--seeds", "0", "1", "--retrain", str(retrain)]
+    assert main(args) == 0
+    summary = json.loads((out / "seeds.json").read_text())
+    assert [r["seed"] for r in summary["seeds"]] == [0, 1]
+    best = max(summary["seeds"], key=lambda r: (r["mAP"], r["rank1"]))
+    assert summary["chosen"]["seed"] == best["seed"]
+    chosen = json.loads((out / "chosen_child.json").read_text())
+    assert chosen["block_norms"] == best["block_norms"]
+    for seed in (0, 1):
+        meta = json.loads(
+            (out / f"seed{seed}" / "retrain" / "epoch-0001" / "meta.json").read_text()
+        )
+        assert meta["arch"].endswith(f"seed{seed}/search/child_arch.json")
+    table = (out / "seeds.md").read_text()
+    assert "| seed | conv2 | conv3 | conv4 | market1501 R1 |" in table and "chosen" in table
+    assert "chosen child: seed" in capsys.readouterr().out
+    assert main(["train", *_overrides(world, out, 1), "--seeds", "0"]) == 2
