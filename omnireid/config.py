@@ -116,6 +116,9 @@ class TrainConfig:
     device: str = "cpu"
     eval_every: int = 0  # evaluate every N epochs and after the last; 0: after the last only
     resume: bool = True
+    # Continue a finished (or stopped) run with a longer schedule (optim.max_epoch/milestones
+    # changed); any other change to what is trained is refused (omnireid train --extend)
+    extend: bool = False
     keep: int = 3
     amp: str = "none"  # "bf16" (CPU/GPU autocast) or "fp16" (GPU, with gradient scaling)
     # Train with channels_last tensors: the same model and update, a different memory layout that

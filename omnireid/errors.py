@@ -40,3 +40,15 @@ class TrainingError(OmniReIDError, RuntimeError):
 
 class NonFiniteLossError(TrainingError):
     """A NaN or infinite loss or statistic: training stops; the last good checkpoint is kept."""
+
+
+class NonFiniteFeaturesError(OmniReIDError, ValueError):
+    """A model produced NaN or infinite features (its weights are damaged): results would lie."""
+
+
+def non_finite_rows(count: int, total: int, what: str = "images") -> NonFiniteFeaturesError:
+    """The error for ``count`` of ``total`` feature rows that are not finite."""
+    return NonFiniteFeaturesError(
+        f"{count} of {total} {what} gave NaN or infinite features: the model's weights are "
+        "damaged (e.g. a training run that diverged); no result was computed from them"
+    )

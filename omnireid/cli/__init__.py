@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from omnireid.cli import evaluate, export, index, models, train, visualize
-from omnireid.errors import OmniReIDError
+from omnireid.errors import OmniReIDError, UsageError
 
 GROUPS = (models, train, evaluate, index, export, visualize)
 
@@ -66,13 +66,34 @@ def setup_logging(level: int = logging.INFO) -> None:
         warnings_logger.addHandler(handler)
 
 
+def one_line(error: BaseException) -> str:
+    """The message of a user error on one line. An error re-raised from a DataLoader worker
+    carries the worker's traceback in its message; its last line is the error itself."""
+    text = str(error).strip() or type(error).__name__
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
+
+
+def check_device(args: argparse.Namespace) -> None:
+    """``--device cuda`` on a machine without a usable GPU: say so before any work."""
+    device = getattr(args, "device", None)
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: this machine has no usable CUDA GPU; use cpu")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     setup_logging()
     try:
+        check_device(args)
         return args.func(args)
     except (OmniReIDError, OSError) as e:
-        print(f"omnireid {args.command}: error: {e}", file=sys.stderr)
+        print(f"omnireid {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         note = getattr(args, "interrupt_note", None)

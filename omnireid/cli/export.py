@@ -60,7 +60,9 @@ def _model(args: argparse.Namespace):
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from omnireid.deploy.onnx import export_onnx, verify_onnx
+    from omnireid.deploy.onnx import check_opset, export_onnx, verify_onnx
+
+    check_opset(args.opset)
 
     model, pre = _model(args)
     size = pre.size

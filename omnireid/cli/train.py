@@ -16,6 +16,11 @@ def register(sub: Any) -> None:
         help="same as train.task=...: re-ID (default), attributes, the IN search, or CIFAR",
     )
     p.add_argument(
+        "--extend",
+        action="store_true",
+        help="same as train.extend=true: continue a run with a new optim.max_epoch/milestones",
+    )
+    p.add_argument(
         "--all-splits",
         action="store_true",
         help="VIPeR/GRID/CUHK01: train and test one model per split (out_dir/splitK), average",
@@ -48,6 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from omnireid.tasks import fit_from_config
 
     overrides = list(args.overrides) + ([f"train.task={args.task}"] if args.task else [])
+    overrides += ["train.extend=true"] if args.extend else []
     config = load_config(args.config, overrides)
     args.interrupt_note = (
         f"the run folder {config.train.out_dir} keeps every completed epoch; run the same "

@@ -6,6 +6,7 @@ Evaluation: RGB, PIL bilinear resize, ImageNet mean/std. Training: the re-ID aug
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,8 @@ from torchvision.transforms.v2 import functional as F
 
 from omnireid.data.images import read_image
 from omnireid.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+log = logging.getLogger(__name__)
 
 
 def build_eval_transform(
@@ -35,10 +38,35 @@ def build_eval_transform(
     """
     return v2.Compose(
         [
+            WarnIfTiny(height, width),
             v2.Resize((height, width), interpolation=InterpolationMode.BILINEAR),
             ToNormalizedTensor(mean, std),
         ]
     )
+
+
+class WarnIfTiny(torch.nn.Module):
+    """Pass images through; log a warning (the first time only) for one smaller than
+    ``1 / factor`` of the model's input in height or width: a 1x1 crop from a detector
+    upscaled to 256x128 gives a feature, but not a person's."""
+
+    def __init__(self, height: int, width: int, factor: int = 8) -> None:
+        super().__init__()
+        self.height, self.width, self.factor, self.warned = height, width, factor, False
+
+    def forward(self, img: Image.Image) -> Image.Image:
+        w, h = img.size
+        if not self.warned and (h * self.factor < self.height or w * self.factor < self.width):
+            self.warned = True
+            log.warning(
+                "an input image is only %dx%d pixels for a %dx%d model: its features will say "
+                "little (further ones are not reported)",
+                h,
+                w,
+                self.height,
+                self.width,
+            )
+        return img
 
 
 def transform_for(preprocessing: Preprocessing) -> v2.Compose:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from omnireid.data.images import read_image
 from omnireid.data.transforms import transform_for
-from omnireid.errors import UsageError
+from omnireid.errors import UsageError, non_finite_rows
 from omnireid.models import build, load_for_inference
 from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress
@@ -221,6 +221,9 @@ class FeatureExtractor:
                 feats.append(self._forward(batch))
                 bar.update(len(batch))
         out = np.concatenate(feats) if feats else np.zeros((0, self.feature_dim), np.float32)
+        bad = int((~np.isfinite(out)).any(1).sum())
+        if bad:
+            raise non_finite_rows(bad, len(out))
         if self.normalize and len(out):
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

@@ -21,13 +21,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from omnireid.errors import OmniReIDError
+from omnireid.errors import OmniReIDError, UsageError
 
 INPUT_NAME, OUTPUT_NAME = "images", "features"
 
 
 class OnnxVerificationError(OmniReIDError, ValueError):
     """ONNX Runtime's features differ from PyTorch's by more than the tolerance."""
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset the exporter cannot write (before it fails with pages of graph IR)."""
+    from torch.onnx import _constants
+
+    low = max(9, _constants.ONNX_MIN_OPSET)  # InstanceNormalization/Upsample semantics
+    high = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    if not low <= opset <= high:
+        raise UsageError(f"--opset {opset}: this torch exports opsets {low} to {high}")
 
 
 def export_onnx(

@@ -10,6 +10,7 @@ from PIL import Image
 from torch import nn
 
 from omnireid.data.datasets.base import ReIDDataset
+from omnireid.errors import OmniReIDError
 from omnireid.evaluation.distance import Metric, compute_distance_matrix
 from omnireid.evaluation.features import Features, extract_features
 from omnireid.evaluation.metrics import RankResult, evaluate_rank, evaluate_single_gallery_shot
@@ -53,6 +54,12 @@ def evaluate_model(
     )
     query = extract_features(model, dataset.query, transform, desc="query", **common)
     gallery = extract_features(model, dataset.gallery, transform, desc="gallery", **common)
+    for part, name in ((query, "query"), (gallery, "gallery")):
+        if len(part.feats) == 0:
+            raise OmniReIDError(
+                f"all {len(part.skipped)} {name} images of {dataset.name} were unreadable and "
+                "skipped: nothing to evaluate"
+            )
     distmat = compute_distance_matrix(query.feats, gallery.feats, metric, normalize)
     if rerank:
         from omnireid.evaluation.rerank import rerank as k_reciprocal

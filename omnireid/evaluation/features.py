@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from omnireid.data.datasets.base import Sample
 from omnireid.data.image_dataset import ImageDataset, collate_skipping
+from omnireid.errors import non_finite_rows
 from omnireid.progress import progress as show_progress
 
 
@@ -44,7 +45,8 @@ def extract_features(
 
     ``flip`` averages each image's feature with its horizontal mirror's (test-time flip).
     Unreadable images raise unless ``skip_unreadable``, in which case they are listed in
-    ``Features.skipped`` and left out of the rows.
+    ``Features.skipped`` and left out of the rows. Non-finite features raise
+    ``NonFiniteFeaturesError`` naming how many images gave them.
     """
     model.eval()
     dataset = ImageDataset(samples, transform, skip_unreadable)
@@ -69,6 +71,10 @@ def extract_features(
         pids.append(pid)
         camids.append(camid)
         indices.append(index)
+    if feats:
+        bad = int((~torch.isfinite(torch.cat(feats))).any(1).sum())
+        if bad:
+            raise non_finite_rows(bad, sum(len(f) for f in feats), f"{desc} images")
     order = torch.cat(indices) if indices else torch.empty(0, dtype=torch.long)
     seen = set(order.tolist())
     return Features(

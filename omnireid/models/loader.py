@@ -172,8 +172,7 @@ def _reid_model(
     try:
         load_weights(model, state)
     except CheckpointError as e:
-        hint = "" if info.arch_from != "argument" else " (is the architecture right?)"
-        raise CheckpointError(f"{info.source}: {e}{hint}") from e
+        raise CheckpointError(f"{info.source}: {e}") from e
     return model
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import re
 import warnings
 from collections.abc import Mapping
@@ -111,17 +110,22 @@ def read_state_dict(path: str | Path) -> StateDict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        obj: object = load_file(str(path))
+        try:
+            obj: object = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read {path}: not a valid safetensors file ({e})") from e
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        except Exception as e:  # the unpickler fails on damaged bytes with many error types
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(
-                f"cannot read {path} as a weights-only torch checkpoint "
-                f"(corrupt, truncated, or holding arbitrary Python objects, which are not loaded "
-                f"for safety): {e}"
+                f"cannot read {path} as a weights-only torch checkpoint (corrupt, truncated, "
+                f"not a checkpoint, or holding arbitrary Python objects, which are not loaded "
+                f"for safety): {reason[:300]}"
             ) from e
     return unwrap_state_dict(obj, source=str(path))
 
@@ -167,15 +171,46 @@ def to_native_layout(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return {_rename_reference_key(k): v for k, v in state_dict.items()}
 
 
+def mismatch_summary(
+    name: object, model: nn.Module, missing: list, unexpected: list, wrong_shape: list
+) -> str:
+    """A short account of why a checkpoint does not fit: counts, a few keys each, a cause."""
+
+    def few(keys: list) -> str:
+        more = f", ... ({len(keys) - 3} more)" if len(keys) > 3 else ""
+        return ", ".join(str(k) for k in keys[:3]) + more
+
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {few(unexpected)}")
+    if wrong_shape:
+        parts.append(f"shape mismatches ({len(wrong_shape)}): {few(wrong_shape)}")
+    arch = getattr(model, "arch", None) or type(model).__name__
+    return (
+        f"{name} does not match {arch}: " + "; ".join(parts) + " (is the architecture right? "
+        "the checkpoint may be another width, an IN/AIN variant, or not an OSNet)"
+    )
+
+
 def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> LoadReport:
     """Load a checkpoint (path or state_dict, either reference layout or ours) into ``model``.
 
-    Every key must match in name and shape. The one tolerated difference is a classifier of
-    another size (weights trained on other identities): it is left as initialised, with a
-    warning. Anything else raises ``CheckpointError`` listing the offending keys.
+    Every key must match in name and shape, and every value must be finite. The one tolerated
+    difference is a classifier of another size (weights trained on other identities): it is
+    left as initialised, with a warning. Anything else raises ``CheckpointError`` listing the
+    offending keys.
     """
     raw = read_state_dict(source) if isinstance(source, str | Path) else unwrap_state_dict(source)
     state = to_native_layout(raw)
+    damaged = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if damaged:
+        name = source if isinstance(source, str | Path) else "state_dict"
+        raise CheckpointError(
+            f"{name} holds NaN or infinite values in {len(damaged)} tensor(s), e.g. "
+            f"{damaged[:3]}: the weights are damaged (a run that diverged?) and are not loaded"
+        )
     own = model.state_dict()
     # Checkpoints from torch < 0.4.1 have no BN batch counters; they carry no information.
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
@@ -186,15 +221,8 @@ def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tenso
         if k in state and state[k].shape != own[k].shape and k not in CLASSIFIER_KEYS
     ]
     if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected}")
-        if wrong_shape:
-            parts.append(f"shape mismatches ({len(wrong_shape)}): {wrong_shape}")
         name = source if isinstance(source, str | Path) else "state_dict"
-        raise CheckpointError(f"{name} does not match {type(model).__name__}: " + "; ".join(parts))
+        raise CheckpointError(mismatch_summary(name, model, missing, unexpected, wrong_shape))
     report = LoadReport()
     mismatched = [k for k in CLASSIFIER_KEYS if k in own and state[k].shape != own[k].shape]
     if mismatched:

@@ -32,7 +32,8 @@ from omnireid.engine.callbacks import (
 )
 from omnireid.engine.checkpoint import restore_latest
 from omnireid.engine.distributed import init_distributed, rank, unwrap, wrap
-from omnireid.engine.loop import check_amp, fit, training_layout
+from omnireid.engine.lock import RunLock
+from omnireid.engine.loop import Callback, check_amp, fit, training_layout
 from omnireid.engine.optim import build_optimizer
 from omnireid.errors import ConfigError
 from omnireid.tasks.attributes import attributes_run
@@ -40,6 +41,7 @@ from omnireid.tasks.classify import classify_run
 from omnireid.tasks.common import Run, scheduler, seed_everything
 from omnireid.tasks.nas import nas_run
 from omnireid.tasks.reid import reid_run
+from omnireid.tasks.resume import check_resume, record_extension
 
 log = logging.getLogger("omnireid.train")
 
@@ -71,8 +73,20 @@ def build_run(config: Config) -> Run:
 
 def fit_from_config(config: Config) -> list[dict[str, Any]]:
     """Train as ``config`` says; returns the records of the epochs run (the last has the
-    evaluation). Running it again on the same ``train.out_dir`` resumes where it stopped."""
+    evaluation). Running it again on the same ``train.out_dir`` resumes where it stopped (with
+    the same training config: ``tasks.resume``). One process at a time trains a run folder."""
     init_distributed(config.train.device)
+    lock = RunLock(config.train.out_dir)
+    if rank() == 0:
+        lock.acquire()
+    try:
+        return _fit(config)
+    finally:
+        lock.release()
+
+
+def _fit(config: Config) -> list[dict[str, Any]]:
+    extension = check_resume(config)
     seed_everything(config.train.seed)
     run = build_run(config)
     t, o = config.train, config.optim
@@ -80,6 +94,44 @@ def fit_from_config(config: Config) -> list[dict[str, Any]]:
     model = run.model.to(t.device)
     channels_last = training_layout(model, t.channels_last) == torch.channels_last
     model = wrap(model, t.device, find_unused_parameters=o.fixbase_epochs > 0)
+    optimizer = _optimizer(config, model, run)
+    lr_schedule = scheduler(config, optimizer)
+    scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
+    start = 0
+    if t.resume:
+        start = restore_latest(
+            out_dir, unwrap(model), optimizer=optimizer, scheduler=lr_schedule, scaler=scaler
+        )
+        if start:
+            log.info("resuming %s after epoch %d of %d", out_dir, start, o.max_epoch)
+        if extension:  # the schedule of the new length, from the epoch reached
+            lr_schedule.last_epoch = start - 1
+            lr_schedule.step()
+    if rank() == 0:  # everything is checked: the run starts
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+        if extension:
+            record_extension(out_dir, start, extension)
+    return fit(
+        model,
+        run.loader,
+        optimizer,
+        run.loss_fn,
+        epochs=o.max_epoch,
+        start_epoch=start,
+        callbacks=_callbacks(config, run, model, optimizer, lr_schedule, scaler),
+        device=t.device,
+        max_grad_norm=o.max_grad_norm,
+        amp=t.amp,
+        scaler=scaler,
+        monitor=run.monitor,
+        channels_last=channels_last,
+        show_progress=rank() == 0,
+    )
+
+
+def _optimizer(config: Config, model: torch.nn.Module, run: Run) -> torch.optim.Optimizer:
+    o = config.optim
     try:
         optimizer = build_optimizer(
             run.parameters if run.parameters is not None else model.parameters(),
@@ -92,31 +144,29 @@ def fit_from_config(config: Config) -> list[dict[str, Any]]:
         raise ConfigError(f"optim: {e}") from e
     for group in run.extra_groups:
         optimizer.add_param_group(group)
-    lr_schedule = scheduler(config, optimizer)
-    scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
-    if rank() == 0:  # everything is checked: the run starts
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
-    start = 0
-    if t.resume:
-        start = restore_latest(
-            out_dir, unwrap(model), optimizer=optimizer, scheduler=lr_schedule, scaler=scaler
-        )
-        if start:
-            log.info("resuming %s after epoch %d of %d", out_dir, start, o.max_epoch)
-    callbacks = [SetEpoch(*run.epoch_parts)]
+    return optimizer
+
+
+def _callbacks(
+    config: Config,
+    run: Run,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_schedule: Any,
+    scaler: torch.amp.GradScaler | None,
+) -> list[Callback]:
+    """The standard callbacks around the task's own, in the order of ``engine.callbacks``."""
+    t, o = config.train, config.optim
+    out_dir = Path(t.out_dir)
+    callbacks: list[Callback] = [SetEpoch(*run.epoch_parts)]
     if o.fixbase_epochs:
-        callbacks.append(
-            FreezeBase(run.networks or [unwrap(model)], o.fixbase_epochs, o.open_layers)
-        )
+        networks = run.networks or [unwrap(model)]
+        callbacks.append(FreezeBase(networks, o.fixbase_epochs, o.open_layers))
     if t.budget_minutes > 0:
+        budget = 60 * t.budget_minutes
+        reserve = 60 * t.budget_reserve_minutes
         callbacks.append(
-            TimeBudget(
-                optimizer,
-                60 * t.budget_minutes,
-                warmup_epochs=o.warmup_epochs,
-                reserve=60 * t.budget_reserve_minutes,
-            )
+            TimeBudget(optimizer, budget, warmup_epochs=o.warmup_epochs, reserve=reserve)
         )
     else:
         callbacks.append(LRSchedule(lr_schedule))
@@ -126,33 +176,15 @@ def fit_from_config(config: Config) -> list[dict[str, Any]]:
     callbacks.append(EpochLog(out_dir, shown=(*run.shown, "rank1", "mAP")))
     if t.tensorboard:
         callbacks.append(TensorBoard(out_dir))
-    callbacks += [
-        Checkpointer(
-            out_dir,
-            optimizer=optimizer,
-            scheduler=lr_schedule,
-            scaler=scaler,
-            meta=run.meta,
-            keep=t.keep,
-        ),
-        FinalMetrics(out_dir),
-    ]
-    return fit(
-        model,
-        run.loader,
-        optimizer,
-        run.loss_fn,
-        epochs=o.max_epoch,
-        start_epoch=start,
-        callbacks=callbacks,
-        device=t.device,
-        max_grad_norm=o.max_grad_norm,
-        amp=t.amp,
+    checkpointer = Checkpointer(
+        out_dir,
+        optimizer=optimizer,
+        scheduler=lr_schedule,
         scaler=scaler,
-        monitor=run.monitor,
-        channels_last=channels_last,
-        show_progress=rank() == 0,
+        meta=run.meta,
+        keep=t.keep,
     )
+    return [*callbacks, checkpointer, FinalMetrics(out_dir)]
 
 
 METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")

@@ -91,7 +91,7 @@ def test_search_writes_spec_log_plot_and_resumes(world, tmp_path, caplog):
         torch.randn(2, 3, 64, 32)
     ).shape == (2, 512)
     # Resume: a third epoch continues from the checkpoint; the first two lines are kept.
-    fit_from_config(load_config(None, _overrides(world, out, 3)))
+    fit_from_config(load_config(None, [*_overrides(world, out, 3), "train.extend=true"]))
     resumed = [json.loads(line) for line in (out / "arch.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in resumed] == [1, 2, 3] and resumed[:2] == arch
     assert resumed[2]["temperature"] == 2.5

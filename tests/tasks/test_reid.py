@@ -172,7 +172,15 @@ def test_a_time_budget_ends_the_run_early_with_its_evaluation(tiny_world: Path, 
     assert records[0]["lr"] > records[-1]["lr"]  # cosine over time
     with pytest.raises(ConfigError, match=r"needs optim\.schedule=cosine"):
         fit_from_config(
-            load_config(None, [*overrides, "optim.schedule=multistep", "optim.milestones=[5]"])
+            load_config(
+                None,
+                [
+                    *overrides,
+                    "optim.schedule=multistep",
+                    "optim.milestones=[5]",
+                    f"train.out_dir={tmp_path / 'other'}",
+                ],
+            )
         )
 
 
@@ -191,4 +199,5 @@ def test_dataset_statistics_normalise_training_and_travel_with_the_weights(
     assert pre.mean == pytest.approx(mean) and pre.std == pytest.approx(std)
     assert pre.mean != pytest.approx((0.485, 0.456, 0.406), abs=1e-3)
     with pytest.raises(ConfigError, match=r"data\.normalization must be"):
-        fit_from_config(load_config(None, [*overrides, "data.normalization=per_image"]))
+        bad = [*overrides, "data.normalization=per_image", f"train.out_dir={tmp_path / 'x'}"]
+        fit_from_config(load_config(None, bad))

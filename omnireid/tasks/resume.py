@@ -1,0 +1,95 @@
+"""Resuming honestly: a run folder is continued only with the config it was trained with.
+
+``check_resume(config)`` compares the config of a new invocation with the ``config.json`` of
+the run folder it would resume. Settings that change what is trained (model, data, optimiser,
+loss, seed, ...) must match; settings that only change where data lives, how often it is
+evaluated, logged or kept may differ. A difference is a ``ConfigError`` naming every changed
+key, unless ``train.extend`` asks to extend the run and only ``optim.max_epoch`` /
+``optim.milestones`` changed: the schedule is then rebuilt for the new length, and the change
+is recorded in ``changes.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omnireid.config import Config, config_to_dict
+from omnireid.engine.checkpoint import latest_checkpoint
+from omnireid.errors import ConfigError
+
+# Keys that may differ between a run and its resumption (they do not change what is trained)
+FREE = {
+    "data.root",
+    "data.workers",
+    "data.cache_images",
+    "data.target",
+    "data.target_root",
+    "train.out_dir",
+    "train.eval_every",
+    "train.keep",
+    "train.resume",
+    "train.extend",
+    "train.tensorboard",
+    "train.collapse",
+    "train.collapse_spread",
+    "train.device",
+    "train.budget_minutes",
+    "train.budget_reserve_minutes",
+}
+FREE_SECTIONS = ("test",)
+EXTENDABLE = {"optim.max_epoch", "optim.milestones"}
+
+
+def _flat(tree: dict[str, Any]) -> dict[str, Any]:
+    """``{"optim": {"lr": x}}`` -> ``{"optim.lr": x}`` (a config has sections of values)."""
+    return {f"{s}.{k}": v for s, section in tree.items() for k, v in (section or {}).items()}
+
+
+def config_changes(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (stored, new)}`` for every training-relevant key that differs. A key the stored
+    config lacks (a setting added in a later version) counts as its default."""
+    defaults = _flat(config_to_dict(Config()))
+    old, now = _flat(stored), _flat(new)
+    changes = {}
+    for key in sorted(set(old) | set(now)):
+        if key in FREE or key.split(".")[0] in FREE_SECTIONS:
+            continue
+        before, after = old.get(key, defaults.get(key)), now.get(key, defaults.get(key))
+        if before != after:
+            changes[key] = (before, after)
+    return changes
+
+
+def check_resume(config: Config) -> dict[str, tuple[Any, Any]]:
+    """The changes a resumed run accepts (empty when nothing changed or nothing is resumed);
+    raises ``ConfigError`` for a change that would make the resumed run lie about itself."""
+    out_dir = Path(config.train.out_dir)
+    stored_file = out_dir / "config.json"
+    if not config.train.resume or latest_checkpoint(out_dir) is None or not stored_file.is_file():
+        return {}
+    try:
+        stored = json.loads(stored_file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{stored_file} is not valid JSON ({e}); cannot check a resume") from e
+    changes = config_changes(stored, config_to_dict(config))
+    if not changes:
+        return {}
+    listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changes.items()))
+    if config.train.extend and set(changes) <= EXTENDABLE:
+        return changes
+    extendable = (
+        " (or --extend to continue it with the new length)" if (set(changes) <= EXTENDABLE) else ""
+    )
+    raise ConfigError(
+        f"{out_dir} holds a run trained with another config ({listed}): resuming it would train "
+        f"one thing and record another; use another train.out_dir{extendable}"
+    )
+
+
+def record_extension(out_dir: Path, epoch: int, changes: dict[str, tuple[Any, Any]]) -> None:
+    """Append what an extension changed, and from which epoch, to ``changes.jsonl``."""
+    entry = {"epoch": epoch, "changes": {k: list(v) for k, v in changes.items()}}
+    with open(out_dir / "changes.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
