@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import sys
 import time
 import warnings
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import machine
 from PIL import Image, features
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / (
@@ -143,16 +142,8 @@ def difference(decode: Decoder, reference: Decoder, data: list[bytes]) -> tuple[
     return worst, total / count, differing / count
 
 
-def machine() -> str:
-    cpu = platform.processor()
-    if not cpu and Path("/proc/cpuinfo").exists():
-        names = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
-        cpu = names[0].split(":", 1)[1].strip() if names else ""
-    return (
-        f"cpu: {cpu or 'unknown'} | os.cpu_count(): {os.cpu_count()} | "
-        f"torch.get_num_threads(): {torch.get_num_threads()} (set to 1 below) | "
-        f"python {platform.python_version()}"
-    )
+def machine_line() -> str:
+    return f"{machine()} (threads set to 1 below)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {Image.open(io.BytesIO(d)).size for d in data[:200]}
     h, w = args.height, args.width
 
-    print(machine())
+    print(machine_line())
     torch.set_num_threads(1)
     import cv2
     import torchvision

@@ -21,20 +21,13 @@ import time
 
 import faiss
 import numpy as np
+from common import cpu_name
 
 from omnireid.deploy.index import GalleryIndex
 
 IVF = [(1024, 8), (1024, 16), (1024, 32), (1024, 64)]  # (nlist, nprobe)
 HNSW = [(16, 16), (16, 32), (16, 64), (16, 128)]  # (M, efSearch)
 EF_CONSTRUCTION = 40
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def rss_mb() -> float:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import machine
 
 MARKET_QUERY, MARKET_GALLERY = 3368, 15913
 # Dense n x n arrays the reference holds at its peak, in bytes per element: the float32
@@ -63,20 +63,6 @@ def _reset_peak() -> bool:
         return True
     except OSError:
         return False
-
-
-def _machine() -> str:
-    """CPU description: ``platform.processor()`` plus the model name where Linux reports one."""
-    name = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), ""
-            )
-    except OSError:
-        pass
-    arch = platform.processor() or platform.machine()
-    return f"{arch} {name}".strip() + f", {os.cpu_count()} cores"
 
 
 def _squared_euclidean(a: torch.Tensor, b: torch.Tensor, out: np.ndarray) -> None:
@@ -180,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     args.num_query = max(1, round(MARKET_QUERY * args.scale))
     args.num_gallery = max(1, round(MARKET_GALLERY * args.scale))
     n = args.num_query + args.num_gallery
-    print(f"machine: {_machine()}, numpy {np.__version__}, torch {torch.__version__}")
+    print(f"machine: {machine()}, numpy {np.__version__}, torch {torch.__version__}")
     print(
         f"inputs: {args.num_query} queries x {args.num_gallery} gallery ({n} x {n} joint), "
         f"{args.dim}-d, seed {args.seed}; k1={args.k1} k2={args.k2} lambda={args.lambda_value}"

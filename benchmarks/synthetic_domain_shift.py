@@ -33,14 +33,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from common import machine
 
 from omnireid.config import load_config
 from omnireid.data.datasets import ReIDDataset, load_dataset
@@ -52,23 +50,6 @@ from omnireid.tasks.reid import make_evaluator
 ARCHS = ("osnet_x0_25", "osnet_ain_x0_25")
 WORLD = {"num_ids_train": 130, "num_ids_test": 50, "images_per_id_per_cam": 5}
 QUICK_WORLD = {"num_ids_train": 8, "num_ids_test": 4, "images_per_id_per_cam": 2}
-
-
-def machine() -> str:
-    """CPU model (from /proc/cpuinfo on Linux), cores, torch threads and version."""
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in info.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), python {platform.python_version()}"
-    )
 
 
 def parse_cams(text: str) -> tuple[int, ...]:

@@ -42,6 +42,15 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("zoo", help="the models trained by this project, shipped with it")
+    zoo_sub = p.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    p = zoo_sub.add_parser("list", help="a table of the zoo's models")
+    p.set_defaults(func=cmd_zoo_list)
+    p = zoo_sub.add_parser("info", help="one zoo model's card")
+    p.add_argument("name", help="a name from `omnireid zoo list` (use it as --weights zoo:NAME)")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
+    p.set_defaults(func=cmd_zoo_info)
+
 
 def cmd_models(_: argparse.Namespace) -> int:
     for name in list_models():
@@ -115,4 +124,51 @@ def cmd_info(args: argparse.Namespace) -> int:
         print_json(dataclasses.asdict(card))
     else:
         print(format_card(card))
+    return 0
+
+
+def _headline(card: dict[str, Any]) -> str:
+    market = card.get("metrics", {}).get("market1501", {})
+    if "rank1" in market:
+        return f"{market['rank1']:.1f} / {market['mAP']:.1f}"
+    return "-"
+
+
+def cmd_zoo_list(_: argparse.Namespace) -> int:
+    from omnireid.models.zoo import list_zoo
+
+    cards = list_zoo()
+    if not cards:
+        print("the zoo is empty")
+        return 0
+    print(f"{'name':<34}{'arch':<18}{'trained on':<16}{'Market R1 / mAP':>17}{'size':>9}")
+    for c in cards:
+        size = f"{c['file']['bytes'] / 1e6:.1f} MB"
+        print(f"{c['name']:<34}{c['arch']:<18}{c['trained_on']:<16}{_headline(c):>17}{size:>9}")
+    print("\nuse one with --weights zoo:NAME; `omnireid zoo info NAME` shows its card")
+    return 0
+
+
+def cmd_zoo_info(args: argparse.Namespace) -> int:
+    from omnireid.models.zoo import read_zoo_card
+
+    card = read_zoo_card(args.name)
+    if args.json:
+        print_json(card)
+        return 0
+    t = card["training"]
+    print(f"{card['name']}: {card['summary']}")
+    print(f"  architecture  {card['arch']} {card.get('model_options') or ''}".rstrip())
+    pre = card.get("preprocessing", {})
+    print(f"  input         {pre.get('height')}x{pre.get('width')}, mean {pre.get('mean')}")
+    print(f"  trained on    {card['trained_on']}, seed {t['seed']}, {t['epochs']} epochs")
+    print(f"  training      {t['wall_minutes']:.0f} min on {t['machine']} (code {t['code']})")
+    print(f"  command       {t['command']}")
+    for data, m in card["metrics"].items():
+        values = "  ".join(f"{k} {v:.2f}" for k, v in m.items() if isinstance(v, float))
+        print(f"  {data:<13} {values}")
+        if "command" in m:
+            print(f"  {'':<13} reproduce: {m['command']}")
+    print(f"  file          {card['file']['name']}, sha256 {card['file']['sha256']}")
+    print(f"  licence       {card['licence']}")
     return 0

@@ -1,5 +1,5 @@
 """The OSNet model family: ``build(name, num_classes=..., **options)``, ``list_models()``,
-and ``load_for_inference(weights)`` for any checkpoint."""
+``load_for_inference(weights)`` for any checkpoint, ``load_pretrained(name)`` for the zoo."""
 
 from omnireid.models.loader import load_for_inference
 from omnireid.models.osnet import OSNet
@@ -12,6 +12,7 @@ from omnireid.models.registry import (
     options_of,
     read_spec,
 )
+from omnireid.models.zoo import load_pretrained
 
 __all__ = [
     "MODELS",
@@ -21,6 +22,7 @@ __all__ = [
     "build_from_spec",
     "list_models",
     "load_for_inference",
+    "load_pretrained",
     "options_of",
     "read_spec",
 ]

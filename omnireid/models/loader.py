@@ -2,8 +2,9 @@
 
 ``load_for_inference`` is what every command and ``FeatureExtractor`` use to turn a weights
 argument into an eval-mode model. It accepts a training run folder (its latest checkpoint), a
-checkpoint folder, or a weights file (``.pt``/``.pth``/``.safetensors``, the reference's
-included). From an omnireid checkpoint it reads the architecture, the task, and the
+checkpoint folder, a weights file (``.pt``/``.pth``/``.safetensors``, the reference's
+included), or ``zoo:NAME`` (a model shipped with the package, ``models.zoo``). From an
+omnireid checkpoint it reads the architecture, the task, and the
 preprocessing stored in ``meta.json``; for a plain file it infers the architecture from the
 tensor names and shapes and uses the default preprocessing (256x128, ImageNet statistics).
 Arguments only override: one that contradicts a stored value is used, with a warning.
@@ -28,6 +29,7 @@ from omnireid.models.weights import (
     MODEL_FILE,
     StateDict,
     checkpoint_folder,
+    expand_zoo,
     load_weights,
     read_meta,
     read_state_dict,
@@ -112,7 +114,7 @@ def _backbone_state(state: StateDict) -> StateDict:
 def read_weights(weights: str | Path, arch: str | None = None) -> WeightsInfo:
     """Read ``weights`` (see the module docstring) and decide its architecture: ``arch`` when
     given (a warning if the checkpoint says otherwise), else the stored or inferred one."""
-    source = Path(weights)
+    source = expand_zoo(weights)
     if not source.exists():
         raise CheckpointError(f"weights not found: {source}")
     folder = checkpoint_folder(source)

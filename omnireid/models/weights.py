@@ -72,10 +72,34 @@ def read_meta(folder: str | Path) -> dict:
         raise CheckpointError(f"{meta} is not valid JSON ({e})") from e
 
 
+# The model zoo: checkpoint folders shipped inside the package, named as "zoo:NAME"
+ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
+ZOO_PREFIX = "zoo:"
+
+
+def zoo_names() -> list[str]:
+    """Names of the models shipped in the zoo, sorted."""
+    if not ZOO_DIR.is_dir():
+        return []
+    return sorted(p.name for p in ZOO_DIR.iterdir() if (p / MODEL_FILE).is_file())
+
+
+def expand_zoo(weights: str | Path) -> Path:
+    """``"zoo:NAME"`` -> the zoo's checkpoint folder of NAME; any other path unchanged."""
+    text = str(weights)
+    if not text.startswith(ZOO_PREFIX):
+        return Path(weights)
+    name = text.removeprefix(ZOO_PREFIX)
+    if name not in zoo_names():
+        known = ", ".join(zoo_names()) or "none"
+        raise CheckpointError(f"no model {name!r} in the zoo; it has: {known}")
+    return ZOO_DIR / name
+
+
 def resolve_weights(path: str | Path) -> Path:
     """A weights file as given; a checkpoint folder -> its ``model.safetensors``; a training run
-    folder -> its latest checkpoint's."""
-    path = Path(path)
+    folder -> its latest checkpoint's; ``zoo:NAME`` -> the zoo model's."""
+    path = expand_zoo(path)
     if not path.is_dir():
         return path
     folder = checkpoint_folder(path)

@@ -1,0 +1,69 @@
+"""What the training benchmarks share: writing their model into the zoo (omnireid/zoo/NAME)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from common import machine
+
+from omnireid.config import Config, config_to_dict
+from omnireid.models.zoo import MARKET_LICENCE, add_to_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL = "omnireid evaluate --weights zoo:{name} --dataset {dataset} --root {root}"
+
+
+def code_version() -> str:
+    """The commit the benchmark ran from (``-dirty`` when the tree had changes)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit
+
+
+def write_zoo_entry(
+    run: Path,
+    name: str,
+    summary: str,
+    config: Config,
+    records: list[dict[str, Any]],
+    minutes: float,
+    metrics: dict[str, dict[str, float]],
+    roots: dict[str, str],
+) -> Path:
+    """Put ``run``'s final model in the zoo with its card. ``metrics``: per test set (a dataset
+    name as ``omnireid evaluate --dataset`` takes it), measured by this code; ``roots``: where
+    each test set lives, for the card's reproduce commands."""
+    shown = {}
+    for data, values in metrics.items():
+        dataset = "custom" if data == "twocam" else data
+        command = EVAL.format(name=name, dataset=dataset, root=roots[data])
+        metric = config.test.metric
+        shown[data] = {**{k: round(float(v), 2) for k, v in values.items()}, "metric": metric}
+        shown[data]["command"] = command + (f" --metric {metric}" if metric != "euclidean" else "")
+    card = {
+        "summary": summary,
+        "trained_on": config.data.dataset,
+        "licence": MARKET_LICENCE,
+        "training": {
+            "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+            "config": config_to_dict(config),
+            "epochs": max((r["epoch"] for r in records), default=config.optim.max_epoch),
+            "wall_minutes": round(minutes, 1),
+            "machine": machine(),
+            "seed": config.train.seed,
+            "code": code_version(),
+        },
+        "metrics": shown,
+    }
+    folder = add_to_zoo(run, name, card)
+    print(f"zoo entry: {folder} (use it as --weights zoo:{name})")
+    return folder

@@ -1,0 +1,71 @@
+"""The model zoo: every shipped entry is intact, loads strictly and has a complete card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omnireid.config import load_config
+from omnireid.errors import CheckpointError
+from omnireid.models import load_for_inference
+from omnireid.models.weights import ZOO_DIR, file_sha256, zoo_names
+from omnireid.models.zoo import CARD_KEYS, TRAINING_KEYS, add_to_zoo, list_zoo, read_zoo_card
+from omnireid.tasks import fit_from_config
+from tests.conftest import tiny_training
+
+
+def _check_entry(folder: Path, card: dict) -> None:
+    assert set(CARD_KEYS) <= set(card), sorted(set(CARD_KEYS) - set(card))
+    assert set(TRAINING_KEYS) <= set(card["training"])
+    assert card["file"]["sha256"] == file_sha256(folder / "model.safetensors")
+    assert card["licence"] and card["metrics"]
+    for data, metrics in card["metrics"].items():
+        assert {"rank1", "mAP", "command"} <= set(metrics), data
+    model, pre = load_for_inference(folder)  # strict: every tensor fits the architecture
+    assert model.arch == card["arch"] and pre.height == card["preprocessing"]["height"]
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_every_zoo_model_is_intact_and_described(name):
+    _check_entry(ZOO_DIR / name, read_zoo_card(name))
+    model, _ = load_for_inference(f"zoo:{name}")
+    assert model.arch == read_zoo_card(name)["arch"]
+
+
+def test_a_trained_run_becomes_a_zoo_entry(tiny_world, tmp_path):
+    fit_from_config(load_config(None, tiny_training(tiny_world, tmp_path / "run")))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    card = {
+        "summary": "a test model",
+        "trained_on": "tiny world",
+        "licence": "none: synthetic data",
+        "training": {
+            "command": "pytest",
+            "config": {},
+            "epochs": 1,
+            "wall_minutes": 0.1,
+            "machine": "test",
+            "seed": 0,
+            "code": "test",
+        },
+        "metrics": {"tiny": {"rank1": metrics["rank1"], "mAP": metrics["mAP"], "command": "x"}},
+    }
+    folder = add_to_zoo(tmp_path / "run", "tiny", card, zoo=tmp_path / "zoo")
+    _check_entry(folder, json.loads((folder / "card.json").read_text()))
+    assert "log" not in json.loads((folder / "meta.json").read_text())
+    assert [c["name"] for c in list_zoo(tmp_path / "zoo")] == ["tiny"]
+    with pytest.raises(CheckpointError, match=r"lacks \['licence'\]"):
+        add_to_zoo(tmp_path / "run", "bad", {k: v for k, v in card.items() if k != "licence"},
+                   zoo=tmp_path / "zoo")  # fmt: skip
+
+
+def test_an_unknown_zoo_name_lists_what_exists(capsys):
+    from omnireid.cli import main
+
+    with pytest.raises(CheckpointError, match="no model 'nothing' in the zoo"):
+        load_for_inference("zoo:nothing")
+    assert main(["zoo", "list"]) == 0
+    assert main(["evaluate", "--weights", "zoo:nothing", "--dataset", "x", "--root", "."]) == 2
+    assert "no model 'nothing' in the zoo" in capsys.readouterr().err
