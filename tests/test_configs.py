@@ -67,3 +67,13 @@ def test_tpami_cross_domain_recipe(path):
     assert c.data.target not in sources
     assert c.data.combineall == msmt_source  # all 126,441 MSMT17 images when it is the source
     assert path.read_text().startswith("# TPAMI'21 ")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "iccv").glob("*.yaml")), ids=lambda p: p.stem)
+def test_iccv_supplementary_cross_domain_recipe(path):
+    """Supp. A: OSNet-IBN, AMSGrad 0.0015, 150 epochs x0.1 every 60, flip + colour jitter, l2."""
+    c = load_config(path)
+    assert c.model.arch == "osnet_ibn_x1_0" and c.optim.max_epoch == 150
+    assert c.optim.milestones == (60, 120) and c.optim.fixbase_epochs == 10
+    assert c.data.color_jitter and not c.data.random_erasing and c.test.metric == "euclidean"
+    assert c.data.combineall == (c.data.dataset == "msmt17") and c.data.target != c.data.dataset
