@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: a description of the machine they ran on."""
+"""What the benchmark scripts share: a description of the machine they ran on, and the scoring
+of a trained model on test sets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import platform
 from pathlib import Path
 
 import torch
+
+from omnireid.data.datasets import ReIDDataset
+from omnireid.data.transforms import transform_for
+from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.models import load_for_inference
+from omnireid.models.fused import optimize_for_inference
+
+SCORES = ("rank1", "rank5", "mAP")
 
 
 def cpu_name() -> str:
@@ -25,3 +34,17 @@ def machine() -> str:
         f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), python {platform.python_version()}"
     )
+
+
+def score(
+    weights: str | Path, datasets: dict[str, ReIDDataset], metric: str = "cosine"
+) -> dict[str, dict[str, float]]:
+    """R1/R5/mAP of a model (run folder, checkpoint or file; its stored preprocessing) on
+    every dataset, with ``metric`` distance."""
+    model, pre = load_for_inference(weights)
+    fast = optimize_for_inference(model)
+    out = {}
+    for name, dataset in datasets.items():
+        ev = evaluate_model(fast, dataset, transform_for(pre), metric=metric, progress=False)
+        out[name] = {k: v for k, v in ev.result.as_dict().items() if k in SCORES}
+    return out

@@ -20,16 +20,12 @@ import json
 import time
 from pathlib import Path
 
-from common import machine
+from common import machine, score
 from train_market_cpu import DEFAULT_DATA, overrides
 from zoo_entry import write_zoo_entry
 
 from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
-from omnireid.data.transforms import transform_for
-from omnireid.evaluation.evaluate import evaluate_model
-from omnireid.models import load_for_inference
-from omnireid.models.fused import optimize_for_inference
 from omnireid.tasks import fit_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +37,6 @@ RECIPE = [
     "data.color_jitter=true",
     "test.metric=cosine",
 ]
-
-
-def test(run: Path, datasets: dict) -> dict[str, dict[str, float]]:
-    """R1/R5/mAP of the run's model on every dataset, cosine distance, stored preprocessing."""
-    model, pre = load_for_inference(run)
-    fast = optimize_for_inference(model)
-    out = {}
-    for name, dataset in datasets.items():
-        ev = evaluate_model(fast, dataset, transform_for(pre), metric="cosine", progress=False)
-        out[name] = {k: v for k, v in ev.result.as_dict().items() if k in ("rank1", "rank5", "mAP")}
-    return out
 
 
 def main() -> None:
@@ -83,7 +68,7 @@ def main() -> None:
             records = fit_from_config(config)
             minutes = (time.perf_counter() - started) / 60
             trained = f"{len(records)} epochs in {minutes:.0f} min"
-            metrics = test(run, datasets)
+            metrics = score(run, datasets)
             results.append({"arch": arch, "seed": seed, **metrics})
             if args.zoo:
                 if not records:  # reused: the wall time is the one its log recorded

@@ -109,7 +109,8 @@ class LossConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     # "reid"; "attributes" (multi-label attributes, data.dataset synthetic/pa100k); "nas" (the
-    # IN-placement architecture search, settings in [search]); "classify" (CIFAR-10/100)
+    # IN-placement architecture search, settings in [search]); "classify" (CIFAR-10/100);
+    # "adapt" (unsupervised adaptation to a new site's images, settings in [adapt])
     task: str = "reid"
     out_dir: str = "runs/train"
     seed: int = 0
@@ -119,7 +120,7 @@ class TrainConfig:
     # Continue a finished (or stopped) run with a longer schedule (optim.max_epoch/milestones
     # changed); any other change to what is trained is refused (omnireid train --extend)
     extend: bool = False
-    keep: int = 3
+    keep: int = 3  # epoch checkpoints kept in train.out_dir (oldest removed first); 0: all
     amp: str = "none"  # "bf16" (CPU/GPU autocast) or "fp16" (GPU, with gradient scaling)
     # Train with channels_last tensors: the same model and update, a different memory layout that
     # CPU convolution kernels run ~1.4x faster (benchmarks/train_speed.py); off = plain NCHW
@@ -136,6 +137,9 @@ class TrainConfig:
     # optim.max_epoch is then an upper bound. 0: no budget
     budget_minutes: float = 0.0
     budget_reserve_minutes: float = 1.0
+    # What the budget counts: "wall" (elapsed time) or "cpu" (this process's CPU time, all its
+    # threads: a fair budget on a machine other jobs share; with torch at 1 thread, core-minutes)
+    budget_clock: str = "wall"
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,25 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """``train.task: adapt`` only: clustering-based self-training on unlabelled target images
+    (Cluster Contrast, Dai et al. 2021), starting from ``model.weights``."""
+
+    # The unlabelled target images: a folder (searched recursively) or a custom CSV; empty:
+    # the train split of data.dataset (its labels are read only to report cluster purity)
+    images: str = ""
+    eps: float = 0.6  # DBSCAN radius on the k-reciprocal Jaccard distance
+    min_samples: int = 4  # DBSCAN: neighbours (itself included) that make a core point
+    k1: int = 30  # k-reciprocal neighbourhood
+    k2: int = 6  # local query expansion
+    temperature: float = 0.05  # of the contrastive loss over cluster centroids
+    momentum: float = 0.1  # of the centroid updates
+    batches: int = 100  # P x K batches per round (one round per epoch, reclustered each time)
+    camera_balanced: bool = False  # a cluster's K images drawn from its cameras in turn
+    adabn: bool = True  # re-estimate BatchNorm statistics on the target before round 1
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -176,6 +199,7 @@ class Config:
     test: TestConfig = field(default_factory=TestConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

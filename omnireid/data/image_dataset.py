@@ -52,6 +52,13 @@ class ImageDataset(Dataset):
             if callable(getattr(step, "reset", None)):
                 step.reset()
 
+    def with_transform(self, transform: Callable[[Image.Image], torch.Tensor]) -> ImageDataset:
+        """A plain ``ImageDataset`` of the same samples with another transform, sharing this
+        one's decoded-image cache (if any)."""
+        other = ImageDataset(self.samples, transform, self.skip_unreadable)
+        other._cache = self._cache
+        return other
+
     def preload(self, show: bool = True) -> None:
         """Decode every image into the cache now (needs ``cache=True``)."""
         if self._cache is None:

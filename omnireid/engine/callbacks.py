@@ -94,6 +94,10 @@ class LRSchedule(Callback):
         self.scheduler.step()
 
 
+# TimeBudget's clocks: elapsed time, or the CPU time of this process (all its threads)
+CLOCKS = {"wall": "perf_counter", "cpu": "process_time"}
+
+
 class TimeBudget(Callback):
     """A cosine learning-rate schedule over wall-clock time instead of epochs, and an end when
     the budget is spent: train as many epochs as ``seconds`` allow, however fast or slow the
@@ -104,7 +108,8 @@ class TimeBudget(Callback):
     ``warmup_epochs``). After each epoch, if another epoch (the mean so far) would not fit, the
     run ends there: ``loop.max_epoch`` becomes this epoch, so the evaluation of the last epoch
     runs now; ``reserve`` seconds are kept for it. Put it before ``Evaluator``. A resumed run
-    starts a fresh budget.
+    starts a fresh budget. ``clock="cpu"`` counts this process's CPU time instead of elapsed
+    time: the same budget whatever else the machine runs.
     """
 
     def __init__(
@@ -114,7 +119,11 @@ class TimeBudget(Callback):
         *,
         warmup_epochs: int = 0,
         reserve: float = 0.0,
+        clock: str = "wall",
     ) -> None:
+        if clock not in CLOCKS:
+            raise ValueError(f"budget clock must be one of {sorted(CLOCKS)}, got {clock!r}")
+        self.clock = clock
         if seconds <= reserve:
             raise ValueError(f"a time budget of {seconds} s leaves nothing after {reserve} s")
         self.optimizer, self.seconds, self.reserve = optimizer, seconds, reserve
@@ -123,11 +132,14 @@ class TimeBudget(Callback):
         self.started = 0.0
         self.epochs_run = 0
 
+    def now(self) -> float:
+        return getattr(time, CLOCKS[self.clock])()
+
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return self.now() - self.started
 
     def on_fit_start(self, loop: Loop) -> None:
-        self.started = time.perf_counter()
+        self.started = self.now()
 
     def on_epoch_start(self, loop: Loop) -> None:
         progress = min(1.0, self.elapsed() / (self.seconds - self.reserve))

@@ -100,7 +100,8 @@ def save_checkpoint(
 ) -> Path:
     """Write ``directory/epoch-XXXX`` atomically and point ``directory/latest`` at it.
 
-    ``keep`` limits how many epoch checkpoints stay (oldest removed first, never the new one).
+    ``keep`` limits how many epoch checkpoints stay (oldest removed first, never the new one);
+    ``None`` or 0 keeps them all.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -130,7 +131,7 @@ def save_checkpoint(
     pointer = directory / f".{LATEST}.tmp"
     pointer.write_text(final.name + "\n")
     os.replace(pointer, directory / LATEST)
-    if keep is not None:
+    if keep:
         for old in sorted(directory.glob("epoch-*"))[:-keep]:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)

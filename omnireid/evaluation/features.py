@@ -40,16 +40,20 @@ def extract_features(
     skip_unreadable: bool = False,
     desc: str = "features",
     progress: bool = True,
+    dataset: ImageDataset | None = None,
 ) -> Features:
     """Run ``model`` (put in eval mode) over ``samples``.
 
     ``flip`` averages each image's feature with its horizontal mirror's (test-time flip).
     Unreadable images raise unless ``skip_unreadable``, in which case they are listed in
     ``Features.skipped`` and left out of the rows. Non-finite features raise
-    ``NonFiniteFeaturesError`` naming how many images gave them.
+    ``NonFiniteFeaturesError`` naming how many images gave them. ``dataset``, when given,
+    is read instead of a new ``ImageDataset(samples, transform)`` (e.g. one whose decoded
+    images are cached in memory); its samples must be ``samples``.
     """
     model.eval()
-    dataset = ImageDataset(samples, transform, skip_unreadable)
+    if dataset is None:
+        dataset = ImageDataset(samples, transform, skip_unreadable)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["rerank"]
+__all__ = ["jaccard_distance", "rerank"]
 
 # Columns of the joint distance matrix processed per block when ranking neighbours.
 _RANK_BLOCK = 512
@@ -81,6 +81,32 @@ def rerank(
         vectors = _query_expansion(vectors, ranks[:, :k_qe])
     del ranks
     return _combine(dist, colmax, vectors, lambda_value)
+
+
+def jaccard_distance(dist: np.ndarray | torch.Tensor, k1: int = 30, k2: int = 6) -> np.ndarray:
+    """The k-reciprocal Jaccard distance among one set of ``n`` samples, ``(n, n)`` float32.
+
+    ``dist``: the samples' ``(n, n)`` pairwise distances (e.g. Euclidean distances of their
+    L2-normalised features). The same steps as ``rerank`` on a set that is its own query and
+    gallery, without blending in the original distance: the distance clustering-based
+    unsupervised re-ID methods cluster on (k1 30, k2 6 there). 0 on the diagonal.
+    """
+    d = as_numpy(dist, "dist")
+    if d.shape[0] != d.shape[1] or d.shape[0] < 2:
+        raise ValueError(f"dist must be a square matrix of at least 2 samples, got {d.shape}")
+    _validate(d[:1, 1:], d[:1, :1], d[1:, 1:], k1, k2, 0.0)
+    single = _SingleDistance(d)
+    n = single.n
+    k_full, k_half, k_qe = min(k1 + 1, n), min(round(k1 / 2) + 1, n), min(k2, n)
+    ranks, colmax = _nearest_neighbours(single, max(k_full, k_qe))  # type: ignore[arg-type]
+    indptr, indices = _expanded_sets(ranks[:, :k_full], ranks[:, :k_half])
+    vectors = _encode(single, colmax, indptr, indices)  # type: ignore[arg-type]
+    if k_qe > 1:
+        vectors = _query_expansion(vectors, ranks[:, :k_qe])
+    del ranks
+    out = _combine(single, colmax, vectors, 0.0)  # type: ignore[arg-type]
+    np.fill_diagonal(out, 0.0)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,6 +166,7 @@ class _JointDistance:
     def __post_init__(self) -> None:
         self.q, self.g = self.qg.shape
         self.n = self.q + self.g
+        self.gallery_offset = self.q  # gallery samples are rows q.. of the joint matrix
         self.dtype = np.result_type(self.qq, self.qg, self.gg)
 
     def _squared(self, x: np.ndarray) -> np.ndarray:
@@ -179,6 +206,28 @@ class _JointDistance:
         m = ~row_q & ~col_q
         out[m] = self.gg[rows[m] - q, cols[m] - q]
         return self._squared(out)
+
+
+class _SingleDistance:
+    """One set of samples that is its own query and gallery: the interface of
+    ``_JointDistance`` over a single ``(n, n)`` matrix (gallery rows start at 0)."""
+
+    def __init__(self, d: np.ndarray) -> None:
+        self.d = d
+        self.n = self.q = self.g = d.shape[0]
+        self.gallery_offset = 0
+
+    def _squared(self, x: np.ndarray) -> np.ndarray:
+        return np.square(x.astype(np.float64, copy=False)).astype(np.float32, copy=False)
+
+    def squared_query_gallery(self, start: int, stop: int) -> np.ndarray:
+        return self._squared(self.d[start:stop])
+
+    def squared_columns(self, start: int, stop: int) -> np.ndarray:
+        return self._squared(self.d[:, start:stop])
+
+    def squared_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self._squared(self.d[rows, cols])
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,8 +396,9 @@ def _combine(
     q, g, n = dist.q, dist.g, dist.n
     # inverted index: for each column, the gallery rows (0-based) holding it, and their values
     rows = vectors.row_ids
-    in_gallery = rows >= q
-    g_rows = rows[in_gallery] - q
+    first = dist.gallery_offset
+    in_gallery = (rows >= first) & (rows < first + g)
+    g_rows = rows[in_gallery] - first
     g_cols = vectors.indices[in_gallery]
     order = np.argsort(g_cols, kind="stable")
     g_rows, g_vals = g_rows[order], vectors.data[in_gallery][order]
@@ -379,8 +429,9 @@ def _combine(
         np.subtract(1, chunk, out=chunk)
         chunk *= 1 - lambda_value
         del inter
-        original = dist.squared_query_gallery(start, stop)
-        original /= colmax[start:stop, None]
-        original *= lambda_value
-        chunk += original
+        if lambda_value:
+            original = dist.squared_query_gallery(start, stop)
+            original /= colmax[start:stop, None]
+            original *= lambda_value
+            chunk += original
     return out

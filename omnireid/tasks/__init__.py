@@ -1,8 +1,8 @@
 """The task layer: one way from a validated ``Config`` to a finished training run.
 
-``fit_from_config(config)`` picks the task (``train.task``: ``reid``, ``attributes``, ``nas``
-or ``classify``), which builds the run's parts (model, loader, loss, statistics, evaluator,
-checkpoint metadata; ``tasks.common.Run``). It then adds what every task shares: the
+``fit_from_config(config)`` picks the task (``train.task``: ``reid``, ``attributes``, ``nas``,
+``classify`` or ``adapt``), which builds the run's parts (model, loader, loss, statistics,
+evaluator, checkpoint metadata; ``tasks.common.Run``). It then adds what every task shares: the
 optimiser and lr schedule, mixed precision, DDP, resume from the newest intact checkpoint,
 and the standard callbacks (``engine.callbacks``), and calls ``engine.loop.fit``.
 """
@@ -36,6 +36,7 @@ from omnireid.engine.lock import RunLock
 from omnireid.engine.loop import Callback, check_amp, fit, training_layout
 from omnireid.engine.optim import build_optimizer
 from omnireid.errors import ConfigError
+from omnireid.tasks.adapt import adapt_run
 from omnireid.tasks.attributes import attributes_run
 from omnireid.tasks.classify import classify_run
 from omnireid.tasks.common import Run, scheduler, seed_everything
@@ -51,6 +52,7 @@ TASKS: dict[str, Callable[[Config], Run]] = {
     "attributes": attributes_run,
     "nas": nas_run,
     "classify": classify_run,
+    "adapt": adapt_run,
 }
 
 
@@ -60,6 +62,8 @@ def build_run(config: Config) -> Run:
         raise ConfigError(f"train.task must be one of {sorted(TASKS)}, got {config.train.task!r}")
     check_amp(config.train.amp, config.train.device)
     t = config.train
+    if t.budget_clock not in ("wall", "cpu"):
+        raise ConfigError(f"train.budget_clock must be wall or cpu, got {t.budget_clock!r}")
     if t.budget_minutes > 0:
         if config.optim.schedule != "cosine":
             raise ConfigError("train.budget_minutes needs optim.schedule=cosine (over time)")
@@ -166,7 +170,13 @@ def _callbacks(
         budget = 60 * t.budget_minutes
         reserve = 60 * t.budget_reserve_minutes
         callbacks.append(
-            TimeBudget(optimizer, budget, warmup_epochs=o.warmup_epochs, reserve=reserve)
+            TimeBudget(
+                optimizer,
+                budget,
+                warmup_epochs=o.warmup_epochs,
+                reserve=reserve,
+                clock=t.budget_clock,
+            )
         )
     else:
         callbacks.append(LRSchedule(lr_schedule))

@@ -37,6 +37,7 @@ FREE = {
     "train.device",
     "train.budget_minutes",
     "train.budget_reserve_minutes",
+    "train.budget_clock",
 }
 FREE_SECTIONS = ("test",)
 EXTENDABLE = {"optim.max_epoch", "optim.milestones"}

@@ -41,6 +41,9 @@ class ModelCard:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # an ``omnireid adapt`` result: the source weights (path, SHA-256, method when not the
+    # full self-training)
+    adapted_from: dict[str, Any] | None = None
 
 
 def read_card(
@@ -86,6 +89,7 @@ def read_card(
         preprocessing=pre,
         config=config,
         metrics=metrics,
+        adapted_from=info.meta.get("adapted_from"),
     )
 
 
@@ -104,6 +108,12 @@ def format_card(card: ModelCard) -> str:
     ]
     if card.epoch is not None:
         lines.append(f"  epoch          {card.epoch}")
+    if card.adapted_from:
+        a = card.adapted_from
+        how = "AdaBN only" if a.get("method") == "adabn" else "omnireid adapt, without labels"
+        lines.append(
+            f"  adapted from   {a.get('path')} (sha256 {str(a.get('sha256'))[:12]}..., {how})"
+        )
     if card.preprocessing:
         p = card.preprocessing
         lines.append(

@@ -174,3 +174,23 @@ def test_time_budget_follows_the_clock_and_ends_when_the_next_epoch_would_not_fi
     assert lrs == pytest.approx(expected)
     # after epoch 4, t = 80: another 20 s epoch + 10 s reserve would pass 100 s: it ends there
     assert ends == [100, 100, 100, 4] and loop.record["budget_used"] == pytest.approx(0.8)
+
+
+def test_a_cpu_time_budget_counts_the_process_time_not_the_wall_clock(monkeypatch):
+    import omnireid.engine.callbacks as callbacks
+
+    wall, cpu = {"now": 0.0}, {"now": 0.0}
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: wall["now"])
+    monkeypatch.setattr(callbacks.time, "process_time", lambda: cpu["now"])
+    loop = _loop(nn.Linear(2, 2), max_epoch=100)
+    budget = TimeBudget(loop.optimizer, seconds=100.0, clock="cpu")
+    budget.on_fit_start(loop)
+    for epoch in range(3):
+        loop.epoch, loop.record = epoch, {"epoch": epoch + 1}
+        budget.on_epoch_start(loop)
+        wall["now"] += 60.0  # a busy machine: 60 s pass, 10 s of them this process's
+        cpu["now"] += 10.0
+        budget.on_epoch_end(loop)
+    assert loop.max_epoch == 100 and loop.record["budget_used"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="clock"):
+        TimeBudget(loop.optimizer, seconds=100.0, clock="gpu")

@@ -251,3 +251,52 @@ def test_matches_reference_with_ties_when_its_sort_is_stable(reference, monkeypa
     monkeypatch.setattr(reference, "np", _StableArgsortNumpy())
     expected = reference.re_ranking(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3)
     np.testing.assert_allclose(rerank(q_g, q_q, g_g), expected, rtol=0, atol=1e-5)
+
+
+def _dense_jaccard(d: np.ndarray, k1: int, k2: int) -> np.ndarray:
+    """Zhong et al.'s steps written out densely for one set (the test's own, slow version)."""
+    n = len(d)
+    sq = d.astype(np.float64) ** 2
+    m = (sq / sq.max(axis=0)).T.astype(np.float32)  # row i: column i scaled by its maximum
+    ranks = np.argsort(m, axis=1, kind="stable")
+
+    def reciprocal(i: int, k: int) -> np.ndarray:
+        forward = ranks[i, : k + 1]
+        return np.array([c for c in forward if i in ranks[c, : k + 1]])
+
+    v = np.zeros((n, n))
+    for i in range(n):
+        own = set(reciprocal(i, k1).tolist())
+        members = set(own)
+        for c in own:  # expansion: judged against the sample's own reciprocal set
+            cand = reciprocal(c, int(np.around(k1 / 2)))
+            if len(set(cand.tolist()) & own) > 2 / 3 * len(cand):
+                members |= set(cand.tolist())
+        idx = np.array(sorted(members))
+        w = np.exp(-m[i, idx].astype(np.float64))
+        v[i, idx] = w / w.sum()
+    if k2 > 1:
+        v = np.stack([v[ranks[i, :k2]].mean(axis=0) for i in range(n)])
+    out = np.array(
+        [
+            [1 - np.minimum(v[i], v[j]).sum() / np.maximum(v[i], v[j]).sum() for j in range(n)]
+            for i in range(n)
+        ]
+    )
+    np.fill_diagonal(out, 0)
+    return out
+
+
+def test_jaccard_distance_of_one_set_matches_the_steps_written_out():
+    from omnireid.evaluation.rerank import jaccard_distance
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 8))
+    x = np.repeat(centres, 10, axis=0) + 0.3 * rng.standard_normal((40, 8))
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    got = jaccard_distance(d, k1=8, k2=3)
+    np.testing.assert_allclose(got, _dense_jaccard(d, 8, 3), atol=2e-5)
+    same = np.repeat(np.arange(4), 10)
+    within = got[same[:, None] == same[None]]
+    across = got[same[:, None] != same[None]]
+    assert within.mean() < 0.8 and np.allclose(across, 1.0)  # no shared neighbours across

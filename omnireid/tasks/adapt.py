@@ -1,0 +1,141 @@
+"""Adapting a trained model to a new site without labels (``train.task: adapt``).
+
+Builds, from a validated config: the source model (``model.weights``, with the architecture
+and options it was trained with), the unlabelled target images (``adapt.images``: a folder or
+CSV of crops, or the train split of ``data.dataset``), the per-round clustering callback, the
+cluster memory and its contrastive loss, a P x K sampler over pseudo-identities, and, when a
+labelled test set is named (``data.dataset``'s query/gallery, or ``data.target``), the
+evaluator. The result is an ordinary re-ID checkpoint that records what it was adapted from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from omnireid.adapt.adabn import adapt_batchnorm
+from omnireid.adapt.api import build_adaptation, samples_of
+from omnireid.config import Config
+from omnireid.data.datasets import ReIDDataset, Sample, load_dataset
+from omnireid.data.image_dataset import ImageDataset
+from omnireid.data.images import list_images
+from omnireid.data.transforms import transform_for
+from omnireid.errors import ConfigError
+from omnireid.models import load_for_inference
+from omnireid.models.loader import read_weights
+from omnireid.models.weights import weights_provenance
+from omnireid.preprocessing import Preprocessing
+from omnireid.progress import progress
+from omnireid.tasks.common import Run, run_meta, train_transform
+from omnireid.tasks.reid import make_evaluator
+
+
+def target_samples(config: Config) -> tuple[list[Sample], np.ndarray | None, ReIDDataset | None]:
+    """The unlabelled target images, their true pids when a benchmark gives them (for the
+    purity report only), and the labelled set to test on, if any."""
+    d, images = config.data, config.adapt.images
+    test = load_dataset(d.target, d.target_root) if d.target and d.target_root else None
+    if not images:
+        dataset = load_dataset(d.dataset, d.root)
+        if not dataset.train:
+            raise ConfigError(f"{d.dataset} at {d.root} has no train images to adapt on")
+        pids = np.array([s.pid for s in dataset.train])
+        return list(dataset.train), pids, test or dataset
+    path = Path(images)
+    if path.suffix.lower() == ".csv":
+        dataset = load_dataset("custom", path)
+        rows = dataset.train or [*dataset.query, *dataset.gallery]
+        return list(rows), np.array([s.pid for s in rows]), test
+    return samples_of(list_images(path)), None, test  # cameras from Market-style names
+
+
+def adapt_run(config: Config) -> Run:
+    """The adaptation task's ``Run`` (see ``tasks.common.Run``)."""
+    if not config.model.weights:
+        raise ConfigError("train.task=adapt needs model.weights: the model to adapt")
+    if config.model.mutual:
+        raise ConfigError("train.task=adapt adapts one network; model.mutual is not supported")
+    a, d = config.adapt, config.data
+    info = read_weights(config.model.weights)
+    model, source = load_for_inference(info)
+    model.train()
+    pre = Preprocessing(d.height, d.width, source.mean, source.std)
+    samples, true_pids, test = target_samples(config)
+    k = d.num_instances or 4
+    if len(samples) < 2 * k:
+        raise ConfigError(f"only {len(samples)} target images: too few to cluster and train on")
+    parts = build_adaptation(
+        samples,
+        train_transform(config, pre),
+        transform_for(pre),
+        batch_size=d.batch_size,
+        num_instances=k,
+        batches=a.batches,
+        temperature=a.temperature,
+        momentum=a.momentum,
+        eps=a.eps,
+        min_samples=a.min_samples,
+        k1=a.k1,
+        k2=a.k2,
+        camera_balanced=a.camera_balanced,
+        adabn=a.adabn,
+        true_pids=true_pids,
+        seed=config.train.seed,
+        workers=d.workers,
+        cache=d.cache_images,
+        device=config.train.device,
+    )
+    meta = run_meta(
+        config,
+        pre,
+        "reid",
+        arch=model.arch,
+        model_options=info.meta.get("model_options", {}),
+        num_classes=model.classifier.out_features,
+        adapted_from=weights_provenance(config.model.weights),
+    )
+    return Run(
+        model=model,
+        loader=parts.loader,
+        loss_fn=parts.memory,
+        meta=meta,
+        monitor=parts.memory.accuracy,
+        evaluate=make_evaluator(config, test, pre) if test is not None else None,
+        epoch_parts=parts.parts,
+        callbacks=[parts.rounds],
+        shown=("acc", "clusters", "outliers", "purity"),
+    )
+
+
+def adabn_from_config(config: Config) -> dict[str, float]:
+    """The zero-training baseline: AdaBN on the target images, saved as ``train.out_dir``'s
+    checkpoint (epoch 0) and evaluated when a test set is named; returns the metrics."""
+    import json
+
+    from torch.utils.data import DataLoader
+
+    from omnireid.engine.checkpoint import save_checkpoint
+
+    d = config.data
+    info = read_weights(config.model.weights)
+    model, source = load_for_inference(info)
+    pre = Preprocessing(d.height, d.width, source.mean, source.std)
+    samples, _, test = target_samples(config)
+    loader = DataLoader(ImageDataset(samples, transform_for(pre)), batch_size=64)
+    batches = (x for x, *_ in progress(loader, desc="AdaBN", unit="batch"))
+    adapt_batchnorm(model, batches, config.train.device)
+    out = Path(config.train.out_dir)
+    meta = run_meta(
+        config,
+        pre,
+        "reid",
+        arch=model.arch,
+        model_options=info.meta.get("model_options", {}),
+        num_classes=model.classifier.out_features,
+        adapted_from={**weights_provenance(config.model.weights), "method": "adabn"},
+    )
+    save_checkpoint(out, model, 0, meta=meta)
+    metrics = make_evaluator(config, test, pre)(model) if test is not None else {}
+    (out / "metrics.json").write_text(json.dumps({"epoch": 0, **metrics}, indent=2))
+    return metrics
