@@ -14,10 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from omnireid.cli import evaluate, export, index, models, serve, train, visualize
+from omnireid.cli import evaluate, export, gallery, index, models, serve, train, visualize
 from omnireid.errors import OmniReIDError, UsageError
 
-GROUPS = (models, train, evaluate, index, export, visualize, serve)
+GROUPS = (models, train, evaluate, index, export, visualize, serve, gallery)
 
 
 def make_parser() -> argparse.ArgumentParser:
