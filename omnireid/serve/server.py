@@ -22,9 +22,23 @@ def is_loopback(host: str) -> bool:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: any free port)."""
+    """A listening TCP socket on ``host:port`` (port 0: any free port) with ``TCP_NODELAY``.
+
+    Made with protocol ``IPPROTO_TCP`` (``socket.create_server`` leaves it 0): asyncio sets
+    ``TCP_NODELAY`` only on such sockets, and without it an answer sent as two writes waits
+    for the client's delayed ACK, ~40 ms a request.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=256)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(256)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def run(app: Any, host: str, port: int, *, access_log: bool = False) -> None:
