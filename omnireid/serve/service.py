@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from omnireid.errors import RequestError, UsageError
+from omnireid.serve.batching import QueryBatcher
 from omnireid.serve.limits import Limits, decode_image
 from omnireid.serve.store import Entry, VectorStore, check_id, normalized
 
@@ -84,6 +85,7 @@ class GalleryService:
         self.counts: Counter[str] = Counter()
         self.started = time.time()
         self._model = threading.Lock()  # one forward pass at a time; torch uses the cores
+        self._search = QueryBatcher(store.search)
         self._counting = threading.Lock()
 
     def count(self, what: str, n: int) -> None:
@@ -161,7 +163,7 @@ class GalleryService:
         person (``match``: the best hit at or above the threshold, else None)."""
         if not 1 <= k <= self.limits.max_k:
             raise RequestError(f"k must be 1 to {self.limits.max_k}, got {k}", 422)
-        hits = self.store.search(self._queries(images, features), k)
+        hits = self._search(self._queries(images, features), k)
         self.count("identified", len(hits))
         t = self.threshold.value if self.threshold else None
         results = []
@@ -196,5 +198,5 @@ class GalleryService:
             "limits": self.limits.__dict__,
             "store": store.info(),
             "uptime_s": round(time.time() - self.started, 1),
-            "counts": dict(self.counts),
+            "counts": {**self.counts, "searches": self._search.calls},
         }
