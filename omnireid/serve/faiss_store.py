@@ -72,6 +72,8 @@ class FaissStore:
         self.path = self.folder / DB_FILE
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # a new database only: 16 KiB pages hold seven 2 KiB (512-d) rows, 4 KiB pages one
+            self._db.execute("PRAGMA page_size=16384")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
