@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from omnireid.cli.common import add_weights_options
@@ -17,7 +18,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "serve", help="gallery service: enrol, identify, embed over HTTP (docs/serve.md)"
     )
-    p.add_argument("--index", required=True, help="gallery folder (created when missing)")
+    p.add_argument(
+        "--index",
+        required=True,
+        help="gallery folder (created when missing; an `index build` one is imported once)",
+    )
     add_weights_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
@@ -118,6 +123,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         collection=args.collection,
     )
     try:
+        if (Path(args.index) / "header.json").is_file() and len(store) == 0:
+            from omnireid.serve.importing import import_index
+
+            count = import_index(store, args.index)
+            log.info(
+                "imported %d entries of the `omnireid index build` index %s", count, args.index
+            )
         service = GalleryService(store, extractor, threshold, limits)
         log.info("gallery %s: %d entries (%s backend)", args.index, len(store), store.name)
         run(create_app(service, keys), args.host, args.port, access_log=args.access_log)

@@ -64,7 +64,7 @@ class Hit:
 
 class VectorStore(Protocol):
     """What the service needs from a backend. ``meta`` holds what the gallery was built with
-    (``dim``, ``arch``, ``weights_sha256``)."""
+    (``dim``, ``arch``, ``weights_sha256``, ``image_size``)."""
 
     name: str
     dim: int
@@ -125,9 +125,9 @@ def normalized(feats: Any, dim: int, what: str = "features") -> np.ndarray:
 
 
 def check_meta(stored: dict[str, Any], expected: dict[str, Any], where: str) -> None:
-    """Refuse a gallery built with another feature size, architecture or weights: its
-    features would not be comparable with the model's."""
-    for key in ("dim", "arch", "weights_sha256"):
+    """Refuse a gallery built with another feature size, architecture, weights or input size:
+    its features would not be comparable with the model's."""
+    for key in ("dim", "arch", "weights_sha256", "image_size"):
         known = stored.get(key) is not None and expected.get(key) is not None
         if known and stored[key] != expected[key]:
             raise UsageError(

@@ -10,7 +10,7 @@ from omnireid.serve.faiss_store import DB_FILE
 from omnireid.serve.store import Entry
 from tests.serve.helpers import unit_rows
 
-META = {"dim": 16, "arch": "osnet_x0_25", "weights_sha256": "ab" * 32}
+META = {"dim": 16, "arch": "osnet_x0_25", "weights_sha256": "ab" * 32, "image_size": [256, 128]}
 
 
 @pytest.fixture(params=["faiss", "qdrant"])
@@ -85,6 +85,8 @@ def test_a_gallery_of_other_weights_or_size_is_refused(tmp_path, backend):
         open_store(backend, tmp_path, {**META, "weights_sha256": "cd" * 32})
     with pytest.raises(UsageError, match="dim=16"):
         open_store(backend, tmp_path, {**META, "dim": 32})
+    with pytest.raises(UsageError, match=r"image_size=\[256, 128\]"):
+        open_store(backend, tmp_path, {**META, "image_size": [128, 64]})
 
 
 def test_sqlite_holds_each_feature_as_float32_and_the_index_is_rebuilt_from_it(tmp_path):
@@ -111,3 +113,32 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
     (tmp_path / DB_FILE).write_bytes(b"not a database" * 100)
     with pytest.raises(IndexFileError, match="not a usable gallery database"):
         open_store("faiss", tmp_path, META)
+
+
+def test_an_index_built_by_omnireid_index_build_is_imported(tmp_path):
+    from omnireid.deploy.index import GalleryIndex
+    from omnireid.serve.importing import import_index
+
+    feats = unit_rows(5, 16, seed=9)
+    paths = [f"/data/{i:04d}_c{i % 2 + 1}s1_000100_01.jpg" for i in range(5)]
+    extra = {"weights": {"path": "w.pt", "sha256": META["weights_sha256"]}}
+    ids = dict(pids=[3, 3, 4, -1, 5], camids=[0, 1, 0, -1, 1])
+    built = GalleryIndex.build(
+        feats, paths, **ids, arch=META["arch"], image_size=(256, 128), extra=extra
+    )
+    built.save(tmp_path)
+    store = open_store("faiss", tmp_path, META)  # the service's gallery beside the index files
+    assert import_index(store, tmp_path) == 5
+    entry = store.search(feats[[3]], k=1)[0][0].entry
+    assert entry == Entry("index-3", labels={"path": paths[3]})  # unknown pid, camera: none
+    assert store.get("index-1") == Entry("index-1", camera=1, labels={"path": paths[1], "pid": "3"})
+    store.close()
+    for key, value, reason in [
+        ("weights_sha256", "ef" * 32, "built with other weights"),
+        ("image_size", [128, 64], r"features of \[256, 128\] inputs"),
+    ]:
+        elsewhere = open_store("faiss", tmp_path / key, {**META, key: value})
+        with pytest.raises(UsageError, match=reason):
+            import_index(elsewhere, tmp_path)
+        assert len(elsewhere) == 0
+        elsewhere.close()
