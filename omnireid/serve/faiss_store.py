@@ -14,7 +14,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,26 @@ from omnireid.serve.store import (
 )
 
 DB_FILE = "gallery.sqlite"
+SCHEMA_VERSION = 1
 # FAISS scores a batch of queries with one matrix product (BLAS) only from this many queries
 # on (its default here: 128,000); on 100k x 512 with one thread a batch of 4 took 24 ms that
 # way against 52 ms query by query, 8 took 31 vs 98 ms (2 took about the same either way)
 BLAS_FROM = 4
-SCHEMA_VERSION = 1
+_BLAS = threading.Lock()  # the threshold is process-wide: set it only around our searches
+
+
+@contextmanager
+def _blas_search() -> Iterator[None]:
+    """FAISS's flat search through BLAS for the queries searched inside this block."""
+    with _BLAS:
+        before = faiss.cvar.distance_compute_blas_threshold
+        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM
+        try:
+            yield
+        finally:
+            faiss.cvar.distance_compute_blas_threshold = before
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -85,7 +101,6 @@ class FaissStore:
         self._write = threading.Lock()  # one writer at a time: SQLite, then the index
         self._rw = ReadWriteLock()  # searches in parallel, never during an index update
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM  # process-wide; speed only
         self._entries: dict[int, Entry] = {}
         self._seq: dict[str, int] = {}
         started = time.perf_counter()
@@ -187,7 +202,8 @@ class FaissStore:
             n = int(self._index.ntotal)
             if n == 0:
                 return [[] for _ in q]
-            scores, seqs = self._index.search(q, min(k, n))
+            with _blas_search() if len(q) >= BLAS_FROM else nullcontext():
+                scores, seqs = self._index.search(q, min(k, n))
             entries = [[self._entries.get(int(s)) for s in row] for row in seqs]
         return [
             [Hit(e, float(s)) for e, s in zip(row_e, row_s, strict=True) if e is not None]

@@ -142,3 +142,19 @@ def test_an_index_built_by_omnireid_index_build_is_imported(tmp_path):
             import_index(elsewhere, tmp_path)
         assert len(elsewhere) == 0
         elsewhere.close()
+
+
+def test_a_batch_of_queries_gets_what_each_query_gets_alone(tmp_path):
+    import faiss
+
+    store = open_store("faiss", tmp_path, META)
+    store.add(entries(200), unit_rows(200, 16, seed=12))
+    queries = unit_rows(8, 16, seed=13)
+    before = faiss.cvar.distance_compute_blas_threshold
+    batched = store.search(queries, k=5)  # 8 queries: one matrix product
+    assert faiss.cvar.distance_compute_blas_threshold == before  # the process-wide setting
+    for q, row in zip(queries, batched, strict=True):
+        alone = store.search(q[None], k=5)[0]
+        assert [h.entry.id for h in row] == [h.entry.id for h in alone]
+        np.testing.assert_allclose([h.score for h in row], [h.score for h in alone], atol=1e-5)
+    store.close()
