@@ -6,14 +6,12 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from omnireid.data.datasets import ReIDDataset
-from omnireid.data.transforms import transform_for
-from omnireid.evaluation.evaluate import evaluate_model
-from omnireid.models import load_for_inference
-from omnireid.models.fused import optimize_for_inference
+if TYPE_CHECKING:
+    from omnireid.data.datasets import ReIDDataset
 
 SCORES = ("rank1", "rank5", "mAP")
 
@@ -41,6 +39,11 @@ def score(
 ) -> dict[str, dict[str, float]]:
     """R1/R5/mAP of a model (run folder, checkpoint or file; its stored preprocessing) on
     every dataset, with ``metric`` distance."""
+    from omnireid.data.transforms import transform_for
+    from omnireid.evaluation.evaluate import evaluate_model
+    from omnireid.models import load_for_inference
+    from omnireid.models.fused import optimize_for_inference
+
     model, pre = load_for_inference(weights)
     fast = optimize_for_inference(model)
     out = {}

@@ -52,3 +52,16 @@ def non_finite_rows(count: int, total: int, what: str = "images") -> NonFiniteFe
         f"{count} of {total} {what} gave NaN or infinite features: the model's weights are "
         "damaged (e.g. a training run that diverged); no result was computed from them"
     )
+
+
+class RequestError(OmniReIDError, ValueError):
+    """A request the gallery service refuses (bad input, unknown id, missing key): ``status``
+    is the HTTP status it is answered with (4xx), the message the reason."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServiceError(OmniReIDError, RuntimeError):
+    """The gallery service cannot be reached, or failed on its side (5xx)."""

@@ -14,10 +14,20 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from omnireid.cli import adapt, evaluate, export, index, models, train, visualize
+from omnireid.cli import (
+    adapt,
+    evaluate,
+    export,
+    gallery,
+    index,
+    models,
+    serve,
+    train,
+    visualize,
+)
 from omnireid.errors import OmniReIDError, UsageError
 
-GROUPS = (models, train, adapt, evaluate, index, export, visualize)
+GROUPS = (models, train, adapt, evaluate, index, export, visualize, serve, gallery)
 
 
 def make_parser() -> argparse.ArgumentParser:

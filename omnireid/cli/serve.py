@@ -1,0 +1,138 @@
+"""``omnireid serve``: the gallery service (FastAPI + uvicorn) over a durable gallery."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omnireid.cli.common import add_weights_options
+from omnireid.errors import UsageError
+
+log = logging.getLogger("omnireid.cli")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve", help="gallery service: enrol, identify, embed over HTTP (docs/serve.md)"
+    )
+    p.add_argument(
+        "--index",
+        required=True,
+        help="gallery folder (created when missing; an `index build` one is imported once)",
+    )
+    add_weights_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
+    p.add_argument("--backend", choices=("faiss", "qdrant"), default="faiss")
+    p.add_argument(
+        "--qdrant-url", help="a Qdrant server, key in $QDRANT_API_KEY (default: local mode)"
+    )
+    p.add_argument("--collection", default="omnireid_gallery", help="Qdrant collection name")
+    p.add_argument("--keys", help="API key file: lines 'read KEY' / 'write KEY'")
+    p.add_argument(
+        "--no-auth", action="store_true", help="serve without API keys (loopback hosts only)"
+    )
+    p.add_argument("--verification", help="verification.json from `omnireid calibrate`")
+    p.add_argument("--target-fpr", type=float, help="use that file's threshold for this FPR")
+    p.add_argument("--threshold", type=float, help="same-person cosine threshold, given directly")
+    p.add_argument("--max-body-mb", type=float, default=16.0, help="request size limit (16)")
+    p.add_argument("--max-images", type=int, default=32, help="images per request (32)")
+    p.add_argument("--max-features", type=int, default=1000, help="features per request (1000)")
+    p.add_argument("--max-image-side", type=int, default=4096, help="pixels (4096)")
+    p.add_argument(
+        "--extractor", choices=("torch", "fast", "onnxruntime"), default="fast", help="(fast)"
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+
+
+def _threshold(args: argparse.Namespace, arch: str) -> Any:
+    from omnireid.serve.service import Threshold, read_threshold
+
+    if args.threshold is not None and args.verification:
+        raise UsageError("give --threshold or --verification, not both")
+    if args.target_fpr is not None and not args.verification:
+        raise UsageError("--target-fpr picks a threshold from --verification FILE")
+    if args.verification:
+        return read_threshold(args.verification, arch, args.target_fpr)
+    if args.threshold is not None:
+        if not -1.0 <= args.threshold <= 1.0:
+            raise UsageError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
+        return Threshold(args.threshold)
+    log.warning("no same-person threshold (--verification or --threshold): matches are ranked only")
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from omnireid.deploy.extractor import FeatureExtractor
+    from omnireid.models.weights import weights_provenance
+    from omnireid.runtime import tune_allocator
+    from omnireid.serve.app import create_app
+    from omnireid.serve.auth import load_keys
+    from omnireid.serve.backends import open_store
+    from omnireid.serve.limits import Limits
+    from omnireid.serve.server import is_loopback, run
+    from omnireid.serve.service import GalleryService
+
+    if args.qdrant_url and args.backend != "qdrant":
+        raise UsageError("--qdrant-url is for --backend qdrant")
+    keys = load_keys(args.keys)
+    if args.no_auth and keys.enabled:
+        raise UsageError("--no-auth with API keys given: choose one")
+    if args.no_auth and not is_loopback(args.host):
+        raise UsageError(f"--no-auth is for loopback hosts only, not {args.host}")
+    if not keys.enabled and not args.no_auth:
+        raise UsageError(
+            "no API keys: give --keys FILE or set OMNIREID_READ_KEYS / OMNIREID_WRITE_KEYS "
+            "(or --no-auth on 127.0.0.1)"
+        )
+    limits = Limits(
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_images=args.max_images,
+        max_features=args.max_features,
+        max_image_side=args.max_image_side,
+        max_image_pixels=args.max_image_side**2,
+    )
+    size = None if args.height is None and args.width is None else (args.height, args.width)
+    extractor = FeatureExtractor(
+        args.arch, weights=args.weights, device=args.device, image_size=size, backend=args.extractor
+    )
+    threshold = _threshold(args, extractor.arch)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    tune_allocator()
+    meta = {
+        "dim": extractor.feature_dim,
+        "arch": extractor.arch,
+        "weights_sha256": weights_provenance(args.weights)["sha256"],
+        "image_size": list(extractor.image_size),
+    }
+    store = open_store(
+        args.backend,
+        args.index,
+        meta,
+        qdrant_url=args.qdrant_url,
+        qdrant_api_key=os.environ.get("QDRANT_API_KEY"),
+        collection=args.collection,
+    )
+    try:
+        if (Path(args.index) / "header.json").is_file() and len(store) == 0:
+            from omnireid.serve.importing import import_index
+
+            count = import_index(store, args.index)
+            log.info(
+                "imported %d entries of the `omnireid index build` index %s", count, args.index
+            )
+        service = GalleryService(store, extractor, threshold, limits)
+        log.info("gallery %s: %d entries (%s backend)", args.index, len(store), store.name)
+        run(create_app(service, keys), args.host, args.port, access_log=args.access_log)
+    finally:
+        store.close()
+    return 0

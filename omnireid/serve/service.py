@@ -1,0 +1,202 @@
+"""The gallery service without HTTP: images and features in, entries and matches out.
+
+``GalleryService`` joins a ``FeatureExtractor`` (images -> features), a ``VectorStore`` and an
+optional same-person threshold (a cosine similarity calibrated with ``omnireid calibrate``).
+Inputs arrive as JSON values (base64 images, lists of floats); every refusal is a
+``RequestError`` carrying its HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omnireid.errors import RequestError, UsageError
+from omnireid.serve.batching import QueryBatcher
+from omnireid.serve.limits import Limits, decode_image
+from omnireid.serve.store import Entry, VectorStore, check_id, normalized
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Accept a match when its cosine similarity is ``>= value``."""
+
+    value: float
+    target_fpr: float | None = None
+    source: str = "--threshold"
+
+
+def read_threshold(path: str | Path, arch: str | None, target_fpr: float | None) -> Threshold:
+    """The threshold in an ``omnireid calibrate`` verification.json: its suggested one, or
+    the one for ``target_fpr`` among those it reports. Refuses one calibrated on another
+    architecture."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path} is not a verification.json (invalid JSON: {e})") from e
+    if not isinstance(summary, dict) or "suggested" not in summary:
+        raise UsageError(f"{path} is not a verification.json from `omnireid calibrate`")
+    if arch and summary.get("arch") and summary["arch"] != arch:
+        raise UsageError(f"{path} was calibrated for {summary['arch']}, the server runs {arch}")
+    point = summary["suggested"]
+    if target_fpr is not None:
+        points = summary.get("tpr_at_fpr", {})
+        point = points.get(f"{target_fpr:g}")
+        if point is None:
+            known = ", ".join(dict.fromkeys([*points, f"{summary['suggested']['target_fpr']:g}"]))
+            raise UsageError(f"{path} has no threshold for FPR {target_fpr:g}; it has {known}")
+    value = float(point["threshold"])
+    if not math.isfinite(value):
+        raise UsageError(f"{path}: the threshold {value} is not a number")
+    return Threshold(value, float(point["target_fpr"]), str(path))
+
+
+def _decision(score: float, threshold: float | None) -> dict[str, bool | None]:
+    return {"same_person": None if threshold is None else score >= threshold}
+
+
+class GalleryService:
+    """Embed, enrol, identify and remove, within ``limits``."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        extractor: Any,
+        threshold: Threshold | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        if extractor.feature_dim != store.dim:
+            raise UsageError(
+                f"the model gives {extractor.feature_dim}-d features, the gallery holds "
+                f"{store.dim}-d ones"
+            )
+        self.store, self.extractor, self.threshold = store, extractor, threshold
+        self.limits = limits or Limits()
+        self.counts: Counter[str] = Counter()
+        self.started = time.time()
+        self._model = threading.Lock()  # one forward pass at a time; torch uses the cores
+        self._search = QueryBatcher(store.search)
+        self._counting = threading.Lock()
+
+    def count(self, what: str, n: int) -> None:
+        with self._counting:
+            self.counts[what] += n
+
+    # --- inputs --------------------------------------------------------------------------
+    def embed(self, images: list[str]) -> np.ndarray:
+        """``(N, D)`` features of base64-encoded images."""
+        if not images:
+            raise RequestError("no images given", 422)
+        if len(images) > self.limits.max_images:
+            raise RequestError(
+                f"{len(images)} images in one request; the limit is {self.limits.max_images}", 413
+            )
+        pictures = [decode_image(data, i, self.limits) for i, data in enumerate(images)]
+        with self._model:
+            feats = self.extractor(pictures)
+        self.count("embedded", len(feats))
+        return feats
+
+    def features(self, rows: list[list[float]]) -> np.ndarray:
+        """``(N, D)`` normalised features from JSON rows; 422 for another dimension."""
+        if len(rows) > self.limits.max_features:
+            raise RequestError(
+                f"{len(rows)} features in one request; the limit is {self.limits.max_features}",
+                413,
+            )
+        if any(len(r) != self.store.dim for r in rows):
+            bad = next(i for i, r in enumerate(rows) if len(r) != self.store.dim)
+            raise RequestError(
+                f"feature {bad} has {len(rows[bad])} values; this gallery holds "
+                f"{self.store.dim}-d features",
+                422,
+            )
+        return normalized(np.asarray(rows, np.float32).reshape(-1, self.store.dim), self.store.dim)
+
+    def _queries(self, images: list[str] | None, features: list[list[float]] | None) -> np.ndarray:
+        if (images is None) == (features is None):
+            raise RequestError("give either images or features", 422)
+        if images is not None:
+            return self.embed(images)
+        if not features:
+            raise RequestError("no features given", 422)
+        return self.features(features)
+
+    # --- the gallery ---------------------------------------------------------------------
+    def enrol(self, items: list[dict[str, Any]]) -> list[str]:
+        """Store each item (``image`` or ``feature`` plus metadata); returns their ids once
+        the store holds them durably."""
+        if not items:
+            raise RequestError("no items given", 422)
+        entries, images, rows = [], [], []
+        for i, item in enumerate(items):
+            has_image, has_feature = item.get("image") is not None, item.get("feature") is not None
+            if has_image == has_feature:
+                raise RequestError(f"item {i}: give either an image or a feature", 422)
+            (images if has_image else rows).append((i, item.get("image") or item.get("feature")))
+            entry_id = check_id(item["id"]) if item.get("id") else uuid.uuid4().hex
+            meta = {k: item.get(k) for k in ("camera", "timestamp", "track_id")}
+            entries.append(Entry(entry_id, labels=dict(item.get("labels") or {}), **meta))
+        feats = np.empty((len(items), self.store.dim), np.float32)
+        if images:
+            feats[[i for i, _ in images]] = self.embed([data for _, data in images])
+        if rows:
+            feats[[i for i, _ in rows]] = self.features([data for _, data in rows])
+        self.store.add(entries, feats)
+        self.count("enrolled", len(entries))
+        return [e.id for e in entries]
+
+    def identify(
+        self, images: list[str] | None, features: list[list[float]] | None, k: int
+    ) -> list[dict[str, Any]]:
+        """For each query: its ``k`` best matches and, with a threshold, which is the same
+        person (``match``: the best hit at or above the threshold, else None)."""
+        if not 1 <= k <= self.limits.max_k:
+            raise RequestError(f"k must be 1 to {self.limits.max_k}, got {k}", 422)
+        hits = self._search(self._queries(images, features), k)
+        self.count("identified", len(hits))
+        t = self.threshold.value if self.threshold else None
+        results = []
+        for row in hits:
+            matches = [
+                {**h.entry.to_dict(), "score": h.score, **_decision(h.score, t)} for h in row
+            ]
+            best = matches[0] if matches and matches[0]["same_person"] else None
+            results.append({"matches": matches, "match": best["id"] if best else None})
+        return results
+
+    def get(self, entry_id: str) -> dict[str, Any]:
+        entry = self.store.get(entry_id)
+        if entry is None:
+            raise RequestError(f"no gallery entry {entry_id!r}", 404)
+        return entry.to_dict()
+
+    def remove(self, entry_id: str) -> None:
+        if not self.store.remove(entry_id):
+            raise RequestError(f"no gallery entry {entry_id!r}", 404)
+        self.count("removed", 1)
+
+    def stats(self) -> dict[str, Any]:
+        store = self.store
+        return {
+            "backend": store.name,
+            "entries": len(store),
+            "dim": store.dim,
+            "arch": store.meta.get("arch"),
+            "weights_sha256": store.meta.get("weights_sha256"),
+            "threshold": None if self.threshold is None else self.threshold.__dict__,
+            "limits": self.limits.__dict__,
+            "store": store.info(),
+            "uptime_s": round(time.time() - self.started, 1),
+            "counts": {**self.counts, "searches": self._search.calls},
+        }

@@ -1,0 +1,175 @@
+"""The vector-store interface of the gallery service, and what its backends share.
+
+A store keeps gallery entries (an id, L2-normalised ``(D,)`` float32 feature and metadata) and
+answers top-k cosine queries. ``add`` and ``remove`` return only once the change is durable:
+that is what lets the service acknowledge an enrolment. Backends: ``faiss_store.FaissStore``
+(SQLite + an in-memory FAISS index, the default) and ``qdrant_store.QdrantStore``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from omnireid.errors import RequestError, UsageError
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_ID = re.compile(ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One enrolment's metadata: ``camera`` is 0-based, ``timestamp`` in seconds (any epoch
+    the site uses), ``labels`` free ``str -> str`` pairs; None when unknown."""
+
+    id: str
+    camera: int | None = None
+    timestamp: float | None = None
+    track_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "camera": self.camera,
+            "timestamp": self.timestamp,
+            "track_id": self.track_id,
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Entry:
+        return cls(
+            id=str(d["id"]),
+            camera=d.get("camera"),
+            timestamp=d.get("timestamp"),
+            track_id=d.get("track_id"),
+            labels=dict(d.get("labels") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A gallery entry found for a query, with its cosine similarity (higher is closer)."""
+
+    entry: Entry
+    score: float
+
+
+class VectorStore(Protocol):
+    """What the service needs from a backend. ``meta`` holds what the gallery was built with
+    (``dim``, ``arch``, ``weights_sha256``, ``image_size``)."""
+
+    name: str
+    dim: int
+    meta: dict[str, Any]
+
+    def add(self, entries: Sequence[Entry], feats: np.ndarray) -> None:
+        """Store ``(N, dim)`` features with their entries, all or none; durable on return."""
+
+    def remove(self, entry_id: str) -> bool:
+        """Delete one entry (durable on return); False when there was none."""
+
+    def get(self, entry_id: str) -> Entry | None: ...
+
+    def feature(self, entry_id: str) -> np.ndarray | None:
+        """The stored (normalised) ``(dim,)`` feature of an entry."""
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """The ``k`` most similar entries of each of the ``(Q, dim)`` queries, best first."""
+
+    def __len__(self) -> int: ...
+
+    def info(self) -> dict[str, Any]:
+        """Where the gallery lives and how it is kept, for ``/stats``."""
+
+    def close(self) -> None: ...
+
+
+def check_id(entry_id: str) -> str:
+    """An entry id as the API accepts it: 1-64 letters, digits or ``_ . : -``."""
+    if not _ID.match(entry_id):
+        raise RequestError(f"id {entry_id!r} must be 1-64 letters, digits or _ . : -", 422)
+    return entry_id
+
+
+def check_new_ids(entries: Sequence[Entry], exists: Callable[[str], bool]) -> None:
+    """Refuse an id that is already enrolled (409) or repeated within one request (422)."""
+    seen: set[str] = set()
+    for e in entries:
+        if exists(e.id):
+            raise RequestError(f"id {e.id!r} is already enrolled", 409)
+        if e.id in seen:
+            raise RequestError(f"id {e.id!r} appears twice in the request", 422)
+        seen.add(e.id)
+
+
+def normalized(feats: Any, dim: int, what: str = "features") -> np.ndarray:
+    """``(N, dim)`` float32 rows scaled to unit length; refuses other shapes, NaN and zeros."""
+    x = np.asarray(feats, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != dim:
+        got = x.shape[1] if x.ndim == 2 else f"shape {x.shape}"
+        raise RequestError(f"{what} must be {dim}-dimensional, got {got}", 422)
+    if not np.isfinite(x).all():
+        raise RequestError(f"{what} contain NaN or infinite values", 422)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms < 1e-12).any():
+        raise RequestError(f"{what} contain an all-zero vector, which has no direction", 422)
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+def check_meta(stored: dict[str, Any], expected: dict[str, Any], where: str) -> None:
+    """Refuse a gallery built with another feature size, architecture, weights or input size:
+    its features would not be comparable with the model's."""
+    for key in ("dim", "arch", "weights_sha256", "image_size"):
+        known = stored.get(key) is not None and expected.get(key) is not None
+        if known and stored[key] != expected[key]:
+            raise UsageError(
+                f"{where} was built with {key}={stored[key]!r}, but this server has "
+                f"{expected[key]!r}: its features would not match the gallery's"
+            )
+
+
+class ReadWriteLock:
+    """Many readers or one writer (readers wait while a writer waits, so writes get through)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()

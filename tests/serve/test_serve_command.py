@@ -1,0 +1,34 @@
+import pytest
+
+from omnireid.cli import main
+from tests.serve.helpers import READ_KEY
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "reason"),
+    [
+        ([], {}, "no API keys: give --keys FILE or set OMNIREID_READ_KEYS"),
+        (["--no-auth", "--host", "0.0.0.0"], {}, "--no-auth is for loopback hosts only"),
+        (["--no-auth"], {"OMNIREID_READ_KEYS": READ_KEY}, "--no-auth with API keys given"),
+        (["--no-auth", "--threshold", "0.5", "--verification", "v.json"], {}, "not both"),
+        (["--no-auth", "--threshold", "1.5"], {}, "cosine similarity in [-1, 1]"),
+        (["--no-auth", "--target-fpr", "0.01"], {}, "--target-fpr picks a threshold from"),
+        (
+            ["--no-auth", "--backend", "faiss", "--qdrant-url", "http://127.0.0.1:6333"],
+            {},
+            "is for",
+        ),
+    ],
+)
+def test_serve_refuses_unsafe_or_contradictory_settings(
+    tmp_path, toy_weights, monkeypatch, capsys, extra, env, reason
+):
+    for name in ("OMNIREID_READ_KEYS", "OMNIREID_WRITE_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = ["serve", "--index", str(tmp_path / "g"), "--weights", str(toy_weights), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert reason in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "g").exists()

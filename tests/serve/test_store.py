@@ -1,0 +1,160 @@
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from omnireid.errors import IndexFileError, RequestError, UsageError
+from omnireid.serve.backends import open_store
+from omnireid.serve.faiss_store import DB_FILE
+from omnireid.serve.store import Entry
+from tests.serve.helpers import unit_rows
+
+META = {"dim": 16, "arch": "osnet_x0_25", "weights_sha256": "ab" * 32, "image_size": [256, 128]}
+
+
+@pytest.fixture(params=["faiss", "qdrant"])
+def backend(request) -> str:
+    return request.param
+
+
+def entries(n: int, start: int = 0) -> list[Entry]:
+    return [
+        Entry(f"p{i}", camera=i % 3, timestamp=100.0 + i, track_id=f"t{i}", labels={"n": str(i)})
+        for i in range(start, start + n)
+    ]
+
+
+def test_search_ranks_by_cosine_like_brute_force(tmp_path, backend):
+    store = open_store(backend, tmp_path, META)
+    gallery = unit_rows(40, 16, seed=0)
+    store.add(entries(40), 3.0 * gallery)  # any length: the store normalises
+    queries = unit_rows(3, 16, seed=1)
+    hits = store.search(queries, k=5)
+    expected = np.argsort(-(queries @ gallery.T), axis=1)[:, :5]
+    for q, row, best in zip(queries, hits, expected, strict=True):
+        assert [h.entry.id for h in row] == [f"p{i}" for i in best]
+        np.testing.assert_allclose([h.score for h in row], gallery[best] @ q, atol=1e-5)
+    assert hits[0][0].entry == entries(40)[expected[0][0]]  # metadata comes back whole
+    store.close()
+
+
+def test_entries_survive_reopening_and_removal_is_kept(tmp_path, backend):
+    store = open_store(backend, tmp_path, META)
+    feats = unit_rows(6, 16, seed=2)
+    store.add(entries(6), feats)
+    assert store.remove("p2") and not store.remove("p2")
+    store.close()
+    store = open_store(backend, tmp_path, META)
+    assert len(store) == 5 and store.get("p2") is None
+    assert store.get("p4") == entries(6)[4]
+    np.testing.assert_allclose(store.feature("p5"), feats[5], atol=1e-6)
+    assert [h.entry.id for h in store.search(feats[[3]], k=1)[0]] == ["p3"]
+    store.close()
+
+
+def test_a_taken_id_refuses_the_whole_request(tmp_path, backend):
+    store = open_store(backend, tmp_path, META)
+    store.add(entries(2), unit_rows(2, 16, seed=3))
+    with pytest.raises(RequestError, match="'p1' is already enrolled") as caught:
+        store.add(entries(3, start=1), unit_rows(3, 16, seed=4))  # p1 taken, p2 and p3 new
+    assert caught.value.status == 409
+    assert len(store) == 2 and store.get("p2") is None  # all or none
+    with pytest.raises(RequestError, match="twice") as caught:
+        store.add([Entry("x"), Entry("x")], unit_rows(2, 16, seed=5))
+    assert caught.value.status == 422 and len(store) == 2
+    store.close()
+
+
+def test_bad_features_are_refused(tmp_path, backend):
+    store = open_store(backend, tmp_path, META)
+    for bad, reason in [
+        (np.ones((1, 8)), "16-dimensional, got 8"),
+        (np.full((1, 16), np.nan), "NaN"),
+        (np.zeros((1, 16)), "all-zero"),
+    ]:
+        with pytest.raises(RequestError, match=reason):
+            store.add([Entry("a")], bad)
+    assert len(store) == 0 and store.search(unit_rows(1, 16, seed=0), k=3) == [[]]
+    store.close()
+
+
+def test_a_gallery_of_other_weights_or_size_is_refused(tmp_path, backend):
+    open_store(backend, tmp_path, META).close()
+    with pytest.raises(UsageError, match=r"weights_sha256=.*features would not match"):
+        open_store(backend, tmp_path, {**META, "weights_sha256": "cd" * 32})
+    with pytest.raises(UsageError, match="dim=16"):
+        open_store(backend, tmp_path, {**META, "dim": 32})
+    with pytest.raises(UsageError, match=r"image_size=\[256, 128\]"):
+        open_store(backend, tmp_path, {**META, "image_size": [128, 64]})
+
+
+def test_sqlite_holds_each_feature_as_float32_and_the_index_is_rebuilt_from_it(tmp_path):
+    store = open_store("faiss", tmp_path, META)
+    feats = unit_rows(3, 16, seed=6)
+    store.add(entries(3), feats)
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    rows = db.execute("SELECT id, feature, labels FROM entries ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == ["p0", "p1", "p2"]
+    np.testing.assert_allclose(
+        np.stack([np.frombuffer(r[1], "<f4") for r in rows]), feats, atol=1e-6
+    )
+    assert json.loads(rows[1][2]) == {"n": "1"}
+    db.execute("UPDATE entries SET feature = X'00' WHERE id = 'p1'")  # damage one row
+    db.commit()
+    db.close()
+    with pytest.raises(IndexFileError, match="'p1' has a damaged feature"):
+        open_store("faiss", tmp_path, META)
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    (tmp_path / DB_FILE).write_bytes(b"not a database" * 100)
+    with pytest.raises(IndexFileError, match="not a usable gallery database"):
+        open_store("faiss", tmp_path, META)
+
+
+def test_an_index_built_by_omnireid_index_build_is_imported(tmp_path):
+    from omnireid.deploy.index import GalleryIndex
+    from omnireid.serve.importing import import_index
+
+    feats = unit_rows(5, 16, seed=9)
+    paths = [f"/data/{i:04d}_c{i % 2 + 1}s1_000100_01.jpg" for i in range(5)]
+    extra = {"weights": {"path": "w.pt", "sha256": META["weights_sha256"]}}
+    ids = dict(pids=[3, 3, 4, -1, 5], camids=[0, 1, 0, -1, 1])
+    built = GalleryIndex.build(
+        feats, paths, **ids, arch=META["arch"], image_size=(256, 128), extra=extra
+    )
+    built.save(tmp_path)
+    store = open_store("faiss", tmp_path, META)  # the service's gallery beside the index files
+    assert import_index(store, tmp_path) == 5
+    entry = store.search(feats[[3]], k=1)[0][0].entry
+    assert entry == Entry("index-3", labels={"path": paths[3]})  # unknown pid, camera: none
+    assert store.get("index-1") == Entry("index-1", camera=1, labels={"path": paths[1], "pid": "3"})
+    store.close()
+    for key, value, reason in [
+        ("weights_sha256", "ef" * 32, "built with other weights"),
+        ("image_size", [128, 64], r"features of \[256, 128\] inputs"),
+    ]:
+        elsewhere = open_store("faiss", tmp_path / key, {**META, key: value})
+        with pytest.raises(UsageError, match=reason):
+            import_index(elsewhere, tmp_path)
+        assert len(elsewhere) == 0
+        elsewhere.close()
+
+
+def test_a_batch_of_queries_gets_what_each_query_gets_alone(tmp_path):
+    import faiss
+
+    store = open_store("faiss", tmp_path, META)
+    store.add(entries(200), unit_rows(200, 16, seed=12))
+    queries = unit_rows(8, 16, seed=13)
+    before = faiss.cvar.distance_compute_blas_threshold
+    batched = store.search(queries, k=5)  # 8 queries: one matrix product
+    assert faiss.cvar.distance_compute_blas_threshold == before  # the process-wide setting
+    for q, row in zip(queries, batched, strict=True):
+        alone = store.search(q[None], k=5)[0]
+        assert [h.entry.id for h in row] == [h.entry.id for h in alone]
+        np.testing.assert_allclose([h.score for h in row], [h.score for h in alone], atol=1e-5)
+    store.close()
