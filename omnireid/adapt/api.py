@@ -44,7 +44,7 @@ def build_adaptation(
     batches: int = 100,
     temperature: float = 0.05,
     momentum: float = 0.1,
-    eps: float = 0.6,
+    eps: float = 0.5,
     min_samples: int = 4,
     k1: int = 30,
     k2: int = 6,

@@ -57,7 +57,7 @@ def dbscan(dist: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
 
 
 def pseudo_labels(
-    features: torch.Tensor, *, eps: float = 0.6, min_samples: int = 4, k1: int = 30, k2: int = 6
+    features: torch.Tensor, *, eps: float = 0.5, min_samples: int = 4, k1: int = 30, k2: int = 6
 ) -> np.ndarray:
     """``(n,)`` cluster labels (-1: outlier) of ``(n, D)`` features: Euclidean distances of the
     L2-normalised features -> k-reciprocal Jaccard distance -> DBSCAN."""
