@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from omnireid.adapt.adabn import adapt_batchnorm
 from omnireid.adapt.api import build_adaptation, samples_of
@@ -50,6 +51,27 @@ def target_samples(config: Config) -> tuple[list[Sample], np.ndarray | None, ReI
     return samples_of(list_images(path)), None, test  # cameras from Market-style names
 
 
+def _source(config: Config, method: str | None = None) -> tuple[nn.Module, Preprocessing, dict]:
+    """The model to adapt (in eval mode), the preprocessing (the source's mean/std at
+    ``data.height x data.width``), and the metadata the adapted checkpoints carry: the source
+    weights' path and SHA-256 (and ``method`` when not the full self-training)."""
+    d = config.data
+    info = read_weights(config.model.weights)
+    model, source = load_for_inference(info)
+    pre = Preprocessing(d.height, d.width, source.mean, source.std)
+    adapted_from = weights_provenance(config.model.weights)
+    meta = run_meta(
+        config,
+        pre,
+        "reid",
+        arch=model.arch,
+        model_options=info.meta.get("model_options", {}),
+        num_classes=model.classifier.out_features,
+        adapted_from={**adapted_from, "method": method} if method else adapted_from,
+    )
+    return model, pre, meta
+
+
 def adapt_run(config: Config) -> Run:
     """The adaptation task's ``Run`` (see ``tasks.common.Run``)."""
     if not config.model.weights:
@@ -57,10 +79,8 @@ def adapt_run(config: Config) -> Run:
     if config.model.mutual:
         raise ConfigError("train.task=adapt adapts one network; model.mutual is not supported")
     a, d = config.adapt, config.data
-    info = read_weights(config.model.weights)
-    model, source = load_for_inference(info)
+    model, pre, meta = _source(config)
     model.train()
-    pre = Preprocessing(d.height, d.width, source.mean, source.std)
     samples, true_pids, test = target_samples(config)
     k = d.num_instances or 4
     if len(samples) < 2 * k:
@@ -86,15 +106,6 @@ def adapt_run(config: Config) -> Run:
         cache=d.cache_images,
         device=config.train.device,
     )
-    meta = run_meta(
-        config,
-        pre,
-        "reid",
-        arch=model.arch,
-        model_options=info.meta.get("model_options", {}),
-        num_classes=model.classifier.out_features,
-        adapted_from=weights_provenance(config.model.weights),
-    )
     return Run(
         model=model,
         loader=parts.loader,
@@ -117,24 +128,12 @@ def adabn_from_config(config: Config) -> dict[str, float]:
 
     from omnireid.engine.checkpoint import save_checkpoint
 
-    d = config.data
-    info = read_weights(config.model.weights)
-    model, source = load_for_inference(info)
-    pre = Preprocessing(d.height, d.width, source.mean, source.std)
+    model, pre, meta = _source(config, method="adabn")
     samples, _, test = target_samples(config)
     loader = DataLoader(ImageDataset(samples, transform_for(pre)), batch_size=64)
     batches = (x for x, *_ in progress(loader, desc="AdaBN", unit="batch"))
     adapt_batchnorm(model, batches, config.train.device)
     out = Path(config.train.out_dir)
-    meta = run_meta(
-        config,
-        pre,
-        "reid",
-        arch=model.arch,
-        model_options=info.meta.get("model_options", {}),
-        num_classes=model.classifier.out_features,
-        adapted_from={**weights_provenance(config.model.weights), "method": "adabn"},
-    )
     save_checkpoint(out, model, 0, meta=meta)
     metrics = make_evaluator(config, test, pre)(model) if test is not None else {}
     (out / "metrics.json").write_text(json.dumps({"epoch": 0, **metrics}, indent=2))
