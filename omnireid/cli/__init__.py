@@ -96,8 +96,21 @@ def check_device(args: argparse.Namespace) -> None:
             raise UsageError(f"--device {device}: this machine has no usable CUDA GPU; use cpu")
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``section.key=value`` overrides allowed anywhere after the
+    command (argparse alone takes them only in one run: ``--epochs 3 a=1 --out X b=2``)."""
+    parser = make_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        looks_like_override = all("=" in a and not a.startswith("-") for a in rest)
+        if not (looks_like_override and isinstance(getattr(args, "overrides", None), list)):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args.overrides += rest
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse(argv)
     setup_logging()
     try:
         check_device(args)

@@ -167,3 +167,14 @@ def test_evaluate_with_reranking_and_flip(market_mini, market_weights, tmp_path)
     assert main([*args, "--json", str(out)]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["rerank"] is True and metrics["rank1"] >= 75
+
+
+def test_overrides_may_stand_anywhere_after_the_command():
+    from omnireid.cli import parse
+
+    args = parse(["adapt", "--weights", "W", "a.b=1", "--out", "X", "c.d=2", "--epochs", "3"])
+    assert args.overrides == ["a.b=1", "c.d=2"] and args.out == "X" and args.epochs == 3
+    with pytest.raises(SystemExit):
+        parse(["adapt", "--weights", "W", "--out", "X", "a.b=1", "--bogus"])
+    with pytest.raises(SystemExit):  # a command without overrides refuses them
+        parse(["models", "a.b=1"])
