@@ -6,6 +6,7 @@ from the contract an exported model carries (``from_onnx``, ``from_openvino``), 
 equal ``omnireid evaluate``'s: RGB, PIL bilinear resize, normalisation. Backends: ``"torch"``
 (the eval model), ``"fast"`` (``models.fused.optimize_for_inference``), ``"onnxruntime"`` and
 ``"openvino"`` (an exported graph, or the file given as ``onnx_path`` / ``openvino_path``).
+``extract_boxes`` takes a video frame and detector boxes, for a tracker's appearance model.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PIL import Image
 from omnireid.data.images import read_image
 from omnireid.data.transforms import transform_for
 from omnireid.deploy.backends import PRECISIONS, OnnxRunner, OpenVinoRunner, TorchRunner
+from omnireid.deploy.boxes import crop_boxes
 from omnireid.deploy.contract import MissingContractError, ModelContract
 from omnireid.errors import UsageError, non_finite_rows
 from omnireid.models import build, load_for_inference
@@ -222,6 +224,32 @@ class FeatureExtractor:
     def extract_paths(self, paths: Sequence[str | Path], show_progress: bool = True) -> np.ndarray:
         """``(len(paths), feature_dim)`` features of image files, with progress output."""
         return self._run(list(paths), bgr=False, show=show_progress)
+
+    def extract_boxes(
+        self, frame: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]], bgr: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the people in ``frame`` ((H, W, 3) uint8, BGR as OpenCV gives it unless
+        ``bgr=False``) inside detector ``boxes`` ((N, 4) xyxy pixels, clipped to the frame).
+
+        Returns ``(feats, valid)``: ``(N, feature_dim)`` float32 rows in box order and an
+        ``(N,)`` bool mask. A degenerate box (empty after clipping, or non-finite) is skipped
+        with a warning (the first time only) and its row is all zeros, so it has cosine 0 to
+        every track; use ``valid`` to leave it out of the association.
+        """
+        crops, valid = crop_boxes(frame, boxes)
+        feats = np.zeros((len(valid), self.feature_dim), np.float32)
+        if not valid.all() and not getattr(self, "_warned_boxes", False):
+            self._warned_boxes = True
+            log.warning(
+                "%d of %d boxes are empty inside the %dx%d frame or not finite: skipped, their "
+                "rows are zeros (see the returned mask; further ones are not reported)",
+                int((~valid).sum()),
+                len(valid),
+                *np.asarray(frame).shape[:2],
+            )
+        if crops:
+            feats[valid] = self._run(crops, bgr, show=False)
+        return feats, valid
 
 
 def _check_options(
