@@ -14,10 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from omnireid.cli import evaluate, export, index, models, train, visualize
+from omnireid.cli import evaluate, export, index, models, pipeline, train, visualize
 from omnireid.errors import OmniReIDError, UsageError
 
-GROUPS = (models, train, evaluate, index, export, visualize)
+GROUPS = (models, train, evaluate, index, export, pipeline, visualize)
 
 
 def make_parser() -> argparse.ArgumentParser:
