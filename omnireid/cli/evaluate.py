@@ -34,6 +34,13 @@ def register(sub: Any) -> None:
         "and openvino score an exported graph: --onnx/--openvino FILE, else one exported from "
         "--weights)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: OpenVINO's bf16 inference (fast on CPUs with bf16 units; not PyTorch's "
+        "features to 1e-4: this measures what it costs)",
+    )
     p.add_argument("--onnx", metavar="FILE", help="score this exported .onnx (its contract)")
     p.add_argument("--openvino", metavar="FILE", help="score this exported OpenVINO .xml")
     p.add_argument("--dataset", required=True, help="dataset name, e.g. market1501")
@@ -203,7 +210,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     title = f"{arch} on {args.dataset} ({how})"
     splits = f", mean of {len(results)} splits" if len(results) > 1 else ""
-    print(f"{title}{splits}, backend {backend}")
+    precision = "" if args.precision == "fp32" else f" {args.precision}"
+    print(f"{title}{splits}, backend {backend}{precision}")
     print(" ".join(f"{k:>7}" for k in metrics))
     print(" ".join(f"{v:>7.2f}" for v in metrics.values()))
     print(
@@ -215,8 +223,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             metrics,
             arch=arch,
             dataset=args.dataset,
-            weights=str(args.weights),
+            weights=str(args.weights) if args.weights else None,
             backend=backend,
+            precision=args.precision,
             model_file=args.onnx or args.openvino,
             height=pre.height,
             width=pre.width,
@@ -246,6 +255,8 @@ def choose_backend(args: argparse.Namespace) -> str:
         raise UsageError(f"{given} runs with --backend {implied}, not {backend}")
     if args.weights is None and not (args.onnx or args.openvino):
         raise UsageError("--weights is required (or an exported --onnx/--openvino FILE)")
+    if args.precision != "fp32" and backend != "openvino":
+        raise UsageError(f"--precision {args.precision} is for --backend openvino")
     return backend
 
 
@@ -257,7 +268,9 @@ def graph_model(args: argparse.Namespace, backend: str, info: Any) -> tuple[Any,
     from omnireid.errors import UsageError
     from omnireid.models.weights import file_sha256
 
-    options: dict[str, Any] = dict(backend=backend, device=args.device, normalize=False)
+    options: dict[str, Any] = dict(
+        backend=backend, device=args.device, normalize=False, precision=args.precision
+    )
     graph = args.onnx or args.openvino
     if graph is None:
         size = (args.height, args.width)  # None: the stored one

@@ -55,7 +55,8 @@ class FeatureExtractor:
 
     ``precision``: ``"fp32"``, or for the torch backends ``"bf16"`` (CPU or GPU autocast; fast
     only where the hardware has bf16 arithmetic: on an AVX2 CPU it is ~12x slower than fp32)
-    or ``"fp16"`` (GPU). Features come back as float32 either way.
+    or ``"fp16"`` (GPU), for OpenVINO ``"bf16"`` (its inference precision hint; OpenVINO's own
+    default on CPUs with bf16 units). Features come back as float32 either way.
     """
 
     def __init__(
@@ -149,7 +150,9 @@ class FeatureExtractor:
                 graph = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
             if self.backend == "onnxruntime":
                 return OnnxRunner(open_session(graph, self.device), self.image_size, graph)
-            return OpenVinoRunner(compile_openvino(graph, self.device), self.image_size, graph)
+            hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
+            compiled = compile_openvino(graph, self.device, precision=hint)
+            return OpenVinoRunner(compiled, self.image_size, graph)
 
     # --- input handling ---------------------------------------------------------------------
     def _to_tensor(self, item: Any, bgr: bool, index: int) -> torch.Tensor:
@@ -265,10 +268,12 @@ def _check_options(
         raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if precision != "fp32" and backend in GRAPH_OPTION:
+    allowed = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}.get(backend, PRECISIONS)
+    if precision not in allowed:
         raise UsageError(
-            "precision is for the torch backends; for ONNX Runtime export an int8 graph "
-            "(omnireid export onnx --int8-calib) and pass it as onnx_path"
+            f"precision={precision!r} is for the torch backends (and 'bf16' for openvino); for "
+            "ONNX Runtime export an int8 graph (omnireid export onnx --int8-calib) and pass it "
+            "as onnx_path"
         )
     if precision == "fp16" and torch.device(device).type != "cuda":
         raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")

@@ -17,6 +17,7 @@ from omnireid.deploy.openvino import (
     read_openvino_contract,
     read_openvino_model,
 )
+from omnireid.errors import UsageError
 from omnireid.models import list_models
 from omnireid.preprocessing import Preprocessing
 from tests.deploy.helpers import trained_like
@@ -114,3 +115,20 @@ def test_real_checkpoint_through_openvino(market_weights, market_mini, tmp_path)
     paths = sorted((market_mini / "query").glob("*.jpg"))
     expected = FeatureExtractor(weights=market_weights)(paths)
     np.testing.assert_allclose(FeatureExtractor.from_openvino(out)(paths), expected, atol=1e-4)
+
+
+def test_f32_unless_bf16_is_asked(toy_weights, tiny_world):
+    """OpenVINO's CPU default is bf16 where the CPU has bf16 units: compiled f32 unless asked."""
+    import openvino as ov
+
+    paths = sorted((tiny_world / "query").glob("*.jpg"))[:4]
+    common = dict(weights=toy_weights, image_size=SIZE, backend="openvino")
+    f32 = FeatureExtractor(**common)
+    assert f32.runner.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    bf16 = FeatureExtractor(**common, precision="bf16")
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert bf16.runner.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+    cosine = (f32(paths) * bf16(paths)).sum(1)  # both L2-normalised
+    assert cosine.min() > 0.99, cosine
+    with pytest.raises(UsageError, match="precision='fp16' is for the torch backends"):
+        FeatureExtractor(**common, precision="fp16")
