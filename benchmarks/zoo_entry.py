@@ -38,10 +38,14 @@ def write_zoo_entry(
     minutes: float,
     metrics: dict[str, dict[str, float]],
     roots: dict[str, str],
+    *,
+    trained_on: str | None = None,
+    licence: str = MARKET_LICENCE,
 ) -> Path:
     """Put ``run``'s final model in the zoo with its card. ``metrics``: per test set (a dataset
     name as ``omnireid evaluate --dataset`` takes it), measured by this code; ``roots``: where
-    each test set lives, for the card's reproduce commands."""
+    each test set lives, for the card's reproduce commands; ``trained_on``: what the card says
+    the model learnt from (default ``config.data.dataset``)."""
     shown = {}
     for data, values in metrics.items():
         dataset = "custom" if data == "twocam" else data
@@ -51,8 +55,8 @@ def write_zoo_entry(
         shown[data]["command"] = command + (f" --metric {metric}" if metric != "euclidean" else "")
     card = {
         "summary": summary,
-        "trained_on": config.data.dataset,
-        "licence": MARKET_LICENCE,
+        "trained_on": trained_on or config.data.dataset,
+        "licence": licence,
         "training": {
             "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
             "config": config_to_dict(config),

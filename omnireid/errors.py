@@ -33,6 +33,12 @@ class IndexFileError(OmniReIDError, ValueError):
     """An index file that cannot be used: corrupt, of a newer format, or built for another model."""
 
 
+class ExportError(OmniReIDError, ValueError):
+    """An exported model (ONNX, OpenVINO) that cannot be used as asked: no preprocessing
+    contract, a newer contract version, another input size; or an export that failed its
+    verification against PyTorch (nothing is written then)."""
+
+
 class TrainingError(OmniReIDError, RuntimeError):
     """Training cannot go on (a non-finite loss, a collapsed embedding); the last good
     checkpoint is kept."""

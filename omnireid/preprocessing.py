@@ -1,10 +1,14 @@
-"""What an image goes through before the network, stored with every checkpoint.
+"""What an image goes through before the network, and what follows it: stored with every
+checkpoint and written into every exported model.
 
 ``Preprocessing`` is the contract between weights and the code that feeds them: input size,
-mean and std (and the defaults the papers and the reference implementation use: 256x128,
-ImageNet statistics, RGB, PIL bilinear resize). Training writes it into each checkpoint's
-``meta.json``; ``models.loader.load_for_inference`` reads it back, so a model trained at
-128x64 is evaluated, indexed and exported at 128x64 without anyone typing the size again.
+channel order, value range, mean and std, resize filter and mode, and the normalisation of the
+output features (the defaults are what the papers and the reference implementation use: RGB,
+PIL bilinear resize of the whole crop to 256x128, pixels scaled to [0, 1], ImageNet statistics,
+L2-normalised features). Training writes it into each checkpoint's ``meta.json``;
+``models.loader.load_for_inference`` reads it back, so a model trained at 128x64 is evaluated,
+indexed and exported at 128x64 without anyone typing the size again. Checkpoints written before
+the contract had its last five fields store only size, mean and std; the rest take the defaults.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ from omnireid.errors import CheckpointError
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+# The values this version implements for each descriptive field (a contract asking for another
+# one is refused rather than silently fed the wrong way).
+SUPPORTED: dict[str, tuple[str, ...]] = {
+    "channel_order": ("RGB",),
+    "interpolation": ("bilinear",),  # PIL's filter: antialiased when shrinking
+    "resize": ("stretch",),  # the whole crop to height x width; the aspect ratio is not kept
+    "output_norm": ("l2", "none"),
+}
+
 
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
     if len(values) != 3:
@@ -28,37 +41,80 @@ def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """RGB image -> PIL bilinear resize to ``height x width`` -> ``(x / 255 - mean) / std``."""
+    """Image -> ``channel_order`` -> resize (``interpolation``, ``resize``) to ``height x
+    width`` -> uint8 scaled linearly onto ``value_range`` -> ``(x - mean) / std`` -> network
+    -> features, L2-normalised when ``output_norm == "l2"``."""
 
     height: int = 256
     width: int = 128
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: str = "RGB"
+    value_range: tuple[float, float] = (0.0, 1.0)  # what uint8 0 and 255 become before mean/std
+    interpolation: str = "bilinear"
+    resize: str = "stretch"
+    output_norm: str = "l2"
+
+    def __post_init__(self) -> None:
+        for name, allowed in SUPPORTED.items():
+            if getattr(self, name) not in allowed:
+                raise CheckpointError(
+                    f"preprocessing {name}={getattr(self, name)!r}: this omnireid implements "
+                    f"{', '.join(map(repr, allowed))}"
+                )
+        low, high = self.value_range
+        if not (self.height > 0 and self.width > 0 and high > low):
+            raise CheckpointError(
+                f"preprocessing needs a positive size and value_range low < high, got "
+                f"{self.height}x{self.width}, {list(self.value_range)}"
+            )
+        if min(self.std) <= 0:
+            raise CheckpointError(f"preprocessing std must be positive, got {list(self.std)}")
 
     @property
     def size(self) -> tuple[int, int]:
         return self.height, self.width
 
+    @property
+    def unit_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Mean and std in units of ``uint8 / 255`` (equal to ``mean``/``std`` for [0, 1])."""
+        low, high = self.value_range
+        span = high - low
+        return tuple((m - low) / span for m in self.mean), tuple(s / span for s in self.std)
+
     def to_meta(self) -> dict[str, Any]:
-        """The ``preprocessing`` entry of a checkpoint's ``meta.json``."""
+        """The ``preprocessing`` entry of a checkpoint's ``meta.json`` (JSON types only)."""
         return {
             "height": self.height,
             "width": self.width,
             "mean": list(self.mean),
             "std": list(self.std),
+            "channel_order": self.channel_order,
+            "value_range": list(self.value_range),
+            "interpolation": self.interpolation,
+            "resize": self.resize,
+            "output_norm": self.output_norm,
         }
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any] | None) -> Preprocessing:
-        """Read ``to_meta``'s dict; missing keys take the defaults (256x128, ImageNet)."""
+        """Read ``to_meta``'s dict; missing keys take the defaults (256x128, ImageNet, ...)."""
         meta = meta or {}
-        default = cls()
+        d = cls()
         try:
+            low, high = (float(v) for v in meta.get("value_range", d.value_range))
             return cls(
-                height=int(meta.get("height", default.height)),
-                width=int(meta.get("width", default.width)),
-                mean=_triple(meta.get("mean", default.mean), "mean"),
-                std=_triple(meta.get("std", default.std), "std"),
+                height=int(meta.get("height", d.height)),
+                width=int(meta.get("width", d.width)),
+                mean=_triple(meta.get("mean", d.mean), "mean"),
+                std=_triple(meta.get("std", d.std), "std"),
+                channel_order=str(meta.get("channel_order", d.channel_order)),
+                value_range=(low, high),
+                interpolation=str(meta.get("interpolation", d.interpolation)),
+                resize=str(meta.get("resize", d.resize)),
+                output_norm=str(meta.get("output_norm", d.output_norm)),
             )
         except (TypeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
             raise CheckpointError(f"unreadable preprocessing entry {dict(meta)}: {e}") from e

@@ -33,6 +33,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# Modules that start OpenVINO, whose thread pool does not survive a fork: once it runs, a
+# later test that forks DataLoader workers can crash the whole session. They run last.
+FORK_UNSAFE_MODULES = ("test_openvino.py", "test_evaluate_backends.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in FORK_UNSAFE_MODULES)  # stable: order kept
+
+
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not found at {path} (../shared is not beside this checkout)")

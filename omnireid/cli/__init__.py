@@ -21,13 +21,14 @@ from omnireid.cli import (
     gallery,
     index,
     models,
+    pipeline,
     serve,
     train,
     visualize,
 )
 from omnireid.errors import OmniReIDError, UsageError
 
-GROUPS = (models, train, adapt, evaluate, index, export, visualize, serve, gallery)
+GROUPS = (models, train, adapt, evaluate, index, export, pipeline, visualize, serve, gallery)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ from omnireid.cli.common import add_weights_options, check_output_file
 
 log = logging.getLogger("omnireid.cli")
 
+BACKENDS = ("torch", "fast", "onnxruntime", "openvino")
+
 # test settings a run stores (config [test]) and `evaluate` uses unless a flag says otherwise
 TEST_DEFAULTS: dict[str, Any] = {
     "metric": "euclidean",
@@ -24,7 +26,23 @@ TEST_DEFAULTS: dict[str, Any] = {
 
 def register(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="CMC/mAP/mINP of a checkpoint on a re-ID benchmark")
-    add_weights_options(p)
+    add_weights_options(p, required=False)
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="what runs the network (default: fast, the BN-folded PyTorch model; onnxruntime "
+        "and openvino score an exported graph: --onnx/--openvino FILE, else one exported from "
+        "--weights)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: OpenVINO's bf16 inference (fast on CPUs with bf16 units; not PyTorch's "
+        "features to 1e-4: this measures what it costs)",
+    )
+    p.add_argument("--onnx", metavar="FILE", help="score this exported .onnx (its contract)")
+    p.add_argument("--openvino", metavar="FILE", help="score this exported OpenVINO .xml")
     p.add_argument("--dataset", required=True, help="dataset name, e.g. market1501")
     p.add_argument("--root", required=True, help="folder holding the dataset (or a custom CSV)")
     p.add_argument(
@@ -48,7 +66,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--no-fast",
         action="store_true",
-        help="run the plain model instead of the BN-folded fast path (same features to 1e-4)",
+        help="--backend torch: the plain model instead of the BN-folded one (same to 1e-4)",
     )
     p.add_argument(
         "--skip-unreadable",
@@ -139,23 +157,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     if args.split_id is not None and args.dataset not in MULTI_SPLIT:
         raise UsageError(f"--split-id applies to {sorted(MULTI_SPLIT)}, not {args.dataset}")
-    info = read_weights(args.weights, args.arch)
+    backend = choose_backend(args)
+    if backend == "openvino" and args.workers:
+        # OpenVINO's thread pool does not survive a fork: a forked DataLoader worker can bring
+        # the whole process down (measured: a segfault in about 1 run in 5)
+        raise UsageError("--backend openvino reads images in the main process: use --workers 0")
+    meta: dict[str, Any] = {}
+    info = None
+    if args.weights is not None:
+        info = read_weights(args.weights, args.arch)
+        meta = info.meta
     if args.dataset in MULTI_SPLIT:
-        split_ids = splits_to_test(args, info.meta.get("split"), MULTI_SPLIT[args.dataset])
+        split_ids = splits_to_test(args, meta.get("split"), MULTI_SPLIT[args.dataset])
         datasets = [load_dataset(args.dataset, args.root, split_id=i) for i in split_ids]
     else:
         datasets = [load_dataset(args.dataset, args.root)]
     print(datasets[0].summary(), file=sys.stderr)
-    settings = test_settings(args, (info.meta.get("config") or {}).get("test"))
-    model, pre = load_for_inference(info, height=args.height, width=args.width)
+    settings = test_settings(args, (meta.get("config") or {}).get("test"))
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)  # ONNX Runtime and OpenVINO take torch's count
     tune_allocator()
-    if not args.no_fast:
-        from omnireid.models.fused import optimize_for_inference
+    if backend in ("torch", "fast"):
+        model, pre = load_for_inference(info, height=args.height, width=args.width)
+        if backend == "fast":
+            from omnireid.models.fused import optimize_for_inference
 
-        model = optimize_for_inference(model)
+            model = optimize_for_inference(model)
+    else:
+        model, pre = graph_model(args, backend, info)
     model = model.to(args.device)
+    arch = model.arch
     results, skipped = [], []
     for dataset in datasets:
         ev = evaluate_model(
@@ -173,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         skipped += ev.query.skipped + ev.gallery.skipped
         if args.report:
             split = f"split{len(results) - 1}" if len(datasets) > 1 else ""
-            _write_ranking_report(args, info.arch, ev, Path(args.report) / split)
+            _write_ranking_report(args, arch, ev, Path(args.report) / split)
     result = average_results(results) if len(results) > 1 else results[0]
     if skipped:
         print(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[:3]}", file=sys.stderr)
@@ -181,8 +212,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     how = f"{pre.height}x{pre.width}, {settings['metric']}" + "".join(
         f", {k}" for k in ("normalize", "flip", "rerank") if settings[k]
     )
-    title = f"{info.arch} on {args.dataset} ({how})"
-    print(title + (f", mean of {len(results)} splits" if len(results) > 1 else ""))
+    title = f"{arch} on {args.dataset} ({how})"
+    splits = f", mean of {len(results)} splits" if len(results) > 1 else ""
+    precision = "" if args.precision == "fp32" else f" {args.precision}"
+    print(f"{title}{splits}, backend {backend}{precision}")
     print(" ".join(f"{k:>7}" for k in metrics))
     print(" ".join(f"{v:>7.2f}" for v in metrics.values()))
     print(
@@ -192,9 +225,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         payload = dict(
             metrics,
-            arch=info.arch,
+            arch=arch,
             dataset=args.dataset,
-            weights=str(args.weights),
+            weights=str(args.weights) if args.weights else None,
+            backend=backend,
+            precision=args.precision,
+            model_file=args.onnx or args.openvino,
             height=pre.height,
             width=pre.width,
             **settings,
@@ -206,6 +242,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)
     return 0
+
+
+def choose_backend(args: argparse.Namespace) -> str:
+    """``--backend``, or what ``--onnx``/``--openvino``/``--no-fast`` imply; refuses clashes."""
+    from omnireid.errors import UsageError
+
+    if args.onnx and args.openvino:
+        raise UsageError("give --onnx or --openvino, not both")
+    implied = "onnxruntime" if args.onnx else "openvino" if args.openvino else None
+    if args.no_fast:
+        implied = implied or "torch"
+    backend = args.backend or implied or "fast"
+    if implied is not None and backend != implied:
+        given = "--onnx" if args.onnx else "--openvino" if args.openvino else "--no-fast"
+        raise UsageError(f"{given} runs with --backend {implied}, not {backend}")
+    if args.weights is None and not (args.onnx or args.openvino):
+        raise UsageError("--weights is required (or an exported --onnx/--openvino FILE)")
+    if args.precision != "fp32" and backend != "openvino":
+        raise UsageError(f"--precision {args.precision} is for --backend openvino")
+    return backend
+
+
+def graph_model(args: argparse.Namespace, backend: str, info: Any) -> tuple[Any, Any]:
+    """``(module giving raw features, preprocessing)`` of the exported graph ``--onnx`` /
+    ``--openvino``, or of one exported from ``--weights`` for ``backend``."""
+    from omnireid.deploy.backends import RunnerModule
+    from omnireid.deploy.extractor import FeatureExtractor
+    from omnireid.errors import UsageError
+    from omnireid.models.weights import file_sha256
+
+    options: dict[str, Any] = dict(
+        backend=backend, device=args.device, normalize=False, precision=args.precision
+    )
+    graph = args.onnx or args.openvino
+    if graph is None:
+        size = (args.height, args.width)  # None: the stored one
+        extractor = FeatureExtractor(args.arch, args.weights, image_size=size, **options)
+    else:
+        if args.height or args.width or args.arch:
+            raise UsageError(
+                f"{graph} fixes its architecture and input size: drop --arch/--height/--width"
+            )
+        key = "onnx_path" if args.onnx else "openvino_path"
+        extractor = FeatureExtractor(**{key: graph}, **options)
+        digest = extractor.contract.weights_sha256 if extractor.contract else ""
+        if info is not None and digest and digest != file_sha256(info.file):
+            log.warning("%s was exported from other weights than %s", graph, args.weights)
+    return RunnerModule(extractor.runner, extractor.arch), extractor.preprocessing
 
 
 def _write_ranking_report(args: argparse.Namespace, arch: str, ev: Any, out_dir: Path) -> None:

@@ -70,10 +70,10 @@ class WarnIfTiny(torch.nn.Module):
 
 
 def transform_for(preprocessing: Preprocessing) -> v2.Compose:
-    """The evaluation transform a checkpoint's stored ``Preprocessing`` describes."""
-    return build_eval_transform(
-        preprocessing.height, preprocessing.width, preprocessing.mean, preprocessing.std
-    )
+    """The evaluation transform a checkpoint's stored ``Preprocessing`` describes (RGB,
+    PIL bilinear stretch: the only channel order and resize ``Preprocessing`` accepts)."""
+    mean, std = preprocessing.unit_mean_std
+    return build_eval_transform(preprocessing.height, preprocessing.width, mean, std)
 
 
 # --- training ---------------------------------------------------------------------------------

@@ -1,2 +1,3 @@
-"""Deployment: the feature extractor (torch, fast and ONNX Runtime backends), ONNX export and
-int8 quantisation, and the FAISS gallery index."""
+"""Deployment: the feature extractor (torch, fast, ONNX Runtime and OpenVINO backends; detector
+boxes from video frames), ONNX and OpenVINO export carrying the preprocessing contract, int8
+quantisation, check-pipeline's integration variants, and the FAISS gallery index."""

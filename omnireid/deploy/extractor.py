@@ -1,14 +1,17 @@
 """``FeatureExtractor``: images in any common form -> ``(N, D)`` float32 re-ID embeddings.
 
 The model and its preprocessing come from ``models.load_for_inference`` (a run folder, a
-checkpoint folder or a weights file; a run's stored input size, mean and std are used), so
-features equal ``omnireid evaluate``'s: RGB, PIL bilinear resize, normalisation. Backends:
-``"torch"`` (the eval model), ``"fast"`` (``models.fused.optimize_for_inference``) and
-``"onnxruntime"`` (an exported graph, or the ``.onnx`` file given as ``onnx_path``).
+checkpoint folder or a weights file; a run's stored input size, mean and std are used), or
+from the contract an exported model carries (``from_onnx``, ``from_openvino``), so features
+equal ``omnireid evaluate``'s: RGB, PIL bilinear resize, normalisation. Backends: ``"torch"``
+(the eval model), ``"fast"`` (``models.fused.optimize_for_inference``), ``"onnxruntime"`` and
+``"openvino"`` (an exported graph, or the file given as ``onnx_path`` / ``openvino_path``).
+``extract_boxes`` takes a video frame and detector boxes, for a tracker's appearance model.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -21,17 +24,18 @@ from PIL import Image
 
 from omnireid.data.images import read_image
 from omnireid.data.transforms import transform_for
+from omnireid.deploy.backends import PRECISIONS, OnnxRunner, OpenVinoRunner, TorchRunner
+from omnireid.deploy.boxes import crop_boxes
+from omnireid.deploy.contract import MissingContractError, ModelContract
 from omnireid.errors import UsageError, non_finite_rows
 from omnireid.models import build, load_for_inference
 from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress
 
-BACKENDS = ("torch", "fast", "onnxruntime")
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "fast", "onnxruntime", "openvino")
+GRAPH_OPTION = {"onnxruntime": "onnx_path", "openvino": "openvino_path"}
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
@@ -39,17 +43,20 @@ class FeatureExtractor:
     """Callable: ``extractor(inputs, bgr=False)`` -> ``(N, feature_dim)`` float32 array.
 
     ``FeatureExtractor(weights="runs/market")`` takes the architecture and preprocessing from
-    the checkpoint; ``arch``, ``image_size``, ``mean`` and ``std`` override them (``arch`` is
-    required only without weights, for a randomly initialised model, or to force one).
+    the checkpoint, ``FeatureExtractor.from_onnx("m.onnx")`` / ``from_openvino("m.xml")`` from
+    the exported file's contract; ``arch``, ``image_size``, ``mean`` and ``std`` override them
+    (``arch`` is required only without weights, for a randomly initialised model).
 
     ``inputs``: one item or a list of image paths, PIL images, ``(H, W, 3)`` uint8 arrays (RGB,
-    BGR when ``bgr=True``; a ``(N, H, W, 3)`` array is N images) or float tensors ``(3, H, W)``
-    / ``(N, 3, H, W)`` already resized to ``image_size`` and normalised. Rows follow the input
-    order and are L2-normalised when ``normalize``. Runs ``batch_size`` images at a time.
+    BGR when ``bgr=True``) or float tensors ``(3, H, W)`` / ``(N, 3, H, W)`` already resized to
+    ``image_size`` and normalised. Rows follow the input order and are L2-normalised when
+    ``normalize`` (default: the contract's ``output_norm``, "l2"). Runs ``batch_size`` images
+    at a time.
 
     ``precision``: ``"fp32"``, or for the torch backends ``"bf16"`` (CPU or GPU autocast; fast
     only where the hardware has bf16 arithmetic: on an AVX2 CPU it is ~12x slower than fp32)
-    or ``"fp16"`` (GPU). Features come back as float32 either way.
+    or ``"fp16"`` (GPU), for OpenVINO ``"bf16"`` (its inference precision hint; OpenVINO's own
+    default on CPUs with bf16 units). Features come back as float32 either way.
     """
 
     def __init__(
@@ -60,65 +67,50 @@ class FeatureExtractor:
         image_size: tuple[int, int] | None = None,
         backend: str = "torch",
         batch_size: int = 32,
-        normalize: bool = True,
+        normalize: bool | None = None,
         num_classes: int | None = None,
         *,
         onnx_path: str | Path | None = None,
+        openvino_path: str | Path | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         precision: str = "fp32",
     ) -> None:
-        if backend not in BACKENDS:
-            raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        if precision != "fp32" and backend == "onnxruntime":
-            raise UsageError(
-                "precision is for the torch backends; for ONNX Runtime export an int8 graph "
-                "(omnireid export onnx --int8-calib) and pass it as onnx_path"
-            )
-        if precision == "fp16" and torch.device(device).type != "cuda":
-            raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
-        if batch_size < 1:
-            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
-        if onnx_path is not None and backend != "onnxruntime":
-            raise UsageError(f"onnx_path is for backend='onnxruntime', not {backend!r}")
-        if onnx_path is not None and weights is not None:
-            raise UsageError("give weights or onnx_path, not both: the .onnx holds weights")
-        if weights is None and arch is None:
+        graph = _check_options(backend, precision, device, batch_size, onnx_path, openvino_path)
+        if graph is not None and weights is not None:
+            raise UsageError(f"give weights or {GRAPH_OPTION[backend]}, not both: it holds weights")
+        if weights is None and arch is None and graph is None:
             raise UsageError("give weights (a run, checkpoint or weights file) or an arch")
         self.precision, self.device, self.backend = precision, device, backend
-        self.batch_size, self.normalize = batch_size, normalize
-        h, w = image_size if image_size is not None else (None, None)
+        self.batch_size = batch_size
+        self.contract: ModelContract | None = None
         model = None
         if weights is not None:
+            h, w = image_size if image_size is not None else (None, None)
             model, pre = load_for_inference(
                 weights, arch, height=h, width=w, num_classes=num_classes
             )
+        elif graph is not None:
+            self.contract = _graph_contract(backend, graph)
+            pre = self.contract.preprocessing if self.contract else Preprocessing()
+            if image_size is not None:
+                pre = replace(pre, height=image_size[0], width=image_size[1])
+            arch = arch or (self.contract.arch if self.contract else "unknown")
         else:
             pre = Preprocessing(*(image_size or Preprocessing().size))
-            if onnx_path is None:
-                model = build(arch, num_classes=num_classes or 1).eval()
+            model = build(arch, num_classes=num_classes or 1).eval()
         if mean is not None or std is not None:
             pre = replace(
                 pre,
                 mean=tuple(mean) if mean is not None else pre.mean,
                 std=tuple(std) if std is not None else pre.std,
             )
-        self.preprocessing = pre
-        self.image_size = pre.size
+        self.preprocessing, self.image_size = pre, pre.size
+        self.normalize = pre.output_norm == "l2" if normalize is None else normalize
         self.arch = arch if model is None else model.arch
         self.transform = transform_for(pre)
-        self._session: Any = None
-        if backend == "onnxruntime":
-            self._init_onnx(model, onnx_path)
-            return
-        self.feature_dim: int = model.feature_dim
-        if backend == "fast":
-            from omnireid.models.fused import optimize_for_inference
-
-            model = optimize_for_inference(model)
-        self.model = model.to(device)
+        self.runner = self._make_runner(model, graph)
+        self.feature_dim: int = self.runner.feature_dim
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options: Any) -> FeatureExtractor:
@@ -126,24 +118,41 @@ class FeatureExtractor:
         with its stored architecture and preprocessing."""
         return cls(weights=path, **options)
 
-    def _init_onnx(self, model: torch.nn.Module | None, onnx_path: str | Path | None) -> None:
-        from omnireid.deploy.onnx import export_onnx, open_session
+    @classmethod
+    def from_onnx(cls, path: str | Path, **options: Any) -> FeatureExtractor:
+        """An exported ``.onnx`` run in ONNX Runtime, fed as its contract says (an
+        ``ExportError`` when the file carries none)."""
+        from omnireid.deploy.onnx import read_onnx_contract
 
-        if onnx_path is None:  # export to a temporary file; the session keeps the graph in memory
-            with tempfile.TemporaryDirectory(prefix="omnireid-onnx-") as tmp:
-                path = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
-                self._session = open_session(path, self.device)
-        else:
-            self._session = open_session(onnx_path, self.device)
-        inp, out = self._session.get_inputs()[0], self._session.get_outputs()[0]
-        h, w = inp.shape[2:4]
-        if (isinstance(h, int) and h != self.image_size[0]) or (
-            isinstance(w, int) and w != self.image_size[1]
-        ):
-            raise UsageError(f"{onnx_path} takes {h}x{w} images, image_size is {self.image_size}")
-        self._fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self._names = (inp.name, out.name)
-        self.feature_dim = int(out.shape[1])
+        read_onnx_contract(path)
+        return cls(backend="onnxruntime", onnx_path=path, **options)
+
+    @classmethod
+    def from_openvino(cls, path: str | Path, **options: Any) -> FeatureExtractor:
+        """An exported OpenVINO IR (``.xml`` with its ``.bin``), fed as its contract says."""
+        from omnireid.deploy.openvino import read_openvino_contract
+
+        read_openvino_contract(path)
+        return cls(backend="openvino", openvino_path=path, **options)
+
+    def _make_runner(self, model: torch.nn.Module | None, graph: Path | None) -> Any:
+        if self.backend in ("torch", "fast"):
+            if self.backend == "fast":
+                from omnireid.models.fused import optimize_for_inference
+
+                model = optimize_for_inference(model)
+            return TorchRunner(model, self.device, self.precision)
+        from omnireid.deploy.onnx import export_onnx, open_session
+        from omnireid.deploy.openvino import compile_openvino
+
+        with tempfile.TemporaryDirectory(prefix="omnireid-export-") as tmp:
+            if graph is None:  # the runtime keeps the graph in memory: the file may go
+                graph = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
+            if self.backend == "onnxruntime":
+                return OnnxRunner(open_session(graph, self.device), self.image_size, graph)
+            hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
+            compiled = compile_openvino(graph, self.device, precision=hint)
+            return OpenVinoRunner(compiled, self.image_size, graph)
 
     # --- input handling ---------------------------------------------------------------------
     def _to_tensor(self, item: Any, bgr: bool, index: int) -> torch.Tensor:
@@ -193,23 +202,6 @@ class FeatureExtractor:
             yield torch.cat(pending)
 
     # --- running ------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def _forward(self, x: torch.Tensor) -> np.ndarray:
-        if self._session is None:
-            dtype = PRECISIONS[self.precision]
-            device_type = torch.device(self.device).type
-            with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-                return self.model(x.to(self.device)).float().cpu().numpy()
-        n = len(x)
-        if self._fixed_batch is not None:  # images are independent in eval: pad, then drop
-            pad = -n % self._fixed_batch
-            x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
-            chunks = x.split(self._fixed_batch)
-        else:
-            chunks = (x,)
-        outs = [self._session.run([self._names[1]], {self._names[0]: c.numpy()})[0] for c in chunks]
-        return np.concatenate(outs)[:n].astype(np.float32, copy=False)
-
     def _run(self, inputs: Any, bgr: bool, show: bool) -> np.ndarray:
         single = isinstance(inputs, str | Path | Image.Image | torch.Tensor) or (
             isinstance(inputs, np.ndarray) and inputs.ndim == 3
@@ -218,7 +210,7 @@ class FeatureExtractor:
         feats = []
         with progress(total=len(items), desc="features", unit="image", enabled=show) as bar:
             for batch in self._batches(items, bgr):
-                feats.append(self._forward(batch))
+                feats.append(self.runner(batch))
                 bar.update(len(batch))
         out = np.concatenate(feats) if feats else np.zeros((0, self.feature_dim), np.float32)
         bad = int((~np.isfinite(out)).any(1).sum())
@@ -235,3 +227,76 @@ class FeatureExtractor:
     def extract_paths(self, paths: Sequence[str | Path], show_progress: bool = True) -> np.ndarray:
         """``(len(paths), feature_dim)`` features of image files, with progress output."""
         return self._run(list(paths), bgr=False, show=show_progress)
+
+    def extract_boxes(
+        self, frame: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]], bgr: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the people in ``frame`` ((H, W, 3) uint8, BGR as OpenCV gives it unless
+        ``bgr=False``) inside detector ``boxes`` ((N, 4) xyxy pixels, clipped to the frame).
+
+        Returns ``(feats, valid)``: ``(N, feature_dim)`` float32 rows in box order and an
+        ``(N,)`` bool mask. A degenerate box (empty after clipping, or non-finite) is skipped
+        with a warning (the first time only) and its row is all zeros, so it has cosine 0 to
+        every track; use ``valid`` to leave it out of the association.
+        """
+        crops, valid = crop_boxes(frame, boxes)
+        feats = np.zeros((len(valid), self.feature_dim), np.float32)
+        if not valid.all() and not getattr(self, "_warned_boxes", False):
+            self._warned_boxes = True
+            log.warning(
+                "%d of %d boxes are empty inside the %dx%d frame or not finite: skipped, their "
+                "rows are zeros (see the returned mask; further ones are not reported)",
+                int((~valid).sum()),
+                len(valid),
+                *np.asarray(frame).shape[:2],
+            )
+        if crops:
+            feats[valid] = self._run(crops, bgr, show=False)
+        return feats, valid
+
+
+def _check_options(
+    backend: str,
+    precision: str,
+    device: str,
+    batch_size: int,
+    onnx_path: str | Path | None,
+    openvino_path: str | Path | None,
+) -> Path | None:
+    """Refuse options that cannot work together; the graph file given, if any."""
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    allowed = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}.get(backend, PRECISIONS)
+    if precision not in allowed:
+        raise UsageError(
+            f"precision={precision!r} is for the torch backends (and 'bf16' for openvino); for "
+            "ONNX Runtime export an int8 graph (omnireid export onnx --int8-calib) and pass it "
+            "as onnx_path"
+        )
+    if precision == "fp16" and torch.device(device).type != "cuda":
+        raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    for name, path, wanted in (
+        ("onnx_path", onnx_path, "onnxruntime"),
+        ("openvino_path", openvino_path, "openvino"),
+    ):
+        if path is not None and backend != wanted:
+            raise UsageError(f"{name} is for backend={wanted!r}, not {backend!r}")
+    graph = onnx_path if onnx_path is not None else openvino_path
+    return Path(graph) if graph is not None else None
+
+
+def _graph_contract(backend: str, path: Path) -> ModelContract | None:
+    """The contract ``path`` carries, or None (with a warning) for a graph without one."""
+    from omnireid.deploy.onnx import read_onnx_contract
+    from omnireid.deploy.openvino import read_openvino_contract
+
+    read = read_onnx_contract if backend == "onnxruntime" else read_openvino_contract
+    try:
+        return read(path)
+    except MissingContractError:
+        log.warning("%s carries no preprocessing contract: assuming the defaults", path)
+        return None

@@ -8,7 +8,9 @@ included) in about a second where the torch.export-based one took ~20 s for OSNe
 with its own statistics, which is what they do in eval mode too; the exporter's warning that
 ``instance_norm`` is exported "with train=True" says exactly that and is silenced here.
 Always export from a copy in eval mode: exporting a model in train mode would bake the batch
-statistics of the BatchNorms into the graph.
+statistics of the BatchNorms into the graph. ``export_verified_onnx`` writes the preprocessing
+contract into the file's ``metadata_props`` and keeps the file only when ONNX Runtime
+reproduces PyTorch within the tolerance.
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from omnireid.errors import OmniReIDError, UsageError
+from omnireid.deploy.contract import INPUT_NAME, OUTPUT_NAME, PREFIX, ModelContract
+from omnireid.errors import ExportError, UsageError
 
-INPUT_NAME, OUTPUT_NAME = "images", "features"
 
-
-class OnnxVerificationError(OmniReIDError, ValueError):
+class OnnxVerificationError(ExportError):
     """ONNX Runtime's features differ from PyTorch's by more than the tolerance."""
 
 
@@ -46,9 +47,11 @@ def export_onnx(
     image_size: tuple[int, int] = (256, 128),
     dynamic_batch: bool = True,
     opset: int = 17,
+    contract: ModelContract | None = None,
 ) -> Path:
     """Write ``model`` (an eval copy, on the CPU) as ONNX: ``images`` ``(N, 3, H, W)`` float32
     normalised -> ``features`` ``(N, D)``. With ``dynamic_batch`` N is free, else fixed to 1.
+    ``contract`` goes into the file's ``metadata_props``.
 
     Returns the path written. ``model`` itself is left unchanged.
     """
@@ -82,7 +85,61 @@ def export_onnx(
     import onnx
 
     onnx.checker.check_model(str(out))
+    if contract is not None:
+        write_onnx_contract(out, contract)
     return out
+
+
+def write_onnx_contract(path: str | Path, contract: ModelContract) -> None:
+    """Replace the ``omnireid.*`` entries of ``path``'s ``metadata_props`` with ``contract``."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(PREFIX)]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *((PREFIX + k, v) for k, v in contract.to_props().items())]:
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def read_onnx_contract(path: str | Path) -> ModelContract:
+    """The contract in ``path``'s ``metadata_props`` (``ExportError`` when it has none)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    proto = onnx.load(str(path))
+    props = {
+        p.key.removeprefix(PREFIX): p.value
+        for p in proto.metadata_props
+        if p.key.startswith(PREFIX)
+    }
+    return ModelContract.from_props(props, path)
+
+
+def export_verified_onnx(
+    model: nn.Module,
+    out: str | Path,
+    contract: ModelContract,
+    *,
+    dynamic_batch: bool = True,
+    opset: int = 17,
+    atol: float = 1e-4,
+) -> float:
+    """Export ``model`` with ``contract`` to ``out``, check it in ONNX Runtime against PyTorch
+    (``verify_onnx``) and only then put it in place; on failure nothing is written and
+    ``OnnxVerificationError`` says by how much it missed. Returns the max abs difference."""
+    out = Path(out)
+    partial = out.with_name(f".{out.name}.partial")
+    size = contract.preprocessing.size
+    try:
+        export_onnx(model, partial, size, dynamic_batch, opset, contract)
+        diff = verify_onnx(model, partial, size, batch=2 if dynamic_batch else 1, atol=atol)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return diff
 
 
 def open_session(

@@ -10,7 +10,7 @@ from omnireid.data.datasets.base import Sample
 from omnireid.data.transforms import build_eval_transform
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.deploy.onnx import export_onnx
-from omnireid.errors import CheckpointError, UsageError
+from omnireid.errors import CheckpointError, ExportError, UsageError
 from omnireid.evaluation.features import extract_features
 from omnireid.models import load_for_inference
 from tests.deploy.helpers import trained_like
@@ -110,7 +110,7 @@ def test_onnx_path_with_a_fixed_batch_is_padded(weights, images, tmp_path):
         SIZE,
     )
     np.testing.assert_allclose(extractor(images), _extractor(weights)(images), atol=1e-4)
-    with pytest.raises(UsageError, match="takes 64x32 images"):
+    with pytest.raises(ExportError, match=r"takes \[1, 3, 64, 32\].*gives \(N, 3, 256, 128\)"):
         FeatureExtractor("osnet_x0_25", backend="onnxruntime", onnx_path=onnx_file)
     with pytest.raises(UsageError, match="not both"):
         FeatureExtractor("osnet_x0_25", weights, image_size=SIZE, backend="onnxruntime",

@@ -1,11 +1,23 @@
+import hashlib
+
 import numpy as np
 import onnx
 import pytest
 import torch
 
 from omnireid.cli import main
+from omnireid.data.images import read_image
+from omnireid.data.transforms import build_eval_transform
 from omnireid.deploy import onnx as onnx_mod
-from omnireid.deploy.onnx import OnnxVerificationError, export_onnx, open_session, verify_onnx
+from omnireid.deploy.extractor import FeatureExtractor
+from omnireid.deploy.onnx import (
+    OnnxVerificationError,
+    export_onnx,
+    open_session,
+    read_onnx_contract,
+    verify_onnx,
+)
+from omnireid.errors import ExportError
 from omnireid.models import list_models
 from omnireid.models.fused import optimize_for_inference
 from tests.deploy.helpers import trained_like
@@ -116,6 +128,7 @@ def test_cli_fails_when_verification_fails(tmp_path, capsys, monkeypatch):
     args += ["--out", str(tmp_path / "m.onnx"), "--height", "64", "--width", "32"]
     assert main(args) == 2
     assert "differs from PyTorch" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused: nothing written, no partial file left
 
 
 def test_cli_refuses_to_export_random_weights_by_accident(tmp_path, capsys):
@@ -129,3 +142,58 @@ def test_cli_loads_the_real_checkpoint(market_weights, tmp_path, capsys):
     args = ["export", "onnx", "--weights", str(market_weights)]
     assert main([*args, "--out", str(tmp_path / "m.onnx"), "--height", "64", "--width", "32"]) == 0
     assert "max abs diff" in capsys.readouterr().out
+
+
+def test_cli_default_export_is_named_dynamic_and_carries_the_contract(
+    toy_weights, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "onnx", "--weights", str(toy_weights), "--height", "64"]) == 0
+    out = tmp_path / "osnet_x0_25_toy.onnx"  # {arch}_{dataset}: the file is osnet_x0_25_toy.pt
+    assert str(out.name) in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert proto.graph.input[0].name == "images"
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, 64, 128]
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["omnireid.weights_sha256"] == hashlib.sha256(toy_weights.read_bytes()).hexdigest()
+    assert props["omnireid.arch"] == "osnet_x0_25" and props["omnireid.dataset"] == "toy"
+    assert (props["omnireid.height"], props["omnireid.width"]) == ("64", "128")
+    assert read_onnx_contract(out).preprocessing.size == (64, 128)
+
+
+def test_cli_fixed_batch_and_folder_output(tmp_path):
+    args = ["export", "onnx", "--arch", "osnet_x0_25", "--random-init", "--fixed-batch"]
+    assert main([*args, "--height", "64", "--width", "32", "--out", str(tmp_path)]) == 0
+    out = tmp_path / "osnet_x0_25_random-init.onnx"
+    assert open_session(out).get_inputs()[0].shape == [1, 3, 64, 32]
+    assert read_onnx_contract(out).weights_sha256 == ""
+
+
+def test_from_onnx_alone_reproduces_a_runs_features(tiny_world, tmp_path):
+    """The run's 64x32 size and its own mean/std travel in the file: nobody types them."""
+    model, run, mean, std = _run_with_own_statistics(tmp_path)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "--weights", str(run), "--out", str(out)]) == 0
+    paths = sorted((tiny_world / "query").glob("*.jpg"))[:6]
+    x = torch.stack([build_eval_transform(64, 32, mean, std)(read_image(p)) for p in paths])
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model(x), dim=1).numpy()
+    np.testing.assert_allclose(FeatureExtractor.from_onnx(out)(paths), expected, atol=1e-4)
+
+
+def test_from_onnx_refuses_a_graph_without_contract(tmp_path):
+    path = export_onnx(trained_like("osnet_x0_25"), tmp_path / "bare.onnx", SIZE)
+    with pytest.raises(ExportError, match=r"bare\.onnx carries no omnireid"):
+        FeatureExtractor.from_onnx(path)
+
+
+def _run_with_own_statistics(tmp_path):
+    from omnireid.engine.checkpoint import save_checkpoint
+
+    model = trained_like("osnet_x0_25")
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    pre = {"height": 64, "width": 32, "mean": mean, "std": std}
+    meta = {"arch": "osnet_x0_25", "preprocessing": pre}
+    save_checkpoint(tmp_path / "run", model, 3, meta=meta)
+    return model, tmp_path / "run", mean, std

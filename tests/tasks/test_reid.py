@@ -77,6 +77,11 @@ def test_a_run_stores_its_preprocessing_and_test_settings(tiny_world: Path, tmp_
         "width": 32,
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
+        "channel_order": "RGB",
+        "value_range": [0.0, 1.0],
+        "interpolation": "bilinear",
+        "resize": "stretch",
+        "output_norm": "l2",
     }
     assert meta["config"]["test"]["metric"] == "cosine" and meta["num_classes"] == TINY_TRAIN_IDS
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -1,0 +1,135 @@
+"""OpenVINO export of an OSNet and its check against PyTorch.
+
+The IR (``.xml`` graph + ``.bin`` weights) is made from the verified ONNX export with
+OpenVINO's own ONNX reader (``Core.read_model``), not ``openvino.convert_model`` (which pulls
+in the conversion tools and their telemetry hooks), and saved with fp32 weights
+(``save_model`` compresses to fp16 unless told not to). The contract goes into the IR's
+``rt_info`` section ``omnireid``. Models are compiled with ``INFERENCE_PRECISION_HINT=f32``:
+on CPUs with bf16 units (AMX, AVX512-BF16) OpenVINO would otherwise run in bf16 by default
+and the features would no longer match PyTorch's to 1e-4.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from omnireid.deploy.contract import ModelContract
+from omnireid.deploy.onnx import export_onnx
+from omnireid.errors import ExportError, UsageError
+
+SECTION = "omnireid"
+
+
+class OpenVinoVerificationError(ExportError):
+    """OpenVINO's features differ from PyTorch's by more than the tolerance."""
+
+
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def read_openvino_model(path: str | Path) -> Any:
+    """The ``openvino.Model`` of an IR ``.xml`` (its ``.bin`` beside it) or an ``.onnx``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"OpenVINO model not found: {path}")
+    return _core().read_model(str(path))
+
+
+def read_openvino_contract(path_or_model: str | Path | Any) -> ModelContract:
+    """The contract in an IR's ``rt_info`` (``ExportError`` when it has none)."""
+    if isinstance(path_or_model, str | Path):
+        source, model = path_or_model, read_openvino_model(path_or_model)
+    else:
+        source, model = "the OpenVINO model", path_or_model
+    props = {}
+    if model.has_rt_info([SECTION]):
+        section = model.get_rt_info()[SECTION]  # {key: OVAny}
+        props = {str(k): v.astype(str) for k, v in section.items()}
+    return ModelContract.from_props(props, source)
+
+
+def compile_openvino(
+    model: Any, device: str = "cpu", threads: int | None = None, precision: str = "f32"
+) -> Any:
+    """``model`` (an ``openvino.Model`` or a file) compiled for ``device`` ("cpu", "gpu",
+    "npu"; OpenVINO's names work too), ``precision`` "f32" unless asked otherwise."""
+    if isinstance(model, str | Path):
+        model = read_openvino_model(model)
+    name = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}.get(device.lower(), device)
+    core = _core()
+    if name.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+        raise UsageError(f"device {device!r}: OpenVINO sees {core.available_devices} here")
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+    if name == "CPU":
+        config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
+    return core.compile_model(model, name, config)
+
+
+@torch.no_grad()
+def verify_openvino(
+    model: nn.Module,
+    compiled: Any,
+    image_size: tuple[int, int],
+    batch: int = 2,
+    atol: float = 1e-4,
+    source: str | Path = "the OpenVINO model",
+) -> float:
+    """Max abs difference between OpenVINO's and ``model``'s (eval, CPU) features on a seeded
+    random ``(batch, 3, H, W)`` input; raises ``OpenVinoVerificationError`` above ``atol``."""
+    x = torch.randn(batch, 3, *image_size, generator=torch.Generator().manual_seed(0))
+    reference = copy.deepcopy(model).cpu().float().eval()(x).numpy()
+    got = compiled([x.numpy()])[compiled.outputs[0]]
+    if got.shape != reference.shape:
+        raise OpenVinoVerificationError(
+            f"{source}: output shape {got.shape}, PyTorch gives {reference.shape}"
+        )
+    diff = float(np.abs(got - reference).max())
+    if not diff <= atol:  # NaN fails too
+        raise OpenVinoVerificationError(
+            f"{source}: OpenVINO differs from PyTorch by {diff:.3g} (max abs) > {atol:g}"
+        )
+    return diff
+
+
+def export_openvino(
+    model: nn.Module,
+    out: str | Path,
+    contract: ModelContract,
+    *,
+    dynamic_batch: bool = True,
+    atol: float = 1e-4,
+) -> float:
+    """Write ``model`` as an fp32 OpenVINO IR ``out`` (``.xml``, with its ``.bin``) carrying
+    ``contract``, verified on the CPU against PyTorch first: on failure nothing is written and
+    ``OpenVinoVerificationError`` says by how much it missed. Returns the max abs difference."""
+    import openvino as ov
+
+    out = Path(out)
+    if out.suffix != ".xml":
+        raise UsageError(f"an OpenVINO IR is an .xml file (with its .bin), got {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = contract.preprocessing.size
+    with tempfile.TemporaryDirectory(prefix=".omnireid-ov-", dir=out.parent) as tmp:
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size, dynamic_batch)
+        graph = _core().read_model(str(onnx_path))
+        for key, value in contract.to_props().items():
+            graph.set_rt_info(value, [SECTION, key])
+        xml = Path(tmp) / out.name
+        ov.save_model(graph, str(xml), compress_to_fp16=False)
+        compiled = compile_openvino(xml, "cpu")
+        diff = verify_openvino(
+            model, compiled, size, batch=2 if dynamic_batch else 1, atol=atol, source=out
+        )
+        xml.with_suffix(".bin").replace(out.with_suffix(".bin"))
+        xml.replace(out)
+    return diff
