@@ -66,9 +66,13 @@ def adapt(args: argparse.Namespace, out: Path, extra: list[str]) -> dict:
         "data.cache_images=true",  # Market's 12,936 train images decoded once: 318 MB
         *extra,
     ]  # fmt: skip
+    log = out / "log.jsonl"
+    resumed = len(log.read_text().splitlines()) if log.is_file() else 0
     code, took = timed(omnireid, command)
     if code:
         raise SystemExit(f"omnireid adapt failed ({code}): {' '.join(command)}")
+    if resumed:  # the time of this process only; the budget itself carries over a resume
+        took["resumed_after_round"] = resumed
     return took
 
 

@@ -27,7 +27,7 @@ from omnireid.engine.checkpoint import save_checkpoint
 from omnireid.engine.distributed import is_main_process, unwrap
 from omnireid.engine.loop import Callback, Loop
 from omnireid.engine.optim import open_all, open_layers
-from omnireid.errors import NonFiniteLossError, TrainingError
+from omnireid.errors import NonFiniteLossError, TrainingError, UsageError
 
 log = logging.getLogger("omnireid.train")
 
@@ -107,9 +107,13 @@ class TimeBudget(Callback):
     spent so far and ``T = seconds - reserve`` (times a linear warm-up from 1% over the first
     ``warmup_epochs``). After each epoch, if another epoch (the mean so far) would not fit, the
     run ends there: ``loop.max_epoch`` becomes this epoch, so the evaluation of the last epoch
-    runs now; ``reserve`` seconds are kept for it. Put it before ``Evaluator``. A resumed run
-    starts a fresh budget. ``clock="cpu"`` counts this process's CPU time instead of elapsed
-    time: the same budget whatever else the machine runs.
+    runs now; ``reserve`` seconds are kept for it. Put it before ``Evaluator``.
+
+    Each epoch's record gets ``budget_used`` (the fraction spent by its end). Given the run's
+    ``log`` (``log.jsonl``), a resumed run carries on from the budget its last saved epoch had
+    spent instead of starting a fresh one; the time of an epoch that was interrupted before
+    it was saved is not counted (its work was lost too). ``clock="cpu"`` counts this process's
+    CPU time instead of elapsed time: the same budget whatever else the machine runs.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class TimeBudget(Callback):
         warmup_epochs: int = 0,
         reserve: float = 0.0,
         clock: str = "wall",
+        log: str | Path | None = None,
     ) -> None:
         if clock not in CLOCKS:
             raise ValueError(f"budget clock must be one of {sorted(CLOCKS)}, got {clock!r}")
@@ -131,6 +136,7 @@ class TimeBudget(Callback):
         self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.started = 0.0
         self.epochs_run = 0
+        self.log = None if log is None else Path(log)
 
     def now(self) -> float:
         return getattr(time, CLOCKS[self.clock])()
@@ -139,7 +145,24 @@ class TimeBudget(Callback):
         return self.now() - self.started
 
     def on_fit_start(self, loop: Loop) -> None:
-        self.started = self.now()
+        spent = self.spent_before(loop.start_epoch)
+        self.started = self.now() - spent
+        self.epochs_run = loop.start_epoch if spent else 0
+
+    def spent_before(self, start_epoch: int) -> float:
+        """Seconds of the budget the saved epochs ``1 .. start_epoch`` spent (0 for a new
+        run). A resumed run whose log lacks that epoch's ``budget_used`` is refused: it would
+        otherwise silently get a second budget."""
+        if start_epoch == 0 or self.log is None:
+            return 0.0
+        records = read_jsonl(self.log) if self.log.is_file() else []
+        used = [r.get("budget_used") for r in records if r.get("epoch") == start_epoch]
+        if not used or not isinstance(used[-1], int | float):
+            raise UsageError(
+                f"{self.log}: no budget_used for epoch {start_epoch}; cannot resume the time "
+                "budget of this run (start it in a new out_dir)"
+            )
+        return float(used[-1]) * self.seconds
 
     def on_epoch_start(self, loop: Loop) -> None:
         progress = min(1.0, self.elapsed() / (self.seconds - self.reserve))
@@ -222,15 +245,20 @@ class EpochLog(JsonlLog):
         )
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (blank lines skipped)."""
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
 def truncate_jsonl(path: Path, epoch: int) -> None:
     """Drop the lines of ``path`` whose ``epoch`` is after ``epoch`` (written by a run that was
     killed before it saved that epoch's checkpoint)."""
     if not path.is_file():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epoch]
-    if len(kept) != len(lines):
-        path.write_text("".join(ln + "\n" for ln in kept))
+    records = read_jsonl(path)
+    kept = [r for r in records if r.get("epoch", 0) <= epoch]
+    if len(kept) != len(records):
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
 class TensorBoard(Callback):

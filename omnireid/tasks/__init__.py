@@ -20,6 +20,7 @@ import torch
 
 from omnireid.config import Config, config_to_dict
 from omnireid.engine.callbacks import (
+    LOG_FILE,
     Checkpointer,
     EpochLog,
     Evaluator,
@@ -176,6 +177,7 @@ def _callbacks(
                 warmup_epochs=o.warmup_epochs,
                 reserve=reserve,
                 clock=t.budget_clock,
+                log=out_dir / LOG_FILE,
             )
         )
     else:

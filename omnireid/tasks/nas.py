@@ -22,7 +22,7 @@ import torch
 from omnireid.config import Config
 from omnireid.data.datasets import load_dataset
 from omnireid.data.synthetic import generate_world
-from omnireid.engine.callbacks import JsonlLog
+from omnireid.engine.callbacks import JsonlLog, read_jsonl
 from omnireid.engine.distributed import barrier, is_main_process
 from omnireid.engine.loop import Callback, Loop
 from omnireid.errors import ConfigError
@@ -143,7 +143,7 @@ class DeriveChild(Callback):
 def read_arch_log(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def plot_pi(records: list[dict[str, Any]], path: Path) -> None:

@@ -194,3 +194,47 @@ def test_a_cpu_time_budget_counts_the_process_time_not_the_wall_clock(monkeypatc
     assert loop.max_epoch == 100 and loop.record["budget_used"] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="clock"):
         TimeBudget(loop.optimizer, seconds=100.0, clock="gpu")
+
+
+def test_a_resumed_time_budget_carries_on_from_what_the_saved_epochs_spent(monkeypatch, tmp_path):
+    import omnireid.engine.callbacks as callbacks
+
+    clock = {"now": 5000.0}
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock["now"])
+    log = tmp_path / "log.jsonl"
+    # two saved epochs of 20 s each in a 100 s budget; a third was interrupted before its save
+    log.write_text(
+        "".join(json.dumps({"epoch": e, "budget_used": 0.2 * e}) + "\n" for e in (1, 2, 3))
+    )
+    loop = Loop(nn.Linear(2, 2), torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 100)
+    loop.start_epoch = 2
+    budget = TimeBudget(loop.optimizer, seconds=100.0, log=log)
+    budget.on_fit_start(loop)
+    loop.epoch, loop.record = 2, {"epoch": 3}
+    budget.on_epoch_start(loop)  # 40 s of 100 spent: lr (1 + cos(0.4 pi)) / 2 x 0.1
+    assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(
+        0.05 * (1 + math.cos(0.4 * math.pi))
+    )
+    clock["now"] += 20.0
+    budget.on_epoch_end(loop)
+    assert loop.record["budget_used"] == pytest.approx(0.6) and loop.max_epoch == 100
+    clock["now"] += 20.0  # epoch 4 ends at 80 s: a fifth 20 s epoch would still fit exactly
+    loop.epoch, loop.record = 3, {"epoch": 4}
+    budget.on_epoch_end(loop)
+    clock["now"] += 20.0
+    loop.epoch, loop.record = 4, {"epoch": 5}
+    budget.on_epoch_end(loop)  # 100 s: no sixth
+    assert loop.record["budget_used"] == pytest.approx(1.0) and loop.max_epoch == 5
+
+
+def test_a_resumed_time_budget_without_its_record_is_refused(tmp_path):
+    from omnireid.errors import UsageError
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"epoch": 1, "loss": 1.0}) + "\n")
+    loop = _loop(nn.Linear(2, 2))
+    loop.start_epoch = 1
+    with pytest.raises(UsageError, match="budget_used for epoch 1"):
+        TimeBudget(loop.optimizer, seconds=100.0, log=log).on_fit_start(loop)
+    fresh = _loop(nn.Linear(2, 2))  # a new run (start_epoch 0) needs no record
+    TimeBudget(fresh.optimizer, seconds=100.0, log=log).on_fit_start(fresh)
