@@ -38,6 +38,7 @@ from zoo_entry import write_zoo_entry
 from omnireid.cli import main as omnireid
 from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
+from omnireid.engine.callbacks import LOG_FILE, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -66,8 +67,8 @@ def adapt(args: argparse.Namespace, out: Path, extra: list[str]) -> dict:
         "data.cache_images=true",  # Market's 12,936 train images decoded once: 318 MB
         *extra,
     ]  # fmt: skip
-    log = out / "log.jsonl"
-    resumed = len(log.read_text().splitlines()) if log.is_file() else 0
+    log = out / LOG_FILE
+    resumed = len(read_jsonl(log)) if log.is_file() else 0
     code, took = timed(omnireid, command)
     if code:
         raise SystemExit(f"omnireid adapt failed ({code}): {' '.join(command)}")
@@ -80,7 +81,7 @@ def curve(run: Path, every: int, market: dict) -> list[dict]:
     """Every ``every``-th round's checkpoint (and the last) tested on Market-1501, with the
     round's clustering statistics and the budget spent by its end (kept in RUN/curve.json:
     a rerun tests only rounds not tested yet)."""
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    log = read_jsonl(run / LOG_FILE)
     cache = run / "curve.json"
     tested = {p["round"]: p for p in json.loads(cache.read_text())} if cache.is_file() else {}
     points = []
@@ -119,13 +120,15 @@ def to_zoo(args: argparse.Namespace, run: Path, minutes: float, final: dict, sco
         f"the reference MSMT17 OSNet x0.25 adapted to Market-1501 without labels by omnireid "
         f"adapt (AdaBN + clustering self-training), {minutes:g} {args.clock} minutes, 256x128"
     )
-    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    log = read_jsonl(run / LOG_FILE)
     took = json.loads((run / "timing.json").read_text())
+    # a resumed run's process time misses the rounds before the resume; its budget does not
+    spent = log[-1]["budget_used"] * minutes if "resumed_after_round" in took else took["wall_min"]
     metrics = {"market1501": {k: scores[k] for k in ("rank1", "rank5", "mAP")}}
-    write_zoo_entry(run, name, summary, config, log, took["wall_min"], metrics,
+    write_zoo_entry(run, name, summary, config, log, spent, metrics,
                     {"market1501": str(args.root)},
                     trained_on="MSMT17 (labelled, by the reference) + Market-1501 train "
-                    "images (unlabelled)", licence=LICENCE)  # fmt: skip
+                    "images (unlabelled)", licence=LICENCE, note=args.note)  # fmt: skip
 
 
 BASELINES = ("direct_euclidean", "direct_cosine", "adabn")
@@ -160,6 +163,7 @@ def main() -> None:
         "--runs-only", action="store_true", help="skip the baselines (e.g. a second process)"
     )
     parser.add_argument("--set", nargs="*", default=[], help="more settings, e.g. adapt.eps=0.5")
+    parser.add_argument("--note", default="", help="a note for the zoo cards")
     parser.add_argument("--zoo", action="store_true", help="put every adapted model in the zoo")
     args = parser.parse_args()
     if not args.source.is_file() or not args.root.is_dir():
@@ -215,11 +219,14 @@ def main() -> None:
         if key not in result:
             continue
         r = result[key]
+        took = f"{r['wall_min']:.1f} wall / {r['cpu_min']:.1f} CPU min"
+        if "resumed_after_round" in r:  # this process's time covers only the rounds after it
+            used = r["budget_used"] * float(key.removeprefix("budget"))
+            took = f"{used:.1f} {r['clock']} min of the budget (resumed after round "
+            took += f"{r['resumed_after_round']})"
         rounds = f", {r['rounds']} rounds" if "rounds" in r else ""
-        print(
-            f"| {label} | {r['rank1']:.2f} | {r['rank5']:.2f} | {r['mAP']:.2f} | "
-            f"{r['wall_min']:.1f} wall / {r['cpu_min']:.1f} CPU min{rounds} |"
-        )
+        scores = f"{r['rank1']:.2f} | {r['rank5']:.2f} | {r['mAP']:.2f}"
+        print(f"| {label} | {scores} | {took}{rounds} |")
     path = args.json or args.out / "adapt_market.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"written: {path}")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import machine, score
 from train_market_cpu import DEFAULT_DATA, overrides
-from zoo_entry import write_zoo_entry
+from zoo_entry import logged_run, write_zoo_entry
 
 from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "twocam")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--zoo", action="store_true", help="put every model in the zoo")
+    parser.add_argument("--note", default="", help="a note for the zoo cards")
     args = parser.parse_args()
     if not args.root.is_dir() or not args.twocam.is_file():
         print(f"skipped: needs {args.root} and {args.twocam} (../shared)")
@@ -67,23 +68,24 @@ def main() -> None:
             config = load_config(None, overrides(args.root, run, extra))
             records = fit_from_config(config)
             minutes = (time.perf_counter() - started) / 60
-            trained = f"{len(records)} epochs in {minutes:.0f} min"
+            trained = f"{len(records)} epochs in {minutes:.0f} min" if records else "reused"
             metrics = score(run, datasets)
             results.append({"arch": arch, "seed": seed, **metrics})
             if args.zoo:
-                if not records:  # reused: the wall time is the one its log recorded
-                    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-                    records, minutes = log, sum(r["seconds"] for r in log) / 60
+                if not records:  # reused: the time is the one its log recorded
+                    records, minutes = logged_run(run)
                 roots = {"market1501": str(args.root), "twocam": str(args.twocam)}
                 summary = (
                     f"{arch} trained from scratch on Market-1501 with the TPAMI cross-domain "
                     "recipe scaled down to a CPU (128x64, flip + colour jitter, cosine)"
                 )
                 name = f"{arch}_market_tpami_cpu_s{seed}"
-                write_zoo_entry(run, name, summary, config, records, minutes, metrics, roots)
+                write_zoo_entry(
+                    run, name, summary, config, records, minutes, metrics, roots, note=args.note
+                )
             m, t = metrics["market1501"], metrics["twocam"]
             print(
-                f"{arch} seed {seed} ({trained if records else 'reused'}): Market R1 "
+                f"{arch} seed {seed} ({trained}): Market R1 "
                 f"{m['rank1']:.1f} mAP {m['mAP']:.1f} | twocam R1 {t['rank1']:.1f} "
                 f"R5 {t['rank5']:.1f} mAP {t['mAP']:.1f}"
             )

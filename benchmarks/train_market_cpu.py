@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common import machine
-from zoo_entry import write_zoo_entry
+from zoo_entry import logged_run, write_zoo_entry
 
 from omnireid.config import load_config
 from omnireid.tasks import fit_from_config
@@ -67,6 +67,7 @@ def main() -> None:
     )
     parser.add_argument("--zoo", help="write the trained model into the zoo under this name")
     parser.add_argument("--summary", default="", help="the zoo card's one-line description")
+    parser.add_argument("--note", default="", help="a note for the zoo card")
     args = parser.parse_args()
     if not args.root.is_dir():
         print(f"skipped: Market-1501 not found at {args.root}")
@@ -97,6 +98,8 @@ def main() -> None:
     if spread:
         print(f"feat_spread per epoch (collapse below {config.train.collapse_spread}): {spread}")
     if args.zoo:
+        if not records:  # a finished run reused: its time is the one its log recorded
+            records, minutes = logged_run(args.out)
         keys = ("rank1", "rank5", "rank10", "mAP", "mINP")
         write_zoo_entry(
             args.out,
@@ -107,6 +110,7 @@ def main() -> None:
             minutes,
             {"market1501": {k: final[k] for k in keys}},
             {"market1501": "../shared/data/market1501"},
+            note=args.note,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -11,10 +12,27 @@ from typing import Any
 from common import machine
 
 from omnireid.config import Config, config_to_dict
+from omnireid.engine.callbacks import LOG_FILE, read_jsonl
 from omnireid.models.zoo import MARKET_LICENCE, add_to_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = "omnireid evaluate --weights zoo:{name} --dataset {dataset} --root {root}"
+
+
+def logged_run(run: Path) -> tuple[list[dict[str, Any]], float]:
+    """A finished run's log records and its training minutes (the sum of its epochs' times,
+    evaluation excluded): what a reused run reports instead of this process's time."""
+    records = read_jsonl(run / LOG_FILE)
+    return records, sum(r["seconds"] for r in records) / 60
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as the card's commands show it: relative to the repository when it lies next to
+    it (``../shared/...``), as given otherwise."""
+    path = Path(path)
+    if path.is_absolute() and path.is_relative_to(ROOT.parent):
+        return os.path.relpath(path, ROOT)
+    return str(path)
 
 
 def code_version() -> str:
@@ -41,15 +59,17 @@ def write_zoo_entry(
     *,
     trained_on: str | None = None,
     licence: str = MARKET_LICENCE,
+    note: str = "",
 ) -> Path:
     """Put ``run``'s final model in the zoo with its card. ``metrics``: per test set (a dataset
     name as ``omnireid evaluate --dataset`` takes it), measured by this code; ``roots``: where
     each test set lives, for the card's reproduce commands; ``trained_on``: what the card says
-    the model learnt from (default ``config.data.dataset``)."""
+    the model learnt from (default ``config.data.dataset``); ``note``: anything else a user of
+    the model should know about how it was made (kept in the card's ``training``)."""
     shown = {}
     for data, values in metrics.items():
         dataset = "custom" if data == "twocam" else data
-        command = EVAL.format(name=name, dataset=dataset, root=roots[data])
+        command = EVAL.format(name=name, dataset=dataset, root=shown_path(roots[data]))
         metric = config.test.metric
         shown[data] = {**{k: round(float(v), 2) for k, v in values.items()}, "metric": metric}
         shown[data]["command"] = command + (f" --metric {metric}" if metric != "euclidean" else "")
@@ -68,6 +88,8 @@ def write_zoo_entry(
         },
         "metrics": shown,
     }
+    if note:
+        card["training"]["note"] = note
     folder = add_to_zoo(run, name, card)
     print(f"zoo entry: {folder} (use it as --weights zoo:{name})")
     return folder
