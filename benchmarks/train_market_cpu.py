@@ -90,6 +90,9 @@ def main() -> None:
     records = fit_from_config(config)
     final = records[-1] if records else json.loads((args.out / "metrics.json").read_text())
     minutes = (time.perf_counter() - started) / 60
+    if not records:  # a finished run reused: its time is the one its log recorded
+        records, minutes = logged_run(args.out)
+        print(f"reused the finished run in {args.out}")
     print(
         f"R1 {final['rank1']:.1f}  R5 {final['rank5']:.1f}  R10 {final['rank10']:.1f}  "
         f"mAP {final['mAP']:.1f}  mINP {final['mINP']:.1f}  after {final['epoch']} epochs, "
@@ -99,8 +102,6 @@ def main() -> None:
     if spread:
         print(f"feat_spread per epoch (collapse below {config.train.collapse_spread}): {spread}")
     if args.zoo:
-        if not records:  # a finished run reused: its time is the one its log recorded
-            records, minutes = logged_run(args.out)
         # the card's numbers are measured now, by this code, whatever code trained the run
         market = {"market1501": load_dataset("market1501", args.root)}
         measured = score(args.out, market, metric=config.test.metric)

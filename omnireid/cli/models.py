@@ -141,10 +141,16 @@ def cmd_zoo_list(_: argparse.Namespace) -> int:
     if not cards:
         print("the zoo is empty")
         return 0
-    print(f"{'name':<34}{'arch':<18}{'trained on':<16}{'Market R1 / mAP':>17}{'size':>9}")
-    for c in cards:
-        size = f"{c['file']['bytes'] / 1e6:.1f} MB"
-        print(f"{c['name']:<34}{c['arch']:<18}{c['trained_on']:<16}{_headline(c):>17}{size:>9}")
+    rows = [("name", "arch", "trained on", "Market R1 / mAP", "size")]
+    rows += [
+        (c["name"], c["arch"], c["trained_on"], _headline(c), f"{c['file']['bytes'] / 1e6:.1f} MB")
+        for c in cards
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:  # text columns left-aligned, numbers right-aligned, two spaces apart
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [f"{v:<{w}}" if i < 3 else f"{v:>{w}}" for i, (v, w) in pairs]
+        print("  ".join(cells).rstrip())
     print("\nuse one with --weights zoo:NAME; `omnireid zoo info NAME` shows its card")
     return 0
 
@@ -164,6 +170,8 @@ def cmd_zoo_info(args: argparse.Namespace) -> int:
     print(f"  trained on    {card['trained_on']}, seed {t['seed']}, {t['epochs']} epochs")
     print(f"  training      {t['wall_minutes']:.0f} min on {t['machine']} (code {t['code']})")
     print(f"  command       {t['command']}")
+    if t.get("note"):
+        print(f"  note          {t['note']}")
     for data, m in card["metrics"].items():
         values = "  ".join(f"{k} {v:.2f}" for k, v in m.items() if isinstance(v, float))
         print(f"  {data:<13} {values}")

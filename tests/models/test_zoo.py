@@ -69,3 +69,23 @@ def test_an_unknown_zoo_name_lists_what_exists(capsys):
     assert main(["zoo", "list"]) == 0
     assert main(["evaluate", "--weights", "zoo:nothing", "--dataset", "x", "--root", "."]) == 2
     assert "no model 'nothing' in the zoo" in capsys.readouterr().err
+
+
+def test_zoo_list_keeps_its_columns_apart_for_long_names(monkeypatch, capsys):
+    import omnireid.models.zoo as zoo
+    from omnireid.cli import main
+
+    def card(name, trained_on):
+        metrics = {"market1501": {"rank1": 80.76, "mAP": 59.27}}
+        file = {"bytes": 2_431_924}
+        return {"name": name, "arch": "osnet_x0_25", "trained_on": trained_on,
+                "metrics": metrics, "file": file}  # fmt: skip
+
+    long = "osnet_ain_x0_25_market_tpami_cpu_s0_and_then_some"
+    cards = [card("short", "MSMT17 (labelled) + Market-1501 (unlabelled)"), card(long, "x")]
+    monkeypatch.setattr(zoo, "list_zoo", lambda: cards)
+    assert main(["zoo", "list"]) == 0
+    header, first, second = capsys.readouterr().out.splitlines()[:3]
+    assert second.startswith(long + "  osnet_x0_25")  # the name never runs into the arch
+    assert first.index("osnet_x0_25") == second.index("osnet_x0_25") == header.index("arch")
+    assert first.endswith("80.8 / 59.3  2.4 MB")
