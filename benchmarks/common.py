@@ -1,5 +1,5 @@
 """What the benchmark scripts share: a description of the machine they ran on, and the scoring
-of a trained model on test sets."""
+of a trained model on test sets, a seeded random model for the speed benchmarks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+
+from omnireid.models import build
 
 if TYPE_CHECKING:
     from omnireid.data.datasets import ReIDDataset
@@ -51,3 +54,15 @@ def score(
         ev = evaluate_model(fast, dataset, transform_for(pre), metric=metric, progress=False)
         out[name] = {k: v for k, v in ev.result.as_dict().items() if k in SCORES}
     return out
+
+
+def random_model(arch: str) -> nn.Module:
+    """``arch`` with seeded random weights and non-trivial BatchNorm statistics (eval mode):
+    the speed benchmarks' model, so that no fused or exported path meets identity norms."""
+    torch.manual_seed(0)
+    model = build(arch, num_classes=10)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()

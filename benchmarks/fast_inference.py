@@ -25,6 +25,7 @@ import time
 import warnings
 
 import torch
+from common import random_model
 from torch import nn
 
 from omnireid.models import build
@@ -110,13 +111,7 @@ def main() -> None:
     )
     tmp = tempfile.mkdtemp()
     for arch in args.arch:
-        torch.manual_seed(0)
-        model = build(arch, num_classes=10)
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-        model.eval()
+        model = random_model(arch)
         ref = reference_model(arch)
         paths = {}
         if ref is not None:

@@ -26,23 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import random_model
 from torch import nn
 
 from omnireid.deploy.onnx import INPUT_NAME, export_onnx, open_session
 from omnireid.deploy.openvino import compile_openvino
-from omnireid.models import build
 
 Run = Callable[[np.ndarray], np.ndarray]
-
-
-def random_model(arch: str) -> nn.Module:
-    torch.manual_seed(0)
-    model = build(arch, num_classes=10)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
 
 
 def images_per_second(run: Run, x: np.ndarray, seconds: float) -> float:

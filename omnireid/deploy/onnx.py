@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -190,17 +191,40 @@ def verify_onnx(
             f"{onnx_path} has a fixed batch of {expected_batch} (exported without "
             f"dynamic batch); cannot verify with batch {batch}"
         )
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, *image_size, generator=generator)
+    return compare_with_torch(
+        model,
+        lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0],
+        image_size,
+        batch=batch,
+        atol=atol,
+        source=onnx_path,
+        engine="ONNX Runtime",
+        error=OnnxVerificationError,
+    )
+
+
+@torch.no_grad()
+def compare_with_torch(
+    model: nn.Module,
+    run: Callable[[np.ndarray], np.ndarray],
+    image_size: tuple[int, int],
+    *,
+    batch: int,
+    atol: float,
+    source: str | Path,
+    engine: str,
+    error: type[Exception],
+) -> float:
+    """Max abs difference between an exported graph's features (``run`` on a float32 NCHW
+    array) and ``model``'s (eval, CPU) on a seeded random ``(batch, 3, H, W)`` input; raises
+    ``error`` naming ``source`` and ``engine`` on another shape or a difference above ``atol``
+    (NaN included)."""
+    x = torch.randn(batch, 3, *image_size, generator=torch.Generator().manual_seed(0))
     reference = copy.deepcopy(model).cpu().float().eval()(x).numpy()
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+    got = run(x.numpy())
     if got.shape != reference.shape:
-        raise OnnxVerificationError(
-            f"{onnx_path}: output shape {got.shape}, PyTorch gives {reference.shape}"
-        )
+        raise error(f"{source}: output shape {got.shape}, PyTorch gives {reference.shape}")
     diff = float(np.abs(got - reference).max())
     if not diff <= atol:  # NaN fails too
-        raise OnnxVerificationError(
-            f"{onnx_path}: ONNX Runtime differs from PyTorch by {diff:.3g} (max abs) > {atol:g}"
-        )
+        raise error(f"{source}: {engine} differs from PyTorch by {diff:.3g} (max abs) > {atol:g}")
     return diff

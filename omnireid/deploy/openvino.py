@@ -11,17 +11,15 @@ and the features would no longer match PyTorch's to 1e-4.
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from omnireid.deploy.contract import ModelContract
-from omnireid.deploy.onnx import export_onnx
+from omnireid.deploy.onnx import compare_with_torch, export_onnx
 from omnireid.errors import ExportError, UsageError
 
 SECTION = "omnireid"
@@ -86,19 +84,16 @@ def verify_openvino(
 ) -> float:
     """Max abs difference between OpenVINO's and ``model``'s (eval, CPU) features on a seeded
     random ``(batch, 3, H, W)`` input; raises ``OpenVinoVerificationError`` above ``atol``."""
-    x = torch.randn(batch, 3, *image_size, generator=torch.Generator().manual_seed(0))
-    reference = copy.deepcopy(model).cpu().float().eval()(x).numpy()
-    got = compiled([x.numpy()])[compiled.outputs[0]]
-    if got.shape != reference.shape:
-        raise OpenVinoVerificationError(
-            f"{source}: output shape {got.shape}, PyTorch gives {reference.shape}"
-        )
-    diff = float(np.abs(got - reference).max())
-    if not diff <= atol:  # NaN fails too
-        raise OpenVinoVerificationError(
-            f"{source}: OpenVINO differs from PyTorch by {diff:.3g} (max abs) > {atol:g}"
-        )
-    return diff
+    return compare_with_torch(
+        model,
+        lambda x: compiled([x])[compiled.outputs[0]],
+        image_size,
+        batch=batch,
+        atol=atol,
+        source=source,
+        engine="OpenVINO",
+        error=OpenVinoVerificationError,
+    )
 
 
 def export_openvino(
