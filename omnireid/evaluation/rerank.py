@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from omnireid.evaluation.distance_views import DistanceView, JointDistance, SingleDistance
+
 __all__ = ["jaccard_distance", "rerank"]
 
 # Columns of the joint distance matrix processed per block when ranking neighbours.
@@ -68,7 +70,7 @@ def rerank(
     Returns:
         The re-ranked ``(q, g)`` distance matrix, float32.
     """
-    dist = _JointDistance(*_validate(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value))
+    dist = JointDistance(*_validate(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value))
     n = dist.n
     k_full = min(k1 + 1, n)
     k_half = min(round(k1 / 2) + 1, n)  # rounds half to even, like numpy.around
@@ -94,17 +96,17 @@ def jaccard_distance(dist: np.ndarray | torch.Tensor, k1: int = 30, k2: int = 6)
     d = as_numpy(dist, "dist")
     if d.shape[0] != d.shape[1] or d.shape[0] < 2:
         raise ValueError(f"dist must be a square matrix of at least 2 samples, got {d.shape}")
-    _validate(d[:1, 1:], d[:1, :1], d[1:, 1:], k1, k2, 0.0)
-    single = _SingleDistance(d)
+    _check_parameters(k1, k2, 0.0)
+    single = SingleDistance(d)
     n = single.n
     k_full, k_half, k_qe = min(k1 + 1, n), min(round(k1 / 2) + 1, n), min(k2, n)
-    ranks, colmax = _nearest_neighbours(single, max(k_full, k_qe))  # type: ignore[arg-type]
+    ranks, colmax = _nearest_neighbours(single, max(k_full, k_qe))
     indptr, indices = _expanded_sets(ranks[:, :k_full], ranks[:, :k_half])
-    vectors = _encode(single, colmax, indptr, indices)  # type: ignore[arg-type]
+    vectors = _encode(single, colmax, indptr, indices)
     if k_qe > 1:
         vectors = _query_expansion(vectors, ranks[:, :k_qe])
     del ranks
-    out = _combine(single, colmax, vectors, 0.0)  # type: ignore[arg-type]
+    out = _combine(single, colmax, vectors, 0.0)
     np.fill_diagonal(out, 0.0)
     return out
 
@@ -144,97 +146,23 @@ def _validate(
         raise ValueError(f"q_q_dist must have shape {(q, q)} to match q_g_dist, got {qq.shape}")
     if gg.shape != (g, g):
         raise ValueError(f"g_g_dist must have shape {(g, g)} to match q_g_dist, got {gg.shape}")
+    _check_parameters(k1, k2, lambda_value)
+    return qq, qg, gg
+
+
+def _check_parameters(k1: int, k2: int, lambda_value: float) -> None:
     for name, k in (("k1", k1), ("k2", k2)):
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"{name} must be a positive integer, got {k!r}")
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"lambda_value must lie in [0, 1], got {lambda_value}")
-    return qq, qg, gg
-
-
-@dataclass
-class _JointDistance:
-    """Lazy view of the joint matrix ``D = [[q_q, q_g], [q_g.T, g_g]]`` of shape ``(n, n)``.
-
-    All accessors return ``D ** 2`` in float32, squared in the inputs' common dtype.
-    """
-
-    qq: np.ndarray
-    qg: np.ndarray
-    gg: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.q, self.g = self.qg.shape
-        self.n = self.q + self.g
-        self.gallery_offset = self.q  # gallery samples are rows q.. of the joint matrix
-        self.dtype = np.result_type(self.qq, self.qg, self.gg)
-
-    def _squared(self, x: np.ndarray) -> np.ndarray:
-        return np.square(x.astype(self.dtype, copy=False)).astype(np.float32, copy=False)
-
-    def squared_query_gallery(self, start: int, stop: int) -> np.ndarray:
-        """``q_g[start:stop] ** 2``, float32."""
-        return self._squared(self.qg[start:stop])
-
-    def squared_columns(self, start: int, stop: int) -> np.ndarray:
-        """``D[:, start:stop] ** 2`` as an ``(n, stop - start)`` float32 array."""
-        q = self.q
-        parts = []
-        if start < q:
-            end = min(stop, q)
-            parts.append(np.concatenate([self.qq[:, start:end], self.qg[start:end].T], axis=0))
-        if stop > q:
-            begin = max(start, q) - q
-            parts.append(
-                np.concatenate([self.qg[:, begin : stop - q], self.gg[:, begin : stop - q]], 0)
-            )
-        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        block = block.astype(self.dtype, copy=False)  # a fresh array: square it in place
-        return np.square(block, out=block).astype(np.float32, copy=False)
-
-    def squared_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """``D[rows, cols] ** 2`` elementwise, float32."""
-        q = self.q
-        out = np.empty(rows.shape, dtype=self.dtype)
-        row_q, col_q = rows < q, cols < q
-        m = row_q & col_q
-        out[m] = self.qq[rows[m], cols[m]]
-        m = row_q & ~col_q
-        out[m] = self.qg[rows[m], cols[m] - q]
-        m = ~row_q & col_q  # lower-left block is q_g transposed
-        out[m] = self.qg[cols[m], rows[m] - q]
-        m = ~row_q & ~col_q
-        out[m] = self.gg[rows[m] - q, cols[m] - q]
-        return self._squared(out)
-
-
-class _SingleDistance:
-    """One set of samples that is its own query and gallery: the interface of
-    ``_JointDistance`` over a single ``(n, n)`` matrix (gallery rows start at 0)."""
-
-    def __init__(self, d: np.ndarray) -> None:
-        self.d = d
-        self.n = self.q = self.g = d.shape[0]
-        self.gallery_offset = 0
-
-    def _squared(self, x: np.ndarray) -> np.ndarray:
-        return np.square(x.astype(np.float64, copy=False)).astype(np.float32, copy=False)
-
-    def squared_query_gallery(self, start: int, stop: int) -> np.ndarray:
-        return self._squared(self.d[start:stop])
-
-    def squared_columns(self, start: int, stop: int) -> np.ndarray:
-        return self._squared(self.d[:, start:stop])
-
-    def squared_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return self._squared(self.d[rows, cols])
 
 
 # --------------------------------------------------------------------------------------------
 # Steps
 
 
-def _nearest_neighbours(dist: _JointDistance, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_neighbours(dist: DistanceView, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` neighbours of every sample under the normalised distance.
 
     Row ``i`` of the normalised matrix is ``D[:, i] ** 2 / max(D[:, i] ** 2)``. Neighbours are
@@ -356,7 +284,7 @@ def _budget_chunks(cost: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _encode(
-    dist: _JointDistance, colmax: np.ndarray, indptr: np.ndarray, indices: np.ndarray
+    dist: DistanceView, colmax: np.ndarray, indptr: np.ndarray, indices: np.ndarray
 ) -> _SparseRows:
     """Gaussian-kernel weights ``exp(-d(i, j))`` over each set, normalised to sum to one."""
     n = dist.n
@@ -390,7 +318,7 @@ def _query_expansion(vectors: _SparseRows, neighbours: np.ndarray) -> _SparseRow
 
 
 def _combine(
-    dist: _JointDistance, colmax: np.ndarray, vectors: _SparseRows, lambda_value: float
+    dist: DistanceView, colmax: np.ndarray, vectors: _SparseRows, lambda_value: float
 ) -> np.ndarray:
     """Jaccard distance of query rows to gallery rows, blended with the original distance."""
     q, g, n = dist.q, dist.g, dist.n
