@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -133,34 +132,6 @@ def test_attribute_labels_for_every_image(world: Path) -> None:
         assert list(values) == list(ATTRIBUTES)
         if pid > 0:
             assert values == identity_attributes(traits[pid])
-
-
-def test_identity_attributes_by_hand() -> None:
-    ident = Identity(
-        top="black",
-        bottom="white",
-        skin="light",
-        height=0.9,
-        width=0.95,
-        logo_shape="circle",
-        logo_colour="red",
-        shoes="yellow",
-        bag="left",
-        bag_colour="red",
-        hat=False,
-        glasses=True,
-    )
-    assert {f.name for f in fields(Identity)} == set(asdict(ident))
-    assert identity_attributes(ident) == {
-        "hat": 0,
-        "glasses": 1,
-        "bag": 1,
-        "top_dark": 1,
-        "bottom_dark": 0,
-        "shoes_dark": 0,
-        "logo_round": 1,
-        "slim": 1,
-    }
 
 
 def test_existing_world_reused_or_refused(world: Path, tmp_path: Path) -> None:
