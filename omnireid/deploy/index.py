@@ -7,19 +7,16 @@ top-k queries. Kinds: ``flat`` (exact, the default), ``ivf`` (inverted lists; ``
 ``ip`` (inner product = cosine similarity on normalised features, higher is better) or ``l2``
 (squared Euclidean distance, lower is better).
 
-On disk an index is a directory: ``header.json`` (format version, dim, arch, image size,
-metric, kind, count, SHA-256 of the other files, and a SHA-256 of the header itself),
-``index.faiss`` and ``metadata.npz`` (no pickle). ``GalleryIndex.load`` refuses corrupt or
-unverifiable files, newer formats and indexes built for another feature dimension or
-architecture. Camera ids are 0-based (format 2; a format-1 index, which stored 1-based
-cameras, is read and converted). ``index_image_folder`` stores absolute image paths, so an
-index works from any working directory and after the index folder moves.
+On disk an index is a directory (``omnireid.deploy.index_file``: checksummed header, FAISS
+file, metadata without pickle); ``GalleryIndex.load`` refuses corrupt or unverifiable files,
+newer formats and indexes built for another feature dimension or architecture. Camera ids are
+0-based (format 2; a format-1 index, which stored 1-based cameras, is read and converted).
+``index_image_folder`` stores absolute image paths, so an index works from any working
+directory and after the index folder moves.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +26,9 @@ import faiss
 import numpy as np
 
 from omnireid.data.images import list_images, parse_market_name
+from omnireid.deploy.index_file import read_header, read_index_dir, write_index_dir
 from omnireid.errors import IndexFileError
 
-FORMAT = "omnireid-gallery-index"
-FORMAT_VERSION = 2  # 2: 0-based camera ids, checksummed header
 KINDS = ("flat", "ivf", "hnsw")
 METRICS = ("ip", "l2")
 Kind = Literal["flat", "ivf", "hnsw"]
@@ -75,20 +71,6 @@ class SearchResult:
     camids: np.ndarray
     timestamps: np.ndarray
     higher_is_better: bool
-
-
-def _header_digest(header: dict) -> str:
-    """SHA-256 of the header's content without its own checksum entry (canonical JSON)."""
-    body = {k: v for k, v in header.items() if k != "header_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class GalleryIndex:
@@ -284,8 +266,6 @@ class GalleryIndex:
 
     def header(self) -> dict:
         return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             "dim": self.dim,
             "arch": self.arch,
             "image_size": list(self.image_size) if self.image_size else None,
@@ -301,52 +281,15 @@ class GalleryIndex:
         """Write the index directory ``path`` (created; existing files are replaced)."""
         if self._index is None:
             raise ValueError("cannot save an empty ivf index (nothing was added)")
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self._index, str(out / "index.faiss"))
-        np.savez(
-            out / "metadata.npz",
-            paths=np.asarray(self.meta.paths, dtype=str),
-            pids=self.meta.pids,
-            camids=self.meta.camids,
-            timestamps=self.meta.timestamps,
-        )
-        header = self.header()
-        header["files"] = {n: _sha256(out / n) for n in ("index.faiss", "metadata.npz")}
-        header["header_sha256"] = _header_digest(header)
-        (out / "header.json").write_text(json.dumps(header, indent=2) + "\n")
-        return out
+        metadata = {
+            "paths": np.asarray(self.meta.paths, dtype=str),
+            "pids": self.meta.pids,
+            "camids": self.meta.camids,
+            "timestamps": self.meta.timestamps,
+        }
+        return write_index_dir(Path(path), self._index, metadata, self.header())
 
-    @staticmethod
-    def read_header(path: str | Path) -> dict:
-        """The checked JSON header of the index directory ``path``."""
-        path = Path(path)
-        file = path / "header.json"
-        if not file.is_file():
-            raise IndexFileError(
-                f"{path} is not a gallery index: expected a directory with {file.name}"
-            )
-        try:
-            header = json.loads(file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise IndexFileError(f"{file} is corrupt (not valid JSON: {e})") from e
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise IndexFileError(f"{file} is not an {FORMAT} header")
-        version = header.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-            raise IndexFileError(
-                f"{path} has index format version {version!r}; this omnireid reads versions 1 to "
-                f"{FORMAT_VERSION}: rebuild the index or upgrade omnireid"
-            )
-        if version >= 2 and header.get("header_sha256") != _header_digest(header):
-            raise IndexFileError(
-                f"{file} was changed after the index was written (its checksum does not match); "
-                "rebuild the index"
-            )
-        files = header.get("files")
-        if not isinstance(files, dict) or set(files) != {"index.faiss", "metadata.npz"}:
-            raise IndexFileError(f"{file} lists no checksums for its files: cannot verify it")
-        return header
+    read_header = staticmethod(read_header)
 
     @classmethod
     def load(
@@ -354,7 +297,7 @@ class GalleryIndex:
     ) -> GalleryIndex:
         """Read an index directory; refuse it if corrupt or built for another dim/architecture."""
         path = Path(path)
-        h = cls.read_header(path)
+        h = read_header(path)
         if expect_dim is not None and h["dim"] != expect_dim:
             raise IndexFileError(
                 f"{path} holds {h['dim']}-d features but the extractor gives {expect_dim}-d ones"
@@ -363,9 +306,7 @@ class GalleryIndex:
             raise IndexFileError(
                 f"{path} was built with arch {h['arch']!r} but the extractor uses {expect_arch!r}"
             )
-        for name, digest in h["files"].items():
-            if not (path / name).is_file() or _sha256(path / name) != digest:
-                raise IndexFileError(f"{path / name} is missing or corrupt (checksum mismatch)")
+        faiss_index, m = read_index_dir(path, h)
         params = {k: h["params"][k] for k in ("nlist", "nprobe", "hnsw_m", "ef_construction")}
         index = cls(
             h["dim"],
@@ -378,12 +319,8 @@ class GalleryIndex:
             extra=h.get("extra"),
             **params,
         )
-        try:
-            index._index = faiss.read_index(str(path / "index.faiss"))
-            with np.load(path / "metadata.npz", allow_pickle=False) as m:
-                index.meta.extend(list(m["paths"]), m["pids"], m["camids"], m["timestamps"])
-        except (RuntimeError, OSError, ValueError, KeyError) as e:
-            raise IndexFileError(f"{path} could not be read ({e})") from e
+        index._index = faiss_index
+        index.meta.extend(list(m["paths"]), m["pids"], m["camids"], m["timestamps"])
         if h["version"] == 1:  # format 1 stored 1-based camera ids
             cams = index.meta.camids
             index.meta.camids = np.where(cams > 0, cams - 1, -1)

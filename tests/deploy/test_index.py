@@ -9,9 +9,11 @@ from PIL import Image
 
 from omnireid.cli import main
 from omnireid.data.images import parse_market_name
-from omnireid.deploy.index import FORMAT_VERSION, GalleryIndex, _header_digest, _sha256
+from omnireid.deploy.index import GalleryIndex
+from omnireid.deploy.index_file import FORMAT_VERSION, header_digest
 from omnireid.errors import IndexFileError
 from omnireid.evaluation.rerank import rerank
+from omnireid.models.weights import file_sha256
 from omnireid.visualize.gallery import strip_size
 from tests.deploy.helpers import trained_like
 
@@ -121,7 +123,7 @@ def _edit_header(saved: Path, change, resign: bool = True) -> None:
     header = json.loads((saved / "header.json").read_text())
     change(header)
     if resign:
-        header["header_sha256"] = _header_digest(header)
+        header["header_sha256"] = header_digest(header)
     (saved / "header.json").write_text(json.dumps(header))
 
 
@@ -157,7 +159,7 @@ def test_reads_a_format_1_index_with_one_based_cameras(tmp_path, gallery):
     def as_v1(h):
         h.update(version=1)
         h.pop("header_sha256")
-        h["files"]["metadata.npz"] = _sha256(saved / "metadata.npz")
+        h["files"]["metadata.npz"] = file_sha256(saved / "metadata.npz")
 
     _edit_header(saved, as_v1, resign=False)
     assert GalleryIndex.load(saved).meta.camids.tolist() == [0, 1, 5, -1]
