@@ -102,6 +102,9 @@ class LossConfig:
     # Ramp the triplet weight from 0 to triplet_weight over these first epochs (0: no ramp;
     # beyond the papers: a defence against the batch-hard collapse when training from scratch)
     triplet_warmup_epochs: int = 0
+    # Train with CE alone for these first epochs, then ramp the triplet term in (beyond the
+    # papers, as the ramp: the batch-hard term on an untrained embedding pulls it together)
+    triplet_start_epoch: int = 0
     mutual_weight: float = 1.0  # with model.mutual: weight of each network's mimicry term
     deepmar: bool = True  # train.task=attributes: DeepMAR positive-ratio weights on the BCE
 

@@ -66,16 +66,27 @@ class FreezeBase(Callback):
 
 
 class Ramp(Callback):
-    """Ramp ``target.attribute`` linearly from 0 to ``final`` over the first ``epochs`` epochs
-    (epoch e, 0-based, runs with ``final * min(1, e / epochs)``) and record it."""
+    """Hold ``target.attribute`` at 0 for the first ``start`` epochs, then ramp it linearly to
+    ``final`` over ``epochs`` epochs (epoch e, 0-based, runs with
+    ``final * clamp((e - start) / epochs, 0, 1)``; ``epochs=0``: a step at ``start``) and
+    record it."""
 
-    def __init__(self, target: Any, attribute: str, final: float, epochs: int) -> None:
-        if epochs < 1:
-            raise ValueError(f"a ramp needs epochs >= 1, got {epochs}")
-        self.target, self.attribute, self.final, self.epochs = target, attribute, final, epochs
+    def __init__(
+        self, target: Any, attribute: str, final: float, epochs: int, start: int = 0
+    ) -> None:
+        if epochs < 0 or start < 0 or epochs + start < 1:
+            raise ValueError(
+                f"a ramp needs epochs >= 0, start >= 0 and one of them > 0, got {epochs}, {start}"
+            )
+        self.target, self.attribute, self.final = target, attribute, final
+        self.epochs, self.start = epochs, start
 
     def value(self, epoch: int) -> float:
-        return self.final * min(1.0, epoch / self.epochs)
+        if epoch < self.start:
+            return 0.0
+        if self.epochs == 0:
+            return self.final
+        return self.final * min(1.0, (epoch - self.start) / self.epochs)
 
     def on_epoch_start(self, loop: Loop) -> None:
         setattr(self.target, self.attribute, self.value(loop.epoch))

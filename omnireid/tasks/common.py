@@ -107,6 +107,9 @@ def reid_loss(config: Config) -> ReIDLoss:
             f"loss.triplet_no_positive must be 'zero_distance' or 'skip', got "
             f"{loss.triplet_no_positive!r}"
         )
+    for key in ("triplet_warmup_epochs", "triplet_start_epoch"):
+        if getattr(loss, key) < 0:
+            raise ConfigError(f"loss.{key} must be >= 0, got {getattr(loss, key)}")
     return ReIDLoss(
         label_smoothing=loss.label_smoothing,
         triplet_weight=loss.triplet_weight,

@@ -190,10 +190,9 @@ def reid_run(config: Config) -> Run:
     shown = ("acc", "feat_spread")
     if config.loss.triplet_weight:
         shown += ("triplet", "active_triplets")
-        if config.loss.triplet_warmup_epochs:
-            ramp = Ramp(
-                own, "triplet_weight", own.triplet_weight, config.loss.triplet_warmup_epochs
-            )
+        warmup, start = config.loss.triplet_warmup_epochs, config.loss.triplet_start_epoch
+        if warmup or start:
+            ramp = Ramp(own, "triplet_weight", own.triplet_weight, warmup, start=start)
             callbacks.insert(0, ramp)
     pre = preprocessing(config, [s.path for s in dataset.train])
     loader, parts = reid_train_loader(config, dataset, pre)

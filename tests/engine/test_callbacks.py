@@ -150,6 +150,18 @@ def test_ramp_raises_a_weight_from_zero_over_its_epochs():
     assert seen == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
 
 
+def test_ramp_can_wait_before_it_starts_and_step_when_it_has_no_length():
+    class Weights:
+        triplet_weight = 0.5
+
+    waits = Ramp(Weights(), "triplet_weight", 0.5, epochs=2, start=3)
+    assert [waits.value(e) for e in range(7)] == [0.0, 0.0, 0.0, 0.0, 0.25, 0.5, 0.5]
+    steps = Ramp(Weights(), "triplet_weight", 0.5, epochs=0, start=2)
+    assert [steps.value(e) for e in range(4)] == [0.0, 0.0, 0.5, 0.5]
+    with pytest.raises(ValueError, match="one of them > 0"):
+        Ramp(Weights(), "triplet_weight", 0.5, epochs=0, start=0)
+
+
 def test_time_budget_follows_the_clock_and_ends_when_the_next_epoch_would_not_fit(monkeypatch):
     import omnireid.engine.callbacks as callbacks
 

@@ -163,6 +163,24 @@ def test_triplet_warmup_and_the_collapse_statistics_are_logged(tiny_world: Path,
         fit_from_config(load_config(None, stop))
 
 
+def test_the_triplet_term_can_start_after_some_epochs_of_ce_alone(tiny_world: Path, tmp_path):
+    overrides = tiny_training(
+        tiny_world,
+        tmp_path,
+        "loss.triplet_weight=0.5",
+        "loss.triplet_start_epoch=2",
+        "loss.triplet_warmup_epochs=0",
+        "data.num_instances=4",
+        "optim.max_epoch=3",
+    )
+    records = fit_from_config(load_config(None, overrides))
+    assert [r["triplet_weight"] for r in records] == [0.0, 0.0, 0.5]
+    assert "triplet" not in records[1] and records[2]["triplet"] > 0
+    bad = [*overrides, "loss.triplet_start_epoch=-1", f"train.out_dir={tmp_path / 'bad'}"]
+    with pytest.raises(ConfigError, match=r"loss\.triplet_start_epoch must be >= 0, got -1"):
+        fit_from_config(load_config(None, bad))
+
+
 def test_a_time_budget_ends_the_run_early_with_its_evaluation(tiny_world: Path, tmp_path: Path):
     overrides = tiny_training(
         tiny_world,
