@@ -11,7 +11,8 @@ channels_last training; ``--set KEY=VALUE`` changes any of it (e.g. the triplet 
 Usage: python benchmarks/train_market_cpu.py [--minutes 60 | --epochs N]
        [--root ../shared/data/market1501] [--out runs/market_cpu] [--set KEY=VALUE ...]
        [--zoo NAME --summary TEXT]   (also put the model in the zoo, omnireid/zoo/NAME)
-       (needs ../shared or --root; re-running resumes a fixed-epoch run)
+       (needs ../shared or --root; re-running resumes an interrupted run, a budgeted one with
+       the budget it had spent, and reuses a finished one)
 """
 
 from __future__ import annotations
@@ -83,7 +84,6 @@ def main() -> None:
             f"optim.max_epoch={MAX_EPOCHS}",
             f"train.budget_minutes={args.minutes}",
             f"train.budget_reserve_minutes={args.eval_minutes}",
-            "train.resume=false",
         ]
         print(f"{args.minutes:g}-minute budget: the schedule follows elapsed time")
     config = load_config(None, overrides(args.root, args.out, [*plan, *args.set]))

@@ -123,7 +123,8 @@ class TimeBudget(Callback):
     Each epoch's record gets ``budget_used`` (the fraction spent by its end). Given the run's
     ``log`` (``log.jsonl``), a resumed run carries on from the budget its last saved epoch had
     spent instead of starting a fresh one; the time of an epoch that was interrupted before
-    it was saved is not counted (its work was lost too). ``clock="cpu"`` counts this process's
+    it was saved is not counted (its work was lost too), and a run whose budget had ended
+    trains nothing more (its last epoch stays the last). ``clock="cpu"`` counts this process's
     CPU time instead of elapsed time: the same budget whatever else the machine runs.
     """
 
@@ -159,6 +160,12 @@ class TimeBudget(Callback):
         spent = self.spent_before(loop.start_epoch)
         self.started = self.now() - spent
         self.epochs_run = loop.start_epoch if spent else 0
+        if spent and self._over(spent, spent / loop.start_epoch):  # the run had ended there
+            loop.max_epoch = loop.start_epoch
+
+    def _over(self, elapsed: float, per_epoch: float) -> bool:
+        """Another epoch of ``per_epoch`` seconds would not fit after ``elapsed``."""
+        return elapsed + per_epoch + self.reserve > self.seconds
 
     def spent_before(self, start_epoch: int) -> float:
         """Seconds of the budget the saved epochs ``1 .. start_epoch`` spent (0 for a new
@@ -187,7 +194,7 @@ class TimeBudget(Callback):
         self.epochs_run += 1
         per_epoch = self.elapsed() / self.epochs_run
         loop.record["budget_used"] = self.elapsed() / self.seconds
-        if self.elapsed() + per_epoch + self.reserve > self.seconds:
+        if self._over(self.elapsed(), per_epoch):
             loop.max_epoch = loop.epoch + 1
 
 

@@ -239,6 +239,23 @@ def test_a_resumed_time_budget_carries_on_from_what_the_saved_epochs_spent(monke
     assert loop.record["budget_used"] == pytest.approx(1.0) and loop.max_epoch == 5
 
 
+def test_a_finished_time_budget_run_trains_nothing_more_when_run_again(tmp_path):
+    log = tmp_path / "log.jsonl"
+    # 4 saved epochs of 22 s in a 100 s budget: the run ended there (a fifth would reach 110 s)
+    log.write_text(
+        "".join(json.dumps({"epoch": e, "budget_used": 0.22 * e}) + "\n" for e in (1, 2, 3, 4))
+    )
+    finished = _loop(nn.Linear(2, 2), max_epoch=1000)
+    finished.start_epoch = 4
+    TimeBudget(finished.optimizer, seconds=100.0, log=log).on_fit_start(finished)
+    assert finished.max_epoch == 4
+    # saved after epoch 3 (66 s): a fourth epoch fits, so the interrupted run goes on
+    interrupted = _loop(nn.Linear(2, 2), max_epoch=1000)
+    interrupted.start_epoch = 3
+    TimeBudget(interrupted.optimizer, seconds=100.0, log=log).on_fit_start(interrupted)
+    assert interrupted.max_epoch == 1000
+
+
 def test_a_resumed_time_budget_without_its_record_is_refused(tmp_path):
     from omnireid.errors import UsageError
 
