@@ -26,16 +26,15 @@ from omnireid.engine.callbacks import (
     Evaluator,
     FinalMetrics,
     FreezeBase,
-    LRSchedule,
     SetEpoch,
     TensorBoard,
-    TimeBudget,
 )
 from omnireid.engine.checkpoint import restore_latest
 from omnireid.engine.distributed import init_distributed, rank, unwrap, wrap
 from omnireid.engine.lock import RunLock
 from omnireid.engine.loop import Callback, check_amp, fit, training_layout
 from omnireid.engine.optim import build_optimizer
+from omnireid.engine.schedules import LRSchedule, TimeBudget
 from omnireid.errors import ConfigError
 from omnireid.tasks.adapt import adapt_run
 from omnireid.tasks.attributes import attributes_run

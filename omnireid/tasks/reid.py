@@ -18,9 +18,10 @@ from omnireid.config import Config
 from omnireid.data.datasets import MULTI_SPLIT, ReIDDataset, combine_sources, load_dataset
 from omnireid.data.image_dataset import ImageDataset
 from omnireid.data.transforms import transform_for
-from omnireid.engine.callbacks import CollapseDetector, Ramp
+from omnireid.engine.callbacks import CollapseDetector
 from omnireid.engine.distributed import rank
 from omnireid.engine.loop import Callback
+from omnireid.engine.schedules import Ramp
 from omnireid.errors import ConfigError, UsageError
 from omnireid.evaluation.evaluate import evaluate_model
 from omnireid.losses import embedding_statistics, mutual_losses

@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from omnireid.data.datasets import load_dataset
 from omnireid.data.image_dataset import ImageDataset
 from omnireid.data.transforms import build_train_transform
-from omnireid.engine.callbacks import Checkpointer, EpochLog, LRSchedule, SetEpoch
+from omnireid.engine.callbacks import Checkpointer, EpochLog, SetEpoch
 from omnireid.engine.distributed import unwrap, wrap
 from omnireid.engine.loop import fit
 from omnireid.engine.optim import build_optimizer, build_scheduler
+from omnireid.engine.schedules import LRSchedule
 from omnireid.losses import compute_losses
 from omnireid.models import build
 from tests.conftest import TINY_TRAIN_IDS, TINY_TRAIN_IMAGES

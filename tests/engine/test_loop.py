@@ -10,10 +10,11 @@ from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
 from omnireid.data.image_dataset import ImageDataset
 from omnireid.data.transforms import RandomPatch, build_train_transform
-from omnireid.engine.callbacks import Checkpointer, EpochLog, FreezeBase, LRSchedule, SetEpoch
+from omnireid.engine.callbacks import Checkpointer, EpochLog, FreezeBase, SetEpoch
 from omnireid.engine.checkpoint import latest_checkpoint, restore_latest
 from omnireid.engine.loop import Callback, NonFiniteLossError, fit, training_layout
 from omnireid.engine.optim import build_optimizer, build_scheduler
+from omnireid.engine.schedules import LRSchedule
 from omnireid.losses import compute_losses
 from omnireid.models import build
 from omnireid.tasks.common import train_loader
