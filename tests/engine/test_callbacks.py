@@ -14,16 +14,8 @@ from omnireid.engine.callbacks import (
     truncate_jsonl,
 )
 from omnireid.engine.checkpoint import latest_checkpoint, restore_latest, save_checkpoint
-from omnireid.engine.loop import Loop
 from omnireid.errors import NonFiniteLossError, TrainingError
-
-
-def _loop(model=None, epoch=0, max_epoch=10, record=None):
-    model = model or nn.Linear(2, 2)
-    loop = Loop(model, torch.optim.SGD(model.parameters(), lr=0.1), max_epoch)
-    loop.epoch = epoch
-    loop.record = {"epoch": epoch + 1, **(record or {})}
-    return loop
+from tests.engine.helpers import bare_loop
 
 
 @pytest.mark.parametrize(
@@ -35,7 +27,7 @@ def test_evaluator_runs_every_n_epochs_and_after_the_last(every, expected):
     evaluator = Evaluator(lambda m: calls.append(1) or {"rank1": 50.0}, every)
     done = []
     for epoch in range(10):
-        loop = _loop(epoch=epoch)
+        loop = bare_loop(epoch=epoch)
         evaluator.on_epoch_end(loop)
         if "rank1" in loop.record:
             done.append(epoch + 1)
@@ -44,14 +36,14 @@ def test_evaluator_runs_every_n_epochs_and_after_the_last(every, expected):
 
 def test_evaluator_refuses_non_finite_metrics():
     with pytest.raises(NonFiniteLossError, match="mAP"):
-        Evaluator(lambda m: {"rank1": 1.0, "mAP": float("nan")}).on_epoch_end(_loop(epoch=9))
+        Evaluator(lambda m: {"rank1": 1.0, "mAP": float("nan")}).on_epoch_end(bare_loop(epoch=9))
 
 
 def test_collapse_detector_warns_or_stops_below_its_threshold(caplog):
-    healthy = _loop(record={"feat_dist": 0.5})
+    healthy = bare_loop(record={"feat_dist": 0.5})
     CollapseDetector("feat_dist", 0.05, "stop").on_epoch_end(healthy)
     assert "collapsed" not in healthy.record
-    collapsed = _loop(epoch=3, record={"feat_dist": 0.001})
+    collapsed = bare_loop(epoch=3, record={"feat_dist": 0.001})
     with caplog.at_level(logging.WARNING, logger="omnireid"):
         CollapseDetector("feat_dist", 0.05, "warn").on_epoch_end(collapsed)
     assert collapsed.record["collapsed"] == 1.0
@@ -62,7 +54,7 @@ def test_collapse_detector_warns_or_stops_below_its_threshold(caplog):
 
 def test_checkpointer_refuses_non_finite_weights_and_keeps_the_previous_latest(tmp_path):
     model = nn.Linear(2, 2)
-    loop = _loop(model, epoch=0)
+    loop = bare_loop(model, epoch=0)
     checkpointer = Checkpointer(tmp_path, optimizer=loop.optimizer)
     checkpointer.on_epoch_end(loop)
     assert latest_checkpoint(tmp_path).name == "epoch-0001"
@@ -81,7 +73,7 @@ def test_checkpointer_checks_the_optimizer_state_too(tmp_path):
     model(torch.ones(1, 2)).sum().backward()
     optimizer.step()
     next(iter(optimizer.state.values()))["momentum_buffer"].fill_(float("nan"))
-    loop = _loop(model)
+    loop = bare_loop(model)
     with pytest.raises(NonFiniteLossError, match="momentum_buffer"):
         Checkpointer(tmp_path, optimizer=optimizer).on_epoch_end(loop)
 
@@ -95,7 +87,7 @@ def test_truncate_jsonl_drops_epochs_after_the_resume_point(tmp_path):
 
 
 def test_final_metrics_writes_the_last_record(tmp_path):
-    loop = _loop()
+    loop = bare_loop()
     loop.records = [{"epoch": 1, "rank1": 10.0}, {"epoch": 2, "rank1": 20.0}]
     FinalMetrics(tmp_path).on_fit_end(loop)
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"epoch": 2, "rank1": 20.0}
@@ -107,11 +99,11 @@ def test_freeze_base_opens_only_the_named_layers_then_everything():
         net.add_module("body", nn.Linear(2, 2))
         net.add_module("classifier", nn.Linear(2, 2))
     freeze = FreezeBase(nets, epochs=1, open_layers=["classifier"])
-    freeze.on_epoch_start(_loop(epoch=0))
+    freeze.on_epoch_start(bare_loop(epoch=0))
     for net in nets:
         assert not net.body.weight.requires_grad and net.classifier.weight.requires_grad
         assert not net.body.training and net.classifier.training
-    freeze.on_epoch_start(_loop(epoch=1))
+    freeze.on_epoch_start(bare_loop(epoch=1))
     assert all(p.requires_grad for net in nets for p in net.parameters())
 
 

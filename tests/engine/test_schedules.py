@@ -9,14 +9,7 @@ from torch import nn
 
 from omnireid.engine.loop import Loop
 from omnireid.engine.schedules import Ramp, TimeBudget
-
-
-def _loop(model=None, epoch=0, max_epoch=10, record=None):
-    model = model or nn.Linear(2, 2)
-    loop = Loop(model, torch.optim.SGD(model.parameters(), lr=0.1), max_epoch)
-    loop.epoch = epoch
-    loop.record = {"epoch": epoch + 1, **(record or {})}
-    return loop
+from tests.engine.helpers import bare_loop
 
 
 def test_ramp_raises_a_weight_from_zero_over_its_epochs():
@@ -27,7 +20,7 @@ def test_ramp_raises_a_weight_from_zero_over_its_epochs():
     ramp = Ramp(target, "triplet_weight", 0.5, epochs=4)
     seen = []
     for epoch in range(6):
-        loop = _loop(epoch=epoch)
+        loop = bare_loop(epoch=epoch)
         ramp.on_epoch_start(loop)
         seen.append(target.triplet_weight)
         ramp.on_epoch_end(loop)
@@ -53,7 +46,7 @@ def test_time_budget_follows_the_clock_and_ends_when_the_next_epoch_would_not_fi
     clock = {"now": 1000.0}
     monkeypatch.setattr(schedules.time, "perf_counter", lambda: clock["now"])
     model = nn.Linear(2, 2)
-    loop = _loop(model, max_epoch=100)
+    loop = bare_loop(model, max_epoch=100)
     budget = TimeBudget(loop.optimizer, seconds=100.0, reserve=10.0)  # lr 0.1 at t = 0
     budget.on_fit_start(loop)
     lrs, ends = [], []
@@ -79,7 +72,7 @@ def test_a_cpu_time_budget_counts_the_process_time_not_the_wall_clock(monkeypatc
     wall, cpu = {"now": 0.0}, {"now": 0.0}
     monkeypatch.setattr(schedules.time, "perf_counter", lambda: wall["now"])
     monkeypatch.setattr(schedules.time, "process_time", lambda: cpu["now"])
-    loop = _loop(nn.Linear(2, 2), max_epoch=100)
+    loop = bare_loop(nn.Linear(2, 2), max_epoch=100)
     budget = TimeBudget(loop.optimizer, seconds=100.0, clock="cpu")
     budget.on_fit_start(loop)
     for epoch in range(3):
@@ -130,12 +123,12 @@ def test_a_finished_time_budget_run_trains_nothing_more_when_run_again(tmp_path)
     log.write_text(
         "".join(json.dumps({"epoch": e, "budget_used": 0.22 * e}) + "\n" for e in (1, 2, 3, 4))
     )
-    finished = _loop(nn.Linear(2, 2), max_epoch=1000)
+    finished = bare_loop(nn.Linear(2, 2), max_epoch=1000)
     finished.start_epoch = 4
     TimeBudget(finished.optimizer, seconds=100.0, log=log).on_fit_start(finished)
     assert finished.max_epoch == 4
     # saved after epoch 3 (66 s): a fourth epoch fits, so the interrupted run goes on
-    interrupted = _loop(nn.Linear(2, 2), max_epoch=1000)
+    interrupted = bare_loop(nn.Linear(2, 2), max_epoch=1000)
     interrupted.start_epoch = 3
     TimeBudget(interrupted.optimizer, seconds=100.0, log=log).on_fit_start(interrupted)
     assert interrupted.max_epoch == 1000
@@ -146,9 +139,9 @@ def test_a_resumed_time_budget_without_its_record_is_refused(tmp_path):
 
     log = tmp_path / "log.jsonl"
     log.write_text(json.dumps({"epoch": 1, "loss": 1.0}) + "\n")
-    loop = _loop(nn.Linear(2, 2))
+    loop = bare_loop(nn.Linear(2, 2))
     loop.start_epoch = 1
     with pytest.raises(UsageError, match="budget_used for epoch 1"):
         TimeBudget(loop.optimizer, seconds=100.0, log=log).on_fit_start(loop)
-    fresh = _loop(nn.Linear(2, 2))  # a new run (start_epoch 0) needs no record
+    fresh = bare_loop(nn.Linear(2, 2))  # a new run (start_epoch 0) needs no record
     TimeBudget(fresh.optimizer, seconds=100.0, log=log).on_fit_start(fresh)
