@@ -3,8 +3,10 @@
 What 60 minutes on a 2-core CPU buys (the paper's full 350-epoch run of this configuration,
 Table 6: R1 88.7 / mAP 71.8). The budget is the library's ``train.budget_minutes``: the cosine
 schedule follows elapsed time and the run ends, and evaluates, when another epoch would not
-fit, however fast or slow the machine turns out to be. ``--epochs N`` trains a fixed number of
-epochs instead (to compare recipes at equal work).
+fit, however fast or slow the machine turns out to be; ``--set train.budget_clock=cpu`` counts
+the process's CPU time instead, a fair budget when other jobs share the machine (run with one
+torch thread, it is core-minutes). ``--epochs N`` trains a fixed number of epochs instead (to
+compare recipes at equal work).
 Recipe: AMSGrad lr 0.003, cosine with 1 warm-up epoch, batch 64, flip + random crop + random
 erasing, label-smoothed CE; decoded images cached in memory, no loader process (2 cores),
 channels_last training; ``--set KEY=VALUE`` changes any of it (e.g. the triplet term).
