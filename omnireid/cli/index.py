@@ -90,10 +90,11 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 def cmd_index_query(args: argparse.Namespace) -> int:
     from omnireid.deploy.extractor import FeatureExtractor
     from omnireid.deploy.index import GalleryIndex
+    from omnireid.deploy.index_file import read_header
     from omnireid.models.weights import file_sha256, resolve_weights
     from omnireid.visualize.gallery import format_results, render_html, render_strip
 
-    header = GalleryIndex.read_header(args.index)
+    header = read_header(args.index)
     built_with = header.get("extra", {}).get("weights", {})
     weights = args.weights or built_with.get("path")
     if not weights:

@@ -289,8 +289,6 @@ class GalleryIndex:
         }
         return write_index_dir(Path(path), self._index, metadata, self.header())
 
-    read_header = staticmethod(read_header)
-
     @classmethod
     def load(
         cls, path: str | Path, *, expect_dim: int | None = None, expect_arch: str | None = None

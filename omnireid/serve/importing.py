@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from omnireid.deploy.index import GalleryIndex
+from omnireid.deploy.index_file import read_header
 from omnireid.errors import UsageError
 from omnireid.serve.store import Entry, VectorStore
 
@@ -16,7 +17,7 @@ def import_index(store: VectorStore, folder: str | Path) -> int:
     """Add every entry of the index directory ``folder`` to ``store`` in one call (all or
     none); ids ``index-<row>``, labels ``path`` and ``pid`` (when known), camera and timestamp
     when known. Refuses an index of other weights, architecture, input or feature size."""
-    header = GalleryIndex.read_header(folder)
+    header = read_header(folder)
     built = (header.get("extra") or {}).get("weights") or {}
     ours = store.meta.get("weights_sha256")
     if built.get("sha256") and ours and built["sha256"] != ours:
