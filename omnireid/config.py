@@ -29,7 +29,13 @@ __all__ = ["Config", "ConfigError", "config_from_dict", "config_to_dict", "load_
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "osnet_x0_25"
-    weights: str | None = None  # initial weights (e.g. ImageNet-pretrained), any checkpoint layout
+    # Initial weights (e.g. ImageNet-pretrained), any checkpoint layout: every tensor whose name
+    # and shape match is copied, the rest starts fresh (models.weights.init_from_weights); the
+    # run logs and stores (meta.json "init") what loaded
+    weights: str | None = None
+    # Refuse a start from model.weights that fits less than this share of the backbone's
+    # elements (another width or architecture); 0 accepts any overlap
+    min_loaded_share: float = 0.9
     mutual: bool = False  # deep mutual learning: two networks, evaluated as their ensemble
     # Builder options (omnireid.models.options_of(arch)), e.g. the Table 5 ablations
     # {streams: 1, fusion: none} or {lite: false}; stored with every checkpoint

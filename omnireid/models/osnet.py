@@ -224,6 +224,12 @@ def osnet_ibn_x1_0(num_classes: int = 1000, **options) -> OSNet:
     return _in_variant("osnet_ibn_x1_0", "x1_0", IBN_BLOCKS, num_classes, options)
 
 
+def osnet_ibn_x0_25(num_classes: int = 1000, **options) -> OSNet:
+    """OSNet-IBN x0.25: the IBN design of ``osnet_ibn_x1_0`` at width x0.25. Beyond the
+    reference's model list (it has IBN at x1.0 only); added for the TPAMI comparison at x0.25."""
+    return _in_variant("osnet_ibn_x0_25", "x0_25", IBN_BLOCKS, num_classes, options)
+
+
 def osnet_ain_x1_0(num_classes: int = 1000, **options) -> OSNet:
     """OSNet-AIN x1.0: the searched IN placement of TPAMI Table 1."""
     return _in_variant("osnet_ain_x1_0", "x1_0", AIN_BLOCKS, num_classes, options)

@@ -26,6 +26,7 @@ MODELS: dict[str, Callable[..., OSNet]] = {
     "osnet_x0_5": osnet.osnet_x0_5,
     "osnet_x0_25": osnet.osnet_x0_25,
     "osnet_ibn_x1_0": osnet.osnet_ibn_x1_0,
+    "osnet_ibn_x0_25": osnet.osnet_ibn_x0_25,  # beyond the reference's list
     "osnet_ain_x1_0": osnet.osnet_ain_x1_0,
     "osnet_ain_x0_75": osnet.osnet_ain_x0_75,
     "osnet_ain_x0_5": osnet.osnet_ain_x0_5,

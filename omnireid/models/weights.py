@@ -265,3 +265,114 @@ def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tenso
         raise CheckpointError(f"incomplete load: {leftover} {result.unexpected_keys}")
     report.loaded = sorted(state)
     return report
+
+
+# Starting a model from another network's weights (ImageNet pre-training, a related variant)
+MIN_LOADED_SHARE = 0.9  # model.min_loaded_share's default: refuse a start that loads less
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What ``init_from_weights`` copied into a model and what it left as initialised.
+
+    ``loaded``: model tensors copied (name and shape matched); ``fresh``: model tensors left as
+    initialised; ``unused``: checkpoint tensors that found no tensor of the same name and shape.
+    ``share``: the fraction of the backbone's elements (every tensor but the classifier and the
+    BN batch counters) that were copied.
+    """
+
+    source: str
+    sha256: str
+    loaded: tuple[str, ...]
+    fresh: tuple[str, ...]
+    unused: tuple[str, ...]
+    share: float
+
+    @staticmethod
+    def groups(keys: tuple[str, ...]) -> dict[str, int]:
+        """Tensor counts per module (``conv2.0.IN.weight`` -> ``conv2.0.IN``), in key order."""
+        counts: dict[str, int] = {}
+        for key in keys:
+            module = key.rsplit(".", 1)[0]
+            counts[module] = counts.get(module, 0) + 1
+        return counts
+
+    def as_meta(self) -> dict:
+        """The record a run stores in its ``meta.json`` (``init``)."""
+        return {
+            "weights": self.source,
+            "sha256": self.sha256,
+            "loaded": len(self.loaded),
+            "fresh": len(self.fresh),
+            "unused": len(self.unused),
+            "backbone_share": round(self.share, 6),
+            "fresh_groups": self.groups(self.fresh),
+            "unused_groups": self.groups(self.unused),
+        }
+
+    def summary(self) -> str:
+        """One line for the log: counts, the share and the groups that did not load."""
+
+        def names(keys: tuple[str, ...]) -> str:
+            groups = list(self.groups(keys))
+            more = f", ... ({len(groups) - 6} more)" if len(groups) > 6 else ""
+            return ", ".join(groups[:6]) + more if groups else "none"
+
+        return (
+            f"started from {self.source}: {len(self.loaded)} tensors loaded "
+            f"({self.share:.1%} of the backbone), {len(self.fresh)} fresh [{names(self.fresh)}], "
+            f"{len(self.unused)} in the file unused [{names(self.unused)}]"
+        )
+
+
+def _counted(key: str) -> bool:
+    """Whether a tensor counts towards the backbone share (not the classifier or BN counters)."""
+    return not key.endswith("num_batches_tracked") and key not in CLASSIFIER_KEYS
+
+
+def init_from_weights(
+    model: nn.Module, source: str | Path, *, min_share: float = MIN_LOADED_SHARE
+) -> InitReport:
+    """Start ``model`` from another network's weights by a partial load.
+
+    Every tensor of ``source`` (any layout ``read_state_dict`` reads) whose name and shape
+    equal one of the model's is copied; the rest of the model keeps its initialisation (new
+    instance-norm layers, a classifier for other identities). Nothing is loaded, and
+    ``CheckpointError`` names the file and the share, when less than ``min_share`` of the
+    backbone's elements would load (another width, not an OSNet); also when a tensor to copy
+    is not finite, or an integer/bool tensor would replace a floating-point one.
+    """
+    state = to_native_layout(read_state_dict(source))
+    own = model.state_dict()
+    copy = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    wrong_kind = [k for k, v in copy.items() if own[k].is_floating_point() != v.is_floating_point()]
+    if wrong_kind:
+        raise CheckpointError(
+            f"{source}: {len(wrong_kind)} tensor(s) of an integer or bool dtype where the model "
+            f"has floating point, e.g. {wrong_kind[:3]}: not weights of this kind of model"
+        )
+    damaged = [k for k, v in copy.items() if v.is_floating_point() and not v.isfinite().all()]
+    if damaged:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite values in {len(damaged)} tensor(s), e.g. "
+            f"{damaged[:3]}: the weights are damaged and are not loaded"
+        )
+    total = sum(v.numel() for k, v in own.items() if _counted(k))
+    share = sum(own[k].numel() for k in copy if _counted(k)) / max(total, 1)
+    if share < min_share:
+        raise CheckpointError(
+            f"{source} fits only {share:.1%} of {getattr(model, 'arch', None) or 'the model'}'s "
+            f"backbone (name and shape), below the {min_share:.0%} required "
+            "(model.min_loaded_share): another width or architecture? Set "
+            "model.min_loaded_share lower to start from it anyway"
+        )
+    model.load_state_dict(copy, strict=False)
+    fresh = tuple(k for k in own if k not in copy and not k.endswith("num_batches_tracked"))
+    return InitReport(
+        source=str(source),
+        sha256=file_sha256(resolve_weights(source)),
+        loaded=tuple(k for k in own if k in copy),
+        fresh=fresh,
+        unused=tuple(k for k in state if k not in copy),
+        share=share,
+    )

@@ -7,6 +7,7 @@ the training statistics, and the evaluator that reports CMC/mAP/mINP under ``con
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
@@ -28,7 +29,7 @@ from omnireid.losses import embedding_statistics, mutual_losses
 from omnireid.models import build
 from omnireid.models.fused import optimize_for_inference
 from omnireid.models.mutual import MutualPair
-from omnireid.models.weights import load_weights
+from omnireid.models.weights import init_from_weights
 from omnireid.preprocessing import Preprocessing
 from omnireid.tasks.common import (
     Run,
@@ -42,6 +43,9 @@ from omnireid.tasks.common import (
 
 # Datasets whose parser can add query and gallery to train (data.combineall)
 COMBINEALL = ("market1501", "dukemtmcreid", "msmt17")
+
+
+log = logging.getLogger("omnireid.train")
 
 
 def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
@@ -126,18 +130,25 @@ def make_evaluator(config: Config, dataset: ReIDDataset, pre: Preprocessing | No
     return evaluate
 
 
-def build_model(config: Config, num_classes: int) -> nn.Module:
-    """The network (or, with ``model.mutual``, two networks from the same initial weights)."""
-    networks = []
+def build_model(config: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The network (or, with ``model.mutual``, two networks from the same initial weights) and,
+    when it starts from ``model.weights``, the record of what loaded (``InitReport.as_meta``)."""
+    share = config.model.min_loaded_share
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"model.min_loaded_share must be within [0, 1], got {share}")
+    networks, report = [], None
     for _ in range(2 if config.model.mutual else 1):
         try:
             network = build(config.model.arch, num_classes=num_classes, **model_options(config))
         except UsageError as e:
             raise ConfigError(f"model.arch/model.options: {e}") from e
         if config.model.weights:
-            load_weights(network, config.model.weights)
+            report = init_from_weights(network, config.model.weights, min_share=share)
         networks.append(network)
-    return MutualPair(*networks) if config.model.mutual else networks[0]
+    if report is not None:
+        log.info("%s", report.summary())
+    model = MutualPair(*networks) if config.model.mutual else networks[0]
+    return model, (report.as_meta() if report is not None else None)
 
 
 def reid_statistics(
@@ -182,7 +193,7 @@ def reid_run(config: Config) -> Run:
             f"test.metric must be 'euclidean' or 'cosine', got {config.test.metric!r}"
         )
     dataset, test_dataset = load_datasets(config)
-    model = build_model(config, dataset.num_train_pids)
+    model, init = build_model(config, dataset.num_train_pids)
     own = reid_loss(config)
     loss_fn: Any = own
     if config.model.mutual:
@@ -206,6 +217,7 @@ def reid_run(config: Config) -> Run:
         model_options=model_options(config),
         mutual=config.model.mutual,
         num_classes=dataset.num_train_pids,
+        **({"init": init} if init else {}),
         **({"split": {"dataset": split, "split_id": config.data.split_id}} if split else {}),
     )
     networks = list(model.networks()) if isinstance(model, MutualPair) else [model]
