@@ -58,6 +58,83 @@ def rank_inputs(
     return distmat, q_pids, g_pids, q_camids, g_camids
 
 
+@dataclass(frozen=True)
+class QueryScores:
+    """Per-query results of a ranking: ``valid[i]`` when query i has a cross-camera match;
+    for the valid queries, in order, their AP, INP and the 1-based rank of the first match."""
+
+    valid: np.ndarray
+    ap: np.ndarray
+    inp: np.ndarray
+    first_rank: np.ndarray
+
+
+def _chunk_scores(
+    distmat: np.ndarray,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_camids: np.ndarray,
+    start: int,
+    stop: int,
+) -> QueryScores:
+    """``QueryScores`` of queries ``start:stop``."""
+    m = distmat.shape[1]
+    order = np.argsort(distmat[start:stop], axis=1)
+    # Only same-id entries matter (matches and removed same-camera views): work sparsely.
+    # np.nonzero lists them grouped by query row, in rank order within a row.
+    rows, cols = np.nonzero(g_pids[order] == q_pids[start:stop, None])
+    removed = g_camids[order[rows, cols]] == q_camids[start + rows]
+    row_first = np.searchsorted(rows, rows)  # index of each row's first same-id entry
+    removed_before = np.cumsum(removed) - removed
+    removed_before -= removed_before[row_first]
+    match = ~removed
+    rows, cols, removed_before = rows[match], cols[match], removed_before[match]
+    rank = cols + 1 - removed_before  # 1-based rank among the kept gallery entries
+    hits_so_far = np.arange(len(rows)) - np.searchsorted(rows, rows) + 1
+    num_rel = np.bincount(rows, minlength=stop - start)
+    ap = np.bincount(rows, weights=hits_so_far / rank, minlength=stop - start)
+    valid = num_rel > 0
+    first = np.full(stop - start, m + 1)
+    np.minimum.at(first, rows, rank)
+    last = np.zeros(stop - start, dtype=np.int64)
+    np.maximum.at(last, rows, rank)
+    return QueryScores(
+        valid, ap[valid] / num_rel[valid], num_rel[valid] / last[valid], first[valid]
+    )
+
+
+def query_scores(
+    distmat: Matrix,
+    q_pids: Ids,
+    g_pids: Ids,
+    q_camids: Ids,
+    g_camids: Ids,
+    chunk_size: int = 256,
+) -> QueryScores:
+    """Every query's AP, INP and first-match rank under the protocol (module docstring), e.g.
+    for a bootstrap over queries. ``evaluate_rank`` averages exactly these."""
+    inputs = rank_inputs(distmat, q_pids, g_pids, q_camids, g_camids)
+    n = inputs[0].shape[0]
+
+    def chunk(start: int) -> QueryScores:
+        return _chunk_scores(*inputs, start, min(start + chunk_size, n))
+
+    # np.argsort releases the GIL: chunks run in parallel on the available cores.
+    workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(chunk, range(0, n, chunk_size)))
+    if not parts:
+        empty = np.zeros(0)
+        return QueryScores(np.zeros(0, dtype=bool), empty, empty, empty.astype(np.int64))
+    return QueryScores(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("valid", "ap", "inp", "first_rank")
+        )
+    )
+
+
 def evaluate_rank(
     distmat: Matrix,
     q_pids: Ids,
@@ -71,52 +148,24 @@ def evaluate_rank(
 
     Vectorised over chunks of ``chunk_size`` queries. Raises if no query has a valid match.
     """
-    distmat, q_pids, g_pids, q_camids, g_camids = rank_inputs(
-        distmat, q_pids, g_pids, q_camids, g_camids
-    )
-    n, m = distmat.shape
+    scores = query_scores(distmat, q_pids, g_pids, q_camids, g_camids, chunk_size)
+    n, m = len(scores.valid), np.shape(distmat)[1]
     max_rank = min(max_rank, m)
-
-    def chunk_stats(start: int) -> tuple[np.ndarray, float, float, int]:
-        stop = min(start + chunk_size, n)
-        order = np.argsort(distmat[start:stop], axis=1)
-        # Only same-id entries matter (matches and removed same-camera views): work sparsely.
-        # np.nonzero lists them grouped by query row, in rank order within a row.
-        rows, cols = np.nonzero(g_pids[order] == q_pids[start:stop, None])
-        removed = g_camids[order[rows, cols]] == q_camids[start + rows]
-        row_first = np.searchsorted(rows, rows)  # index of each row's first same-id entry
-        removed_before = np.cumsum(removed) - removed
-        removed_before -= removed_before[row_first]
-        match = ~removed
-        rows, cols, removed_before = rows[match], cols[match], removed_before[match]
-        rank = cols + 1 - removed_before  # 1-based rank among the kept gallery entries
-        hits_so_far = np.arange(len(rows)) - np.searchsorted(rows, rows) + 1
-        num_rel = np.bincount(rows, minlength=stop - start)
-        ap = np.bincount(rows, weights=hits_so_far / rank, minlength=stop - start)
-        valid = num_rel > 0
-        first = np.full(stop - start, m + 1)
-        np.minimum.at(first, rows, rank)
-        last = np.zeros(stop - start, dtype=np.int64)
-        np.maximum.at(last, rows, rank)
-        ap = ap[valid] / num_rel[valid]
-        inp = num_rel[valid] / last[valid]
-        # first_hit[r - 1]: queries whose first valid match is at rank r (r > max_rank pooled).
-        first_hit = np.bincount(np.minimum(first[valid], max_rank + 1) - 1, minlength=max_rank + 1)
-        return first_hit, float(ap.sum()), float(inp.sum()), int(valid.sum())
-
-    # np.argsort releases the GIL: chunks run in parallel on the available cores.
-    workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(chunk_stats, range(0, n, chunk_size)))
-    num_valid = sum(p[3] for p in parts)
+    num_valid = int(scores.valid.sum())
     if num_valid == 0:
         raise ValueError(
             "no query has a valid match in the gallery (all are same-camera or absent)"
         )
-    first_hit_counts = np.sum([p[0] for p in parts], axis=0)
-    cmc = np.cumsum(first_hit_counts[:max_rank]) / num_valid
-    ap_sum, inp_sum = sum(p[1] for p in parts), sum(p[2] for p in parts)
-    return RankResult(cmc, ap_sum / num_valid, inp_sum / num_valid, num_valid, n - num_valid)
+    # first_hit[r - 1]: queries whose first valid match is at rank r (r > max_rank pooled).
+    first_hit = np.bincount(np.minimum(scores.first_rank, max_rank + 1) - 1, minlength=max_rank + 1)
+    cmc = np.cumsum(first_hit[:max_rank]) / num_valid
+    return RankResult(
+        cmc,
+        float(scores.ap.sum()) / num_valid,
+        float(scores.inp.sum()) / num_valid,
+        num_valid,
+        n - num_valid,
+    )
 
 
 def evaluate_single_gallery_shot(
