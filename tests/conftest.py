@@ -84,6 +84,11 @@ def market_weights() -> Path:
 
 
 @pytest.fixture
+def imagenet_weights() -> Path:
+    return _require(WEIGHTS / "osnet_x0_25_imagenet.pth", "the OSNet x0.25 ImageNet checkpoint")
+
+
+@pytest.fixture
 def msmt_weights() -> Path:
     return _require(WEIGHTS / "osnet_x0_25_msmt17.pth", "the OSNet x0.25 MSMT17 checkpoint")
 

@@ -7,6 +7,7 @@ from omnireid.evaluation.metrics import (
     average_results,
     evaluate_rank,
     evaluate_single_gallery_shot,
+    query_scores,
 )
 
 
@@ -32,6 +33,19 @@ def test_first_match_at_rank_three_and_skipped_queries():
     assert r.cmc.tolist() == [0.0, 0.0, 1.0]
     assert r.mAP == pytest.approx(1 / 3)
     assert r.as_dict()["rank1"] == 0.0
+
+
+def test_per_query_scores_of_the_hand_computed_queries():
+    # query 0 as in test_hand_computed_single_query (AP (1 + 2/3) / 2, first match at 1); query
+    # 1 (id 2): its only match g1 is at rank 2, AP 1/2; query 2 (id 4) has no match: not valid
+    dist = np.array([[0.1, 0.2, 0.3, 0.4, 0.5]] * 3)
+    g_pids, g_cams = [1, 2, 1, 1, 3], [1, 1, 0, 2, 1]
+    s = query_scores(dist, [1, 2, 4], g_pids, [0, 0, 0], g_cams, chunk_size=2)
+    assert s.valid.tolist() == [True, True, False]
+    assert s.ap == pytest.approx([(1 + 2 / 3) / 2, 1 / 2])
+    assert s.inp == pytest.approx([2 / 3, 1 / 2]) and s.first_rank.tolist() == [1, 2]
+    r = evaluate_rank(dist, [1, 2, 4], g_pids, [0, 0, 0], g_cams)
+    assert r.mAP == pytest.approx(s.ap.mean()) and r.cmc[0] == 0.5
 
 
 def test_no_valid_query_is_an_error():

@@ -139,9 +139,12 @@ def test_ain_and_ibn_block_types_follow_tpami():
     ]
     assert placements == [["in", "in"], ["none", "in"], ["in", "none"]]
     assert isinstance(ain.conv1.bn, nn.InstanceNorm2d)
-    ibn = build("osnet_ibn_x1_0")
-    assert all(b.IN_out is not None for b in ibn.conv2)
-    assert all(b.IN_out is None and b.IN is None for b in (*ibn.conv3, *ibn.conv4))
+    for name, widths in (("osnet_ibn_x1_0", (64, 256)), ("osnet_ibn_x0_25", (16, 64))):
+        ibn = build(name)
+        assert all(b.IN_out is not None for b in ibn.conv2)
+        assert all(b.IN_out is None and b.IN is None for b in (*ibn.conv3, *ibn.conv4))
+        assert isinstance(ibn.conv1.bn, nn.InstanceNorm2d)
+        assert (ibn.conv1.conv.out_channels, ibn.conv2[0].IN_out.num_features) == widths
 
 
 def test_registry_lists_builders_and_rejects_unknowns():
@@ -154,7 +157,7 @@ def test_registry_lists_builders_and_rejects_unknowns():
 
 
 @pytest.mark.parametrize("option", ["layers", "block_norms", "stem_norm"])
-@pytest.mark.parametrize("name", ["osnet_ain_x0_25", "osnet_ibn_x1_0"])
+@pytest.mark.parametrize("name", ["osnet_ain_x0_25", "osnet_ibn_x1_0", "osnet_ibn_x0_25"])
 def test_instance_normalised_builders_refuse_the_options_they_fix(name, option):
     value = {"layers": (3, 8, 6), "block_norms": (("in",),) * 3, "stem_norm": "bn"}[option]
     with pytest.raises(UsageError, match=f"{name} does not take option.*{option}.*fixes"):

@@ -9,6 +9,8 @@ from omnireid.data.transforms import build_eval_transform
 from omnireid.models import build
 from omnireid.models.weights import (
     CheckpointError,
+    file_sha256,
+    init_from_weights,
     is_reference_osnet_layout,
     load_weights,
     read_state_dict,
@@ -152,3 +154,129 @@ def test_safetensors_round_trip(tmp_path):
         torch.equal(a, b)
         for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True)
     )
+
+
+# Starting from another network's weights (init_from_weights): tiny models, hand-listed layers
+
+TINY = (8, 16, 24, 32)  # conv1..conv4 widths of a tiny OSNet
+
+
+def _tiny(**options) -> torch.nn.Module:
+    from omnireid.models.osnet import OSNet
+
+    return OSNet(TINY, num_classes=5, feature_dim=16, gate_reduction=2, **options)
+
+
+def _saved(model: torch.nn.Module, tmp_path, name: str = "start.pt"):
+    path = tmp_path / name
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_a_start_copies_the_backbone_and_leaves_a_new_classifier_fresh(tmp_path):
+    source = _tiny()
+    path = _saved(source, tmp_path)
+    from omnireid.models.osnet import OSNet
+
+    model = OSNet(TINY, num_classes=7, feature_dim=16, gate_reduction=2)  # other ids
+    before = model.classifier.weight.clone()
+    report = init_from_weights(model, path)
+    assert report.share == 1.0 and report.fresh == ("classifier.weight", "classifier.bias")
+    assert report.unused == ("classifier.weight", "classifier.bias")
+    assert torch.equal(model.classifier.weight, before)
+    assert torch.equal(model.conv4[1].gate.fc2.weight, source.conv4[1].gate.fc2.weight)
+    assert torch.equal(model.pool3[0].bn.running_var, source.pool3[0].bn.running_var)
+    assert report.as_meta()["fresh_groups"] == {"classifier": 2}
+    assert report.sha256 == file_sha256(path)
+
+
+def test_an_ain_network_starts_from_plain_weights_with_its_new_norms_fresh(tmp_path):
+    from omnireid.models.osnet import AIN_BLOCKS
+
+    path = _saved(_tiny(), tmp_path)
+    model = _tiny(block_norms=AIN_BLOCKS, stem_norm="in")
+    report = init_from_weights(model, path)
+    meta = report.as_meta()
+    # TPAMI Table 1: IN inside the residual of conv2.0, conv2.1, conv3.1 and conv4.0 (new, with
+    # no BN after their last 1x1 conv); the stem's IN takes the BN's scale and shift
+    assert meta["fresh_groups"] == {
+        "conv2.0.IN": 2,
+        "conv2.1.IN": 2,
+        "conv3.1.IN": 2,
+        "conv4.0.IN": 2,
+    }
+    assert meta["unused_groups"] == {
+        "conv1.bn": 3,  # the BN's running mean, variance and counter: IN keeps no statistics
+        "conv2.0.conv3.bn": 5,
+        "conv2.1.conv3.bn": 5,
+        "conv3.1.conv3.bn": 5,
+        "conv4.0.conv3.bn": 5,
+    }
+    assert 0.9 < report.share < 1.0
+    assert "conv2.0.IN" in report.summary() and "of the backbone" in report.summary()
+
+
+def test_an_ibn_network_starts_with_only_its_conv2_output_norms_fresh(tmp_path):
+    from omnireid.models.osnet import IBN_BLOCKS
+
+    path = _saved(_tiny(), tmp_path)
+    report = init_from_weights(_tiny(block_norms=IBN_BLOCKS, stem_norm="in"), path)
+    assert report.as_meta()["fresh_groups"] == {"conv2.0.IN_out": 2, "conv2.1.IN_out": 2}
+
+
+def test_the_share_is_counted_in_elements_and_a_low_share_is_refused(tmp_path):
+    from torch import nn
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(10, 10), nn.Linear(10, 10)  # 110 elements each
+            self.classifier = nn.Linear(10, 3)  # not part of the backbone
+
+    path = tmp_path / "half.pt"
+    torch.save({"a.weight": torch.ones(10, 10), "a.bias": torch.ones(10)}, path)
+    assert init_from_weights(Two(), path, min_share=0.5).share == 0.5
+    model = Two()
+    before = model.a.weight.clone()
+    with pytest.raises(CheckpointError, match=r"half\.pt fits only 50\.0%.*below the 51%"):
+        init_from_weights(model, path, min_share=0.51)
+    assert torch.equal(model.a.weight, before)  # nothing loaded
+
+
+def test_another_width_is_refused_unless_told_otherwise(tmp_path):
+    from omnireid.models.osnet import OSNet
+
+    path = _saved(
+        OSNet((16, 32, 48, 64), num_classes=5, feature_dim=16, gate_reduction=2), tmp_path
+    )
+    with pytest.raises(CheckpointError, match="min_loaded_share"):
+        init_from_weights(_tiny(), path)
+    report = init_from_weights(_tiny(), path, min_share=0.0)
+    assert report.share < 0.05  # a few same-shape tensors (the fc's BN) still copy
+
+
+def test_damaged_or_integer_weights_are_refused(tmp_path):
+    state = _tiny().state_dict()
+    state["conv5.conv.weight"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        init_from_weights(_tiny(), _saved_state(state, tmp_path / "nan.pt"))
+    state = _tiny().state_dict()
+    state["conv5.conv.weight"] = state["conv5.conv.weight"].to(torch.int64)
+    with pytest.raises(CheckpointError, match="integer or bool"):
+        init_from_weights(_tiny(), _saved_state(state, tmp_path / "int.pt"))
+
+
+def _saved_state(state, path):
+    torch.save(state, path)
+    return path
+
+
+def test_the_reference_imagenet_checkpoint_starts_every_x0_25_variant(imagenet_weights):
+    for arch, fresh in [
+        ("osnet_x0_25", {"classifier"}),
+        ("osnet_ibn_x0_25", {"classifier", "conv2.0.IN_out", "conv2.1.IN_out"}),
+        ("osnet_ain_x0_25", {"classifier", "conv2.0.IN", "conv2.1.IN", "conv3.1.IN", "conv4.0.IN"}),
+    ]:
+        report = init_from_weights(build(arch, num_classes=751), imagenet_weights)
+        assert set(report.as_meta()["fresh_groups"]) == fresh
+        assert report.share > 0.99

@@ -10,7 +10,7 @@ import torch
 
 from omnireid.config import load_config
 from omnireid.errors import ConfigError, TrainingError
-from omnireid.models import load_for_inference
+from omnireid.models import build, load_for_inference
 from omnireid.models.mutual import MutualPair
 from omnireid.tasks import fit_from_config
 from omnireid.tasks.reid import accuracy, load_datasets
@@ -228,3 +228,36 @@ def test_dataset_statistics_normalise_training_and_travel_with_the_weights(
     with pytest.raises(ConfigError, match=r"data\.normalization must be"):
         bad = [*overrides, "data.normalization=per_image", f"train.out_dir={tmp_path / 'x'}"]
         fit_from_config(load_config(None, bad))
+
+
+def test_a_run_started_from_other_weights_records_what_loaded(tiny_world: Path, tmp_path: Path):
+    start = tmp_path / "plain.pt"
+    torch.save(build("osnet_x0_25", num_classes=1000).state_dict(), start)
+    out = tmp_path / "ain"
+    overrides = tiny_training(
+        tiny_world, out, "model.arch=osnet_ain_x0_25", f"model.weights={start}"
+    )
+    fit_from_config(load_config(None, overrides))
+    init = json.loads((out / "epoch-0001" / "meta.json").read_text())["init"]
+    assert init["weights"] == str(start) and init["fresh"] == 10  # 4 new INs (2 each), classifier
+    assert set(init["fresh_groups"]) == {
+        "conv2.0.IN",
+        "conv2.1.IN",
+        "conv3.1.IN",
+        "conv4.0.IN",
+        "classifier",
+    }
+    assert init["backbone_share"] > 0.99
+
+
+def test_a_start_that_fits_little_stops_with_one_line(tiny_world: Path, tmp_path: Path, capsys):
+    from omnireid.cli import main
+
+    start = tmp_path / "wide.pt"
+    torch.save(build("osnet_x0_5", num_classes=1000).state_dict(), start)
+    args = ["train", *tiny_training(tiny_world, tmp_path / "run", f"model.weights={start}")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wide.pt fits only" in err[0] and "min_loaded_share" in err[0]
+    assert main([*args, "model.min_loaded_share=1.5"]) == 2
+    assert "within [0, 1]" in capsys.readouterr().err
