@@ -170,11 +170,17 @@ class SearchConfig:
     init_temperature: float = 10.0  # lambda of Eq. 8 at epoch 0
     temperature_decay: float = 0.5  # lambda *= decay every temperature_step epochs
     temperature_step: int = 20
-    min_temperature: float = 1.7  # the paper's floor; the reference code uses 1.0
+    # The floor of lambda: TPAMI Sec. 4.2 "(the minimum is fixed to 1" with footnote 7 ("Setting
+    # lambda < 1 makes the training unstable"); the extracted text runs the two together as
+    # "1.7". The reference code's floor is 1 too
+    min_temperature: float = 1.0
     samples: int = 1  # S, Monte Carlo samples per step (Eq. 12, 15); the paper uses 1
     arch_lr: float | None = None  # lr of pi; None: optim.lr (joint optimisation, one schedule)
     arch_weight_decay: float = 5e-4  # on pi: the paper's one weight decay covers it; 0 = off
-    in_affine: bool = False  # affine IN in the candidates (reference NORM_AFFINE = False)
+    # Every normalisation layer of the supernet (BN, IN, the fc's BN) learns a scale and shift
+    # during the search; the reference search code has none (NORM_AFFINE = False), nor have we
+    # by default. The derived child is then trained with affine norms as usual
+    norm_affine: bool = False
     stem_norm: str = "in"  # the stem is not searched: IN as in OSNet-AIN
     eval_mode: str = "argmax"  # eval forward: "argmax" (the derived child) or "softmax"
     synthetic_world: bool = False  # generate (or reuse) the synthetic world at data.root

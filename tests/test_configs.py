@@ -24,6 +24,11 @@ def test_recipe_loads_and_names_a_known_architecture(path):
     assert path.read_text().startswith("#")  # every recipe says where it comes from
 
 
+@pytest.mark.parametrize("name", ["cifar10_osnet_x1_0", "cifar100_osnet_x1_0"])
+def test_cifar_recipes_use_the_small_image_stem(name):
+    assert load_config(ROOT / f"{name}.yaml").model.options == {"stem": "cifar"}
+
+
 def test_from_scratch_recipe_is_the_papers():
     c = load_config(Path(CONFIGS[0]).parent / "scratch_market_x1_0.yaml")
     assert (c.optim.name, c.optim.lr, c.optim.max_epoch) == ("sgd", 0.065, 350)

@@ -41,11 +41,15 @@ def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d):
-    """Weights and bias of ``bn(layer(x))`` as one layer (``weight`` has out-channels first)."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    """Weights and bias of ``bn(layer(x))`` as one layer (``weight`` has out-channels first);
+    a BN without scale and shift (``affine=False``) counts as scale 1, shift 0."""
+    scale = 1.0 / torch.sqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = bn.weight * scale
     shape = (-1,) + (1,) * (weight.dim() - 1)
     b = bias if bias is not None else torch.zeros_like(bn.running_mean)
-    return weight * scale.reshape(shape), (b - bn.running_mean) * scale + bn.bias
+    shift = (b - bn.running_mean) * scale
+    return weight * scale.reshape(shape), shift if bn.bias is None else shift + bn.bias
 
 
 class FoldedConv(nn.Module):

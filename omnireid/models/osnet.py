@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -13,6 +14,8 @@ from torch.nn import functional as F
 
 from omnireid.errors import UsageError
 from omnireid.models.layers import ConvNormAct, Fusion, InstanceNormPlacement, Norm, OSBlock
+
+Stem = Literal["table1", "cifar"]
 
 # Table 6's width multiplier beta applied to [conv1, conv2, conv3, conv4] of Table 1.
 WIDTHS: dict[str, tuple[int, int, int, int]] = {
@@ -51,6 +54,11 @@ class OSNet(nn.Module):
             the plain blocks of ``layers`` (TPAMI block types ``none``, ``in``, ``out``,
             ``in_out``); giving both with other block counts is an error.
         stem_norm: ``bn``, or ``in`` for the instance-normalised stem of OSNet-IBN/AIN.
+        stem: ``table1`` (7x7 stride-2 conv, 3x3 stride-2 max-pool: /4) or ``cifar`` for 32x32
+            images (one 3x3 stride-1 conv, no pooling, the first layer of the CIFAR ResNets and
+            Wide ResNets the paper's CIFAR setting follows [15, 74]): with Table 1's stem a
+            32x32 image leaves 2x2 maps at conv4, with this one 8x8. ICCV Sec. 4.3 does not say
+            which stem it used; this is our reading of "following the setting in [15, 74]".
         streams, fusion, lite, stream_depth: the Table 5 ablations, see ``OSBlock``.
         gate_reduction: reduction ratio of the aggregation gate's hidden layer (16).
         bnneck: beyond the papers (Luo et al., "Bag of Tricks", CVPRW 2019): a BatchNorm
@@ -73,6 +81,7 @@ class OSNet(nn.Module):
         feature_dim: int = 512,
         block_norms: Sequence[Sequence[InstanceNormPlacement]] | None = None,
         stem_norm: Norm = "bn",
+        stem: Stem = "table1",
         streams: int = 4,
         fusion: Fusion = "unified",
         lite: bool = True,
@@ -120,8 +129,14 @@ class OSNet(nn.Module):
         def transition(c: int) -> nn.Sequential:
             return nn.Sequential(ConvNormAct(c, c, 1), nn.AvgPool2d(2, stride=2))
 
-        self.conv1 = ConvNormAct(3, c1, 7, stride=2, padding=3, norm=stem_norm)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        if stem == "table1":
+            self.conv1 = ConvNormAct(3, c1, 7, stride=2, padding=3, norm=stem_norm)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        elif stem == "cifar":
+            self.conv1 = ConvNormAct(3, c1, 3, padding=1, norm=stem_norm)
+            self.maxpool = nn.Identity()
+        else:
+            raise UsageError(f"stem must be 'table1' or 'cifar', got {stem!r}")
         self.conv2 = stage(c1, c2, block_norms[0])
         self.pool2 = transition(c2)
         self.conv3 = stage(c2, c3, block_norms[1])

@@ -39,12 +39,12 @@ def temperature_at(
     initial: float = 10.0,
     decay: float = 0.5,
     step: int = 20,
-    minimum: float = 1.7,
+    minimum: float = 1.0,
 ) -> float:
     """Softmax temperature lambda of 0-based epoch e: ``max(minimum, initial * decay^(e // step))``.
 
-    TPAMI Sec. 4.2: starts at 10, halves every 20 epochs, floor 1.7 (the reference code's floor
-    is 1.0; the paper notes lambda < 1 makes training unstable).
+    TPAMI Sec. 4.2: starts at 10, halves every 20 epochs, "the minimum is fixed to 1" (footnote
+    7: lambda < 1 makes training unstable); the reference code's floor is 1 as well.
     """
     if epoch < 0 or step < 1 or initial <= 0 or not 0 < decay <= 1 or minimum <= 0:
         raise ValueError(
@@ -54,12 +54,22 @@ def temperature_at(
     return max(minimum, initial * decay ** (epoch // step))
 
 
+def drop_affine(module: nn.Module) -> None:
+    """Remove the learnable scale and shift of every BatchNorm/InstanceNorm in ``module`` (the
+    normalisation itself, and BN's running statistics, stay)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm | nn.modules.instancenorm._InstanceNorm):
+            m.affine = False
+            m.register_parameter("weight", None)
+            m.register_parameter("bias", None)
+
+
 class MixedOSBlock(nn.Module):
     """One searchable block: the four candidates of ``CANDIDATES`` and their logits ``pi``.
 
-    ``in_affine=False`` (the reference search code's ``NORM_AFFINE``) gives the candidates'
-    instance norms no learnable scale/shift during the search. Input ``(N, C_in, H, W)``,
-    output ``(N, C_out, H, W)``.
+    ``norm_affine=False`` (the reference search code's ``NORM_AFFINE``) gives every norm of the
+    candidates (BN and IN) no learnable scale/shift during the search. Input
+    ``(N, C_in, H, W)``, output ``(N, C_out, H, W)``.
     """
 
     def __init__(
@@ -67,7 +77,7 @@ class MixedOSBlock(nn.Module):
         in_channels: int,
         out_channels: int,
         *,
-        in_affine: bool = False,
+        norm_affine: bool = False,
         gate_reduction: int = 16,
         eval_mode: EvalMode = "argmax",
     ) -> None:
@@ -78,11 +88,8 @@ class MixedOSBlock(nn.Module):
             OSBlock(in_channels, out_channels, instance_norm=p, gate_reduction=gate_reduction)
             for p in CANDIDATES
         )
-        if not in_affine:
-            for block in self.candidates:
-                for name in ("IN", "IN_out"):
-                    if getattr(block, name) is not None:
-                        setattr(block, name, nn.InstanceNorm2d(out_channels, affine=False))
+        if not norm_affine:
+            drop_affine(self.candidates)
         self.pi = nn.Parameter(torch.zeros(len(CANDIDATES)))  # uniform P(alpha) at the start
         self.temperature = 10.0
         self.eval_mode = eval_mode
@@ -117,7 +124,8 @@ class SearchOSNet(OSNet):
         base: the plain builder with these widths (``osnet_x0_25``...), written into the spec.
         layers: blocks per stage (Table 1: 2-2-2).
         stem_norm: the stem is not searched; ``in`` as in OSNet-AIN.
-        in_affine: candidates' instance norms learn scale/shift.
+        norm_affine: every norm layer (stem, blocks, transitions, conv5, the fc's BN) learns a
+            scale/shift; off by default, as the reference search code's ``NORM_AFFINE``.
         samples: S, Gumbel samples per training forward (Eq. 12, 15). With S > 1 train mode
             returns ``(S, N, C)`` logits and ``(S, N, D)`` features, one per sample.
         eval_mode: ``argmax`` or ``softmax``, see ``MixedOSBlock``.
@@ -134,7 +142,7 @@ class SearchOSNet(OSNet):
         layers: tuple[int, int, int] = (2, 2, 2),
         feature_dim: int = 512,
         stem_norm: Norm = "in",
-        in_affine: bool = False,
+        norm_affine: bool = False,
         samples: int = 1,
         eval_mode: EvalMode = "argmax",
         gate_reduction: int = 16,
@@ -157,7 +165,7 @@ class SearchOSNet(OSNet):
                 MixedOSBlock(
                     c_in if i == 0 else c_out,
                     c_out,
-                    in_affine=in_affine,
+                    norm_affine=norm_affine,
                     gate_reduction=gate_reduction,
                     eval_mode=eval_mode,
                 )
@@ -166,6 +174,8 @@ class SearchOSNet(OSNet):
             setattr(self, name, nn.Sequential(*blocks))
             c_in = c_out
         init_weights(self)
+        if not norm_affine:
+            drop_affine(self)
 
     def mixed_blocks(self) -> Iterator[tuple[str, MixedOSBlock]]:
         """``("conv2.0", block)``... in network order."""

@@ -197,7 +197,7 @@ def nas_run(config: Config) -> Run:
         config.model.arch,
         dataset.num_train_pids,
         stem_norm=s.stem_norm,
-        in_affine=s.in_affine,
+        norm_affine=s.norm_affine,
         samples=s.samples,
         eval_mode=s.eval_mode,
     )

@@ -40,6 +40,8 @@ FREE = {
     "train.budget_clock",
 }
 FREE_SECTIONS = ("test",)
+# Sections only one task reads: for a run of another task they change nothing that is trained
+TASK_SECTIONS = {"search": "nas", "adapt": "adapt"}
 EXTENDABLE = {"optim.max_epoch", "optim.milestones"}
 
 
@@ -50,12 +52,16 @@ def _flat(tree: dict[str, Any]) -> dict[str, Any]:
 
 def config_changes(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (stored, new)}`` for every training-relevant key that differs. A key the stored
-    config lacks (a setting added in a later version) counts as its default."""
+    config lacks (a setting added in a later version) counts as its default; a section only
+    another task reads (``search`` for a re-ID run) is not compared."""
     defaults = _flat(config_to_dict(Config()))
     old, now = _flat(stored), _flat(new)
+    task = now.get("train.task", defaults["train.task"])
+    unread = {section for section, owner in TASK_SECTIONS.items() if owner != task}
     changes = {}
     for key in sorted(set(old) | set(now)):
-        if key in FREE or key.split(".")[0] in FREE_SECTIONS:
+        section = key.split(".")[0]
+        if key in FREE or section in FREE_SECTIONS or section in unread:
             continue
         before, after = old.get(key, defaults.get(key)), now.get(key, defaults.get(key))
         if before != after:

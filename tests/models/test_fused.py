@@ -71,3 +71,17 @@ def test_a_bnneck_model_folds_to_the_same_features():
     x = torch.randn(3, 3, 64, 32)
     with torch.no_grad():
         torch.testing.assert_close(optimize_for_inference(model)(x), model(x), atol=1e-4, rtol=0)
+
+
+def test_folding_a_bn_without_scale_and_shift():
+    from omnireid.models.fused import fold_bn
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 1, bias=False)
+    bn = torch.nn.BatchNorm2d(4, affine=False).eval()
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    w, b = fold_bn(conv.weight, None, bn)
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.nn.functional.conv2d(x, w, b), bn(conv(x)))

@@ -198,3 +198,23 @@ def test_bnneck_normalises_what_the_classifier_and_the_test_see():
         torch.testing.assert_close(model(x), model.bnneck(embedding))
     assert "bnneck.weight" in model.state_dict()
     assert "bnneck.weight" not in build("osnet_x0_25").state_dict()  # off by default
+
+
+def test_the_cifar_stem_keeps_8x8_maps_at_conv4_where_table_1s_leaves_2x2():
+    # 32x32: Table 1's 7x7/2 conv and 3x3/2 max-pool give 8x8 at conv2, then the two transitions
+    # 4x4 and 2x2; the CIFAR ResNets' single 3x3/1 conv keeps 32x32 at conv2, then 16x16, 8x8
+    x = torch.zeros(1, 3, 32, 32)
+    for stem, side in (("table1", 2), ("cifar", 8)):
+        model = build("osnet_x1_0", num_classes=10, stem=stem).eval()
+        with torch.no_grad():
+            assert model.forward_features(x).shape == (1, 512, side, side)
+    cifar = build("osnet_x1_0", num_classes=10, stem="cifar")
+    assert cifar.conv1.conv.weight.shape == (64, 3, 3, 3) and isinstance(cifar.maxpool, nn.Identity)
+    # Table 8's parameter counts hold either way: 2.2M (2-2-2) and 4.6M (3-8-6), 10 classes
+    counts = [
+        sum(p.numel() for p in build("osnet_x1_0", num_classes=10, stem="cifar", **o).parameters())
+        for o in ({}, {"layers": (3, 8, 6)})
+    ]
+    assert [round(c / 1e6, 1) for c in counts] == [2.2, 4.6]
+    with pytest.raises(UsageError, match="stem must be"):
+        build("osnet_x1_0", stem="imagenet")

@@ -42,10 +42,12 @@ def _set_choices(model, stages, big=50.0):
 
 
 def test_paper_temperature_schedule():
-    # Sec. 4.2: 10, halved every 20 epochs, never below 1.7 (reference code: 1.0).
-    got = [temperature_at(e) for e in (0, 19, 20, 39, 40, 59, 60, 119)]
-    assert got == [10.0, 10.0, 5.0, 5.0, 2.5, 2.5, 1.7, 1.7]
-    assert [temperature_at(e, minimum=1.0) for e in (60, 79, 80, 119)] == [1.25, 1.25, 1.0, 1.0]
+    # Sec. 4.2: 10, halved every 20 epochs (0-based epoch e: 10 * 0.5^(e // 20)), "the minimum
+    # is fixed to 1" (the reference code's floor too): 10, 5, 2.5, 1.25, then 1 from epoch 80
+    epochs = (0, 19, 20, 39, 40, 59, 60, 79, 80, 99, 100, 119)
+    got = [temperature_at(e) for e in epochs]
+    assert got == [10.0, 10.0, 5.0, 5.0, 2.5, 2.5, 1.25, 1.25, 1.0, 1.0, 1.0, 1.0]
+    assert [temperature_at(e, minimum=2.0) for e in (40, 60, 119)] == [2.5, 2.0, 2.0]
     with pytest.raises(ValueError, match="step >= 1"):
         temperature_at(0, step=0)
 
@@ -65,11 +67,25 @@ def test_every_block_holds_the_four_candidates_and_one_pi():
     assert len(split) == len(every) and set(split) == every
 
 
-def test_in_affine_switches_the_candidates_instance_norm_parameters():
-    plain = MixedOSBlock(16, 64, in_affine=False)
-    affine = MixedOSBlock(16, 64, in_affine=True)
-    assert plain.candidates[3].IN_out.weight is None and plain.candidates[1].IN.weight is None
-    assert affine.candidates[3].IN_out.weight.shape == (64,)
+def test_norm_affine_switches_every_norm_of_the_supernet_as_the_reference_search():
+    # the reference search code (NORM_AFFINE = False) gives no BN or IN a scale or shift
+    plain = build_supernet("osnet_x0_25", 10)
+    norms = [
+        m
+        for m in plain.modules()
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d | torch.nn.InstanceNorm2d)
+    ]
+    assert len(norms) > 100 and all(m.weight is None and m.bias is None for m in norms)
+    assert not any(
+        n.endswith((".bn.weight", "IN.weight", "fc.1.weight")) for n, _ in plain.named_parameters()
+    )
+    affine = build_supernet("osnet_x0_25", 10, norm_affine=True)
+    assert affine.conv1.bn.weight.shape == (16,) and affine.fc[1].weight.shape == (512,)
+    assert affine.conv2[0].candidates[3].IN_out.weight.shape == (64,)
+    assert MixedOSBlock(16, 64).candidates[1].IN.weight is None
+    plain.eval()
+    with torch.no_grad():  # the network still runs, in eval mode with BN statistics
+        assert plain(torch.randn(2, 3, 64, 32)).shape == (2, 512)
 
 
 @pytest.mark.parametrize("k", range(4))

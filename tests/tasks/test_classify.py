@@ -59,6 +59,7 @@ def test_a_cifar_run_trains_and_reports_its_error_rate(tmp_path: Path):
         "data.workers=0",
         "data.normalization=dataset",
         "model.arch=osnet_x0_25",
+        'model.options={"stem": "cifar"}',
         "optim.max_epoch=1",
         "optim.schedule=cosine",
         "loss.label_smoothing=0.0",
@@ -69,6 +70,6 @@ def test_a_cifar_run_trains_and_reports_its_error_rate(tmp_path: Path):
     assert records[-1]["error"] == pytest.approx(100 - records[-1]["accuracy"])
     meta = json.loads((tmp_path / "run" / "epoch-0001" / "meta.json").read_text())
     assert meta["task"] == "classify" and meta["num_classes"] == 10
-    assert meta["preprocessing"]["height"] == 32
+    assert meta["preprocessing"]["height"] == 32 and meta["model_options"] == {"stem": "cifar"}
     model = build("osnet_x0_25", num_classes=10).eval()
     assert Classifier(model)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

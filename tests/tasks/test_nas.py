@@ -30,17 +30,17 @@ def test_sampled_losses_average_the_monte_carlo_samples():
 
 def test_temperature_schedule_sets_lambda_at_each_epoch_start():
     model = SearchOSNet((8, 32, 32, 32), 3, feature_dim=8, gate_reduction=4)
-    schedule = TemperatureSchedule(model, initial=10.0, decay=0.5, step=2, minimum=1.7)
+    schedule = TemperatureSchedule(model, initial=10.0, decay=0.5, step=2, minimum=1.0)
     loop = Loop(model, torch.optim.SGD(model.parameters(), lr=0.1), 10)
     seen = []
-    for epoch in range(7):  # a resumed run starting at epoch 6 gets 1.7 the same way
+    for epoch in range(10):  # a resumed run starting at epoch 8 gets 1.0 the same way
         loop.epoch, loop.record = epoch, {}
         schedule.on_epoch_start(loop)
         schedule.on_epoch_end(loop)
         seen.append(next(model.mixed_blocks())[1].temperature)
         assert loop.record["temperature"] == seen[-1]
-    assert seen == [10.0, 10.0, 5.0, 5.0, 2.5, 2.5, 1.7]
-    assert all(m.temperature == 1.7 for _, m in model.mixed_blocks())
+    assert seen == [10.0, 10.0, 5.0, 5.0, 2.5, 2.5, 1.25, 1.25, 1.0, 1.0]
+    assert all(m.temperature == 1.0 for _, m in model.mixed_blocks())
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_the_search_recipe_is_the_papers():
     assert c.optim.weight_decay == 5e-4 and c.data.flip and c.data.color_jitter
     s = c.search
     assert (s.init_temperature, s.temperature_decay, s.temperature_step) == (10.0, 0.5, 20)
-    assert (s.min_temperature, s.samples) == (1.7, 1)
+    assert (s.min_temperature, s.samples, s.norm_affine) == (1.0, 1, False)
     demo = load_config(CONFIGS / "search_demo_synthetic.yaml")
     assert demo.train.task == "nas"
     assert demo.search.synthetic_world and demo.model.arch == "osnet_x0_25"

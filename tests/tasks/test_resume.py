@@ -67,6 +67,16 @@ def test_keys_added_later_count_as_their_default():
     assert config_changes(stored, {"optim": {"lr": 0.2}}) == {"optim.lr": (0.1, 0.2)}
 
 
+def test_a_section_only_another_task_reads_is_not_compared():
+    # a re-ID run saved when the search's temperature floor defaulted to 1.7
+    stored = {"train": {"task": "reid"}, "search": {"min_temperature": 1.7, "in_affine": False}}
+    assert config_changes(stored, {"train": {"task": "reid"}, "search": {}}) == {}
+    nas = {"train": {"task": "nas"}, "search": {"min_temperature": 1.7}}
+    assert config_changes(nas, {"train": {"task": "nas"}}) == {"search.min_temperature": (1.7, 1.0)}
+    adapt = {"train": {"task": "adapt"}, "adapt": {"eps": 0.6}}
+    assert config_changes(adapt, {"train": {"task": "adapt"}}) == {"adapt.eps": (0.6, 0.5)}
+
+
 def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(tmp_path: Path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
