@@ -53,7 +53,9 @@ class OSNet(nn.Module):
         block_norms: instance-norm placement of every block, one tuple per stage; overrides
             the plain blocks of ``layers`` (TPAMI block types ``none``, ``in``, ``out``,
             ``in_out``); giving both with other block counts is an error.
-        stem_norm: ``bn``, or ``in`` for the instance-normalised stem of OSNet-IBN/AIN.
+        stem_norm: ``bn``, or ``in`` for the instance-normalised stem of OSNet-IBN/AIN (IBN:
+            TPAMI Sec. 4.3 puts IN in "conv1 & conv2"; AIN: from the reference code's
+            ``osnet_ain.py``, TPAMI Table 1 lists a plain conv1 for OSNet-AIN).
         stem: ``table1`` (7x7 stride-2 conv, 3x3 stride-2 max-pool: /4) or ``cifar`` for 32x32
             images (one 3x3 stride-1 conv, no pooling, the first layer of the CIFAR ResNets and
             Wide ResNets the paper's CIFAR setting follows [15, 74]): with Table 1's stem a
@@ -246,7 +248,9 @@ def osnet_ibn_x0_25(num_classes: int = 1000, **options) -> OSNet:
 
 
 def osnet_ain_x1_0(num_classes: int = 1000, **options) -> OSNet:
-    """OSNet-AIN x1.0: the searched IN placement of TPAMI Table 1."""
+    """OSNet-AIN x1.0: the searched IN placement of TPAMI Table 1, with the IN stem of the
+    reference code (Table 1 itself lists a plain conv1; ``ain_bnstem`` control in
+    benchmarks/crossdomain_twocam.py: AIN's blocks with a BN stem)."""
     return _in_variant("osnet_ain_x1_0", "x1_0", AIN_BLOCKS, num_classes, options)
 
 
