@@ -1,12 +1,13 @@
 """Train OSNet x0.25 at 128x64 from scratch on the full Market-1501 within a wall-clock budget.
 
 What 60 minutes on a 2-core CPU buys from random weights (Table 6's row for this width and size,
-R1 88.7 / mAP 71.8, was fine-tuned from ImageNet for 150 epochs: benchmarks/iccv_table6.py). The budget is the library's ``train.budget_minutes``: the cosine
-schedule follows elapsed time and the run ends, and evaluates, when another epoch would not
-fit, however fast or slow the machine turns out to be; ``--set train.budget_clock=cpu`` counts
-the process's CPU time instead, a fair budget when other jobs share the machine (run with one
-torch thread, it is core-minutes). ``--epochs N`` trains a fixed number of epochs instead (to
-compare recipes at equal work).
+R1 88.7 / mAP 71.8, was fine-tuned from ImageNet for 150 epochs: benchmarks/iccv_table6.py).
+The budget is the library's ``train.budget_minutes``: the cosine schedule follows elapsed time
+and the run ends, and evaluates, when another epoch would not fit, however fast or slow the
+machine turns out to be; ``--set train.budget_clock=cpu`` counts the process's CPU time
+instead, a fair budget when other jobs share the machine (run with one torch thread, it is
+core-minutes). ``--epochs N`` trains a fixed number of epochs instead (to compare recipes at
+equal work).
 Recipe: AMSGrad lr 0.003, cosine with 1 warm-up epoch, batch 64, flip + random crop + random
 erasing, label-smoothed CE; decoded images cached in memory, no loader process (2 cores),
 channels_last training; ``--set KEY=VALUE`` changes any of it (e.g. the triplet term).

@@ -27,8 +27,13 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
     p.add_argument("--backend", choices=("faiss", "qdrant"), default="faiss")
+    p.add_argument("--qdrant-url", help="the Qdrant server, its key in $QDRANT_API_KEY")
     p.add_argument(
-        "--qdrant-url", help="a Qdrant server, key in $QDRANT_API_KEY (default: local mode)"
+        "--unsafe-local-qdrant",
+        action="store_true",
+        help="--backend qdrant without a server: qdrant-client's local mode in INDEX/qdrant, "
+        "which unpickles that folder at start (code execution for whoever can write it); "
+        "development and tests only",
     )
     p.add_argument("--collection", default="omnireid_gallery", help="Qdrant collection name")
     p.add_argument("--keys", help="API key file: lines 'read KEY' / 'write KEY'")
@@ -42,6 +47,13 @@ def register(sub: Any) -> None:
     p.add_argument("--max-images", type=int, default=32, help="images per request (32)")
     p.add_argument("--max-features", type=int, default=1000, help="features per request (1000)")
     p.add_argument("--max-image-side", type=int, default=4096, help="pixels (4096)")
+    p.add_argument(
+        "--max-request-megapixels",
+        type=float,
+        default=32.0,
+        help="decoded pixels of all the images of a request together, and decoded at once "
+        "across requests (32)",
+    )
     p.add_argument(
         "--extractor", choices=("torch", "fast", "onnxruntime"), default="fast", help="(fast)"
     )
@@ -81,6 +93,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.qdrant_url and args.backend != "qdrant":
         raise UsageError("--qdrant-url is for --backend qdrant")
+    if args.unsafe_local_qdrant and (args.backend != "qdrant" or args.qdrant_url):
+        raise UsageError("--unsafe-local-qdrant is for --backend qdrant without --qdrant-url")
+    if args.backend == "qdrant" and not args.qdrant_url and not args.unsafe_local_qdrant:
+        raise UsageError(
+            "--backend qdrant without --qdrant-url would run qdrant-client's local mode, which "
+            f"unpickles {Path(args.index) / 'qdrant'} at start (whoever can write that folder "
+            "runs code in this server): give --qdrant-url, or --unsafe-local-qdrant for "
+            "development on a folder only you can write"
+        )
     keys = load_keys(args.keys)
     if args.no_auth and keys.enabled:
         raise UsageError("--no-auth with API keys given: choose one")
@@ -91,12 +112,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "no API keys: give --keys FILE or set OMNIREID_READ_KEYS / OMNIREID_WRITE_KEYS "
             "(or --no-auth on 127.0.0.1)"
         )
+    side = args.max_image_side
+    request_pixels = int(args.max_request_megapixels * 1_000_000)
+    if min(args.max_images, args.max_features, side, request_pixels) < 1:
+        raise UsageError(
+            "--max-images, --max-features, --max-image-side and --max-request-megapixels "
+            "must be positive"
+        )
     limits = Limits(
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_images=args.max_images,
         max_features=args.max_features,
         max_image_side=args.max_image_side,
-        max_image_pixels=args.max_image_side**2,
+        max_image_pixels=min(side**2, request_pixels),
+        max_request_pixels=request_pixels,
     )
     size = None if args.height is None and args.width is None else (args.height, args.width)
     extractor = FeatureExtractor(
@@ -121,15 +150,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         qdrant_url=args.qdrant_url,
         qdrant_api_key=os.environ.get("QDRANT_API_KEY"),
         collection=args.collection,
+        unsafe_local_qdrant=args.unsafe_local_qdrant,
     )
     try:
-        if (Path(args.index) / "header.json").is_file() and len(store) == 0:
+        if (Path(args.index) / "header.json").is_file():
             from omnireid.serve.importing import import_index
 
-            count = import_index(store, args.index)
-            log.info(
-                "imported %d entries of the `omnireid index build` index %s", count, args.index
-            )
+            count = import_index(store, args.index)  # once: recorded in the store
+            if count:
+                log.info(
+                    "imported %d entries of the `omnireid index build` index %s",
+                    count,
+                    args.index,
+                )
         service = GalleryService(store, extractor, threshold, limits)
         log.info("gallery %s: %d entries (%s backend)", args.index, len(store), store.name)
         run(create_app(service, keys), args.host, args.port, access_log=args.access_log)

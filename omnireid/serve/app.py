@@ -21,7 +21,7 @@ from omnireid.serve import schemas
 from omnireid.serve.auth import HEADER, ApiKeys
 from omnireid.serve.limits import BodyLimit
 from omnireid.serve.service import GalleryService
-from omnireid.serve.store import check_id
+from omnireid.serve.store import check_path_id
 
 
 def _one_line(errors: list[dict[str, Any]]) -> str:
@@ -99,11 +99,11 @@ def create_app(service: GalleryService, keys: ApiKeys) -> FastAPI:
 
     @app.get("/gallery/{entry_id}", response_model=schemas.EntryOut, dependencies=read)
     def get_entry(entry_id: str) -> dict[str, Any]:
-        return service.get(check_id(entry_id))
+        return service.get(check_path_id(entry_id))
 
     @app.delete("/gallery/{entry_id}", dependencies=write)
     def remove(entry_id: str) -> dict[str, Any]:
-        service.remove(check_id(entry_id))
+        service.remove(check_path_id(entry_id))
         return {"id": entry_id, "removed": True}
 
     @app.post("/identify", response_model=schemas.IdentifyResponse, dependencies=read)

@@ -1,10 +1,13 @@
 """API keys of the gallery service: ``read`` keys may embed, identify and look up; ``write``
 keys may also enrol and delete.
 
-Keys come from a file (one ``read KEY`` or ``write KEY`` per line, ``#`` comments) and/or the
-environment variables ``OMNIREID_READ_KEYS`` / ``OMNIREID_WRITE_KEYS`` (comma-separated), never
-from the code or the command line (where ``ps`` would show them). Only their SHA-256 digests
-are kept in memory. Clients send a key in the ``X-API-Key`` header.
+Keys come from a file (one ``read KEY`` or ``write KEY`` per line; a ``#`` at the start of a
+line or after a space starts a comment) and/or the environment variables
+``OMNIREID_READ_KEYS`` / ``OMNIREID_WRITE_KEYS`` (comma-separated), never from the code or the
+command line (where ``ps`` would show them). A key is at least 16 printable ASCII characters
+(what an HTTP header carries) without spaces, ``#`` or ``,`` (the separators of those two
+sources, so that no key is ever cut short silently). Only their SHA-256 digests are kept in
+memory. Clients send a key in the ``X-API-Key`` header.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +28,23 @@ HEADER = "X-API-Key"
 SCOPES = ("read", "write")
 ENV = {"read": "OMNIREID_READ_KEYS", "write": "OMNIREID_WRITE_KEYS"}
 MIN_LENGTH = 16
+_KEY = re.compile(r"^[!-~]+$")  # printable ASCII, no space
+_SEPARATORS = "#,"
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def _check(key: str, where: str = "") -> None:
+    """Refuse a key that is short, not printable ASCII, or holds a separator (``where``:
+    the file and line it came from, as a prefix)."""
+    if len(key) < MIN_LENGTH or not _KEY.fullmatch(key) or any(c in key for c in _SEPARATORS):
+        raise UsageError(
+            f"{where}API keys must be at least {MIN_LENGTH} printable ASCII characters without "
+            "spaces, '#' or ',' (e.g. from `python -c 'import secrets; "
+            "print(secrets.token_urlsafe())'`)"
+        )
 
 
 @dataclass(frozen=True)
@@ -49,11 +66,7 @@ class ApiKeys:
     @classmethod
     def from_keys(cls, read: list[str], write: list[str]) -> ApiKeys:
         for key in (*read, *write):
-            if len(key) < MIN_LENGTH or any(c.isspace() for c in key):
-                raise UsageError(
-                    f"API keys must be at least {MIN_LENGTH} characters without spaces "
-                    "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
-                )
+            _check(key)
         return cls(frozenset(map(_digest, read)), frozenset(map(_digest, write)))
 
 
@@ -62,12 +75,18 @@ def read_key_file(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     keys: dict[str, list[str]] = {"read": [], "write": []}
     for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
+        line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()  # a comment: '#' after a space
         if not line:
             continue
+        if "#" in line:
+            raise UsageError(
+                f"{path}:{number}: '#' inside a key (a comment starts with '#' after a space; "
+                "keys may not contain '#')"
+            )
         parts = line.split()
         if len(parts) != 2 or parts[0] not in SCOPES:
             raise UsageError(f"{path}:{number}: expected 'read KEY' or 'write KEY'")
+        _check(parts[1], f"{path}:{number}: ")
         keys[parts[0]].append(parts[1])
     if os.name == "posix" and path.stat().st_mode & 0o077:
         log.warning("%s can be read by other users; chmod 600 it", path)

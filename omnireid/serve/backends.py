@@ -1,5 +1,6 @@
 """Opening a gallery by backend name: ``faiss`` (SQLite + FAISS in the gallery folder) or
-``qdrant`` (a Qdrant server at a url, or qdrant-client's local mode in ``<folder>/qdrant``)."""
+``qdrant`` (a Qdrant server at a url; qdrant-client's local mode in ``<folder>/qdrant`` only
+with ``unsafe_local_qdrant=True``, as it unpickles that folder: see ``qdrant_store``)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ def open_store(
     qdrant_url: str | None = None,
     qdrant_api_key: str | None = None,
     collection: str = "omnireid_gallery",
+    unsafe_local_qdrant: bool = False,
 ) -> VectorStore:
     """The gallery in ``folder`` (or, for qdrant, at ``qdrant_url`` when given), created when
     it does not exist yet; ``meta`` (``dim``, ``arch``, ``weights_sha256``) is recorded or
-    checked."""
+    checked. A gallery in ``folder`` holds its lock while open (one store per folder)."""
     if backend == "faiss":
         from omnireid.serve.faiss_store import FaissStore
 
@@ -33,5 +35,7 @@ def open_store(
 
         if qdrant_url:
             return QdrantStore(meta, url=qdrant_url, api_key=qdrant_api_key, collection=collection)
-        return QdrantStore(meta, path=str(Path(folder) / "qdrant"), collection=collection)
+        return QdrantStore(
+            meta, folder=folder, collection=collection, unsafe_local=unsafe_local_qdrant
+        )
     raise UsageError(f"unknown backend {backend!r}; expected one of {BACKENDS}")

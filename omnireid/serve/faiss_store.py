@@ -6,6 +6,7 @@ returns. Each row holds the entry's metadata and its normalised feature as a flo
 The FAISS index (exact inner product, ids = SQLite row numbers) is derived from it: built in
 memory when the store opens and updated after each commit, so a crash at any moment loses no
 committed row and the next start finds all of them. No pickle: rows are SQL values and JSON.
+The store holds the folder's lock (``folder_lock.FolderLock``) from open to close: one writer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import faiss
 import numpy as np
 
 from omnireid.errors import IndexFileError
+from omnireid.serve.folder_lock import FolderLock
 from omnireid.serve.store import (
+    IMPORT_KEY,
     Entry,
     Hit,
     ReadWriteLock,
@@ -77,14 +80,24 @@ class FaissStore:
     """SQLite + FAISS gallery in ``folder`` (created when missing).
 
     ``meta`` (``dim``, ``arch``, ``weights_sha256``) is recorded by a new gallery and checked
-    against an existing one; ``dim`` is required for a new gallery.
+    against an existing one; ``dim`` is required for a new gallery. A folder another store
+    holds (in any process) is refused with ``UsageError``.
     """
 
     name = "faiss"
 
     def __init__(self, folder: str | Path, meta: dict[str, Any]) -> None:
-        self.folder = Path(folder).resolve()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.lock = FolderLock(folder)  # before anything in the folder is read or written
+        try:
+            self._open(meta)
+        except BaseException:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            self.lock.release()
+            raise
+
+    def _open(self, meta: dict[str, Any]) -> None:
+        self.folder = self.lock.folder
         self.path = self.folder / DB_FILE
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -119,13 +132,18 @@ class FaissStore:
             return stored
         if not meta.get("dim"):
             raise IndexFileError(f"{self.path}: a new gallery needs the feature dimension")
-        stored = {**meta, "schema": SCHEMA_VERSION, "created": time.time()}
+        stored = {**meta, "schema": SCHEMA_VERSION, "created": time.time(), IMPORT_KEY: None}
         self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany(
-            "INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in stored.items()]
-        )
+        self._set_meta(stored)
         self._db.execute("COMMIT")
         return stored
+
+    def _set_meta(self, values: dict[str, Any]) -> None:
+        """Within a transaction: the ``meta`` rows of ``values`` (JSON), inserted or replaced."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in values.items()],
+        )
 
     def _load(self) -> None:
         """Rebuild the in-memory index and metadata from every row of the database."""
@@ -146,7 +164,13 @@ class FaissStore:
         entry = Entry(entry_id, camera, timestamp, track_id, json.loads(labels))
         self._entries[seq], self._seq[entry_id] = entry, seq
 
-    def add(self, entries: Sequence[Entry], feats: np.ndarray) -> None:
+    def add(
+        self,
+        entries: Sequence[Entry],
+        feats: np.ndarray,
+        *,
+        meta_update: dict[str, Any] | None = None,
+    ) -> None:
         x = normalized(feats, self.dim)
         if len(x) != len(entries):
             raise ValueError(f"got {len(x)} features for {len(entries)} entries")
@@ -161,14 +185,27 @@ class FaissStore:
                     values = (e.id, f.tobytes(), e.camera, e.timestamp, e.track_id, labels, now)
                     cursor = self._db.execute(_INSERT, values)
                     rows.append((cursor.lastrowid, e.id, None, *values[2:5], labels))
+                self._set_meta(meta_update or {})
                 self._db.execute("COMMIT")  # durable from here on: WAL + synchronous=FULL
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self.meta.update(meta_update or {})
             with self._rw.writing():
                 self._index.add_with_ids(x, np.array([r[0] for r in rows], np.int64))
                 for row in rows:
                     self._remember(row)
+
+    def record(self, key: str, value: Any) -> None:
+        with self._write:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._set_meta({key: value})
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self.meta[key] = value
 
     def remove(self, entry_id: str) -> bool:
         with self._write:
@@ -214,8 +251,14 @@ class FaissStore:
         return int(self._index.ntotal)
 
     def info(self) -> dict[str, Any]:
-        return {"database": str(self.path), "journal": self.journal, "synchronous": "full"}
+        return {
+            "database": str(self.path),
+            "journal": self.journal,
+            "synchronous": "full",
+            "lock": str(self.lock.path),
+        }
 
     def close(self) -> None:
         with self._write:
             self._db.close()
+            self.lock.release()

@@ -2,8 +2,9 @@
 
 Everything here answers bad input with a ``RequestError`` (a 4xx and one line), never a 500:
 request bodies over ``max_body_bytes`` get 413 before they are read in full, images are
-checked for size from their header before any pixel is decoded, and only common photo
-formats are decoded at all.
+checked for size from their header before any pixel is decoded (each image, and the sum over
+the images of a request: ``max_request_pixels``), and only common photo formats are decoded
+at all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from omnireid.data.images import to_rgb
 from omnireid.errors import RequestError
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
@@ -24,7 +26,9 @@ FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits: body bytes, images, feature rows, hits; per-image size."""
+    """Per-request limits: body bytes, images, feature rows, hits; per-image size; decoded
+    pixels of all the images of one request together (also what the server decodes at once,
+    across requests: ``pixels.PixelBudget``)."""
 
     max_body_bytes: int = 16 << 20
     max_images: int = 32
@@ -32,11 +36,12 @@ class Limits:
     max_image_side: int = 4096
     max_image_pixels: int = 4096 * 4096
     max_k: int = 100
+    max_request_pixels: int = 32_000_000
 
 
-def decode_image(data: str, index: int, limits: Limits) -> Image.Image:
-    """A base64-encoded JPEG/PNG/WebP/BMP -> RGB PIL image; 413 when too large, 422 when not
-    an image this service reads."""
+def open_image(data: str, index: int, limits: Limits) -> Image.Image:
+    """A base64-encoded JPEG/PNG/WebP/BMP opened, its size checked from the header (413 over
+    the limits); no pixel is decoded yet. 422 when it is not an image this service reads."""
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as e:
@@ -56,8 +61,13 @@ def decode_image(data: str, index: int, limits: Limits) -> Image.Image:
             f"{limits.max_image_pixels} pixels in all",
             413,
         )
+    return image
+
+
+def decode_pixels(image: Image.Image, index: int) -> Image.Image:
+    """The pixels of an ``open_image`` as 8-bit RGB; 422 when the stream is corrupt."""
     try:
-        return image.convert("RGB")  # decodes the pixels
+        return to_rgb(image)  # decodes the pixels; 16-bit grey scaled, not clipped to white
     except Exception as e:  # a truncated or corrupt stream, in any decoder
         raise RequestError(f"image {index} is corrupt ({' '.join(str(e).split())})", 422) from e
 

@@ -1,7 +1,8 @@
 """The JSON bodies of the gallery API (pydantic models; FastAPI derives the OpenAPI schema).
 
 Images travel as base64 strings (JPEG, PNG, WebP or BMP), features as lists of floats; nothing
-else is accepted (unknown fields are refused).
+else is accepted (unknown fields are refused). Every value a store keeps has a range it can
+hold (SQLite and Qdrant integers are 64-bit): anything outside is a 422 here, never a 500 there.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from omnireid.serve.store import ID_PATTERN
+from omnireid.serve.store import ID_MAX, ID_PATTERN
+
+CAMERA_MAX = 2**31 - 1
+TIMESTAMP_MAX = 2.0**53  # seconds; nanoseconds since 1970 (~1.7e18) are out of range
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Image = Annotated[str, Field(description="a base64-encoded JPEG, PNG, WebP or BMP image")]
@@ -26,9 +30,20 @@ class Item(Strict):
 
     image: Image | None = None
     feature: Feature | None = None
-    id: str | None = Field(None, pattern=ID_PATTERN, description="default: a new UUID")
-    camera: int | None = Field(None, ge=0, description="0-based camera id")
-    timestamp: float | None = Field(None, allow_inf_nan=False, description="seconds")
+    id: str | None = Field(
+        None,
+        max_length=ID_MAX,
+        pattern=ID_PATTERN,
+        description="1-64 letters, digits or _ . : -, not only dots; default: a new UUID",
+    )
+    camera: int | None = Field(None, ge=0, le=CAMERA_MAX, description="0-based camera id")
+    timestamp: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        ge=-TIMESTAMP_MAX,
+        le=TIMESTAMP_MAX,
+        description="seconds (any epoch), at most 2^53 in magnitude",
+    )
     track_id: str | None = Field(None, min_length=1, max_length=128)
     labels: dict[Label, Label] = Field(default_factory=dict, max_length=32)
 

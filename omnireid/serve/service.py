@@ -22,7 +22,8 @@ import numpy as np
 
 from omnireid.errors import RequestError, UsageError
 from omnireid.serve.batching import QueryBatcher
-from omnireid.serve.limits import Limits, decode_image
+from omnireid.serve.limits import Limits, decode_pixels, open_image
+from omnireid.serve.pixels import PixelBudget, release_free_memory
 from omnireid.serve.store import Entry, VectorStore, check_id, normalized
 
 
@@ -61,6 +62,11 @@ def read_threshold(path: str | Path, arch: str | None, target_fpr: float | None)
     return Threshold(value, float(point["target_fpr"]), str(path))
 
 
+# after a request of this many decoded pixels the freed memory is handed back to the system
+# (a few ms); below it, what a request decoded is small and reused by the next ones
+TRIM_FROM = 4_000_000
+
+
 def _decision(score: float, threshold: float | None) -> dict[str, bool | None]:
     return {"same_person": None if threshold is None else score >= threshold}
 
@@ -85,6 +91,7 @@ class GalleryService:
         self.counts: Counter[str] = Counter()
         self.started = time.time()
         self._model = threading.Lock()  # one forward pass at a time; torch uses the cores
+        self._pixels = PixelBudget(self.limits.max_request_pixels)
         self._search = QueryBatcher(store.search)
         self._counting = threading.Lock()
 
@@ -101,9 +108,25 @@ class GalleryService:
             raise RequestError(
                 f"{len(images)} images in one request; the limit is {self.limits.max_images}", 413
             )
-        pictures = [decode_image(data, i, self.limits) for i, data in enumerate(images)]
-        with self._model:
-            feats = self.extractor(pictures)
+        opened = [open_image(data, i, self.limits) for i, data in enumerate(images)]
+        pixels = sum(image.width * image.height for image in opened)
+        if pixels > self.limits.max_request_pixels:
+            raise RequestError(
+                f"the {len(opened)} images of this request have {pixels} pixels together; the "
+                f"limit is {self.limits.max_request_pixels} (--max-request-megapixels)",
+                413,
+            )
+        try:
+            with self._pixels.hold(pixels):
+                pictures: list[Any] = []
+                while opened:  # each source dropped once converted: one image in two copies at most
+                    pictures.append(decode_pixels(opened.pop(0), len(pictures)))
+                with self._model:
+                    feats = self.extractor(pictures)
+                del pictures
+        finally:
+            if pixels >= TRIM_FROM:
+                release_free_memory()
         self.count("embedded", len(feats))
         return feats
 
@@ -144,7 +167,7 @@ class GalleryService:
             if has_image == has_feature:
                 raise RequestError(f"item {i}: give either an image or a feature", 422)
             (images if has_image else rows).append((i, item.get("image") or item.get("feature")))
-            entry_id = check_id(item["id"]) if item.get("id") else uuid.uuid4().hex
+            entry_id = uuid.uuid4().hex if item.get("id") is None else check_id(item["id"])
             meta = {k: item.get(k) for k in ("camera", "timestamp", "track_id")}
             entries.append(Entry(entry_id, labels=dict(item.get("labels") or {}), **meta))
         feats = np.empty((len(items), self.store.dim), np.float32)

@@ -19,8 +19,15 @@ import numpy as np
 
 from omnireid.errors import RequestError, UsageError
 
-ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+# an id is one URL path segment as every client sends it: "." and ".." are not (clients
+# resolve them away, RFC 3986 5.2.4), so an id is not made of dots only
+ID_PATTERN = r"^[A-Za-z0-9_.:-]*[A-Za-z0-9_:-][A-Za-z0-9_.:-]*$"
+ID_MAX = 64
 _ID = re.compile(ID_PATTERN)
+_STORED_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what earlier versions accepted
+# a store's ``meta`` key recording the `omnireid index build` index it imported (None: none
+# yet); a store whose meta lacks it was created before imports were recorded
+IMPORT_KEY = "index_import"
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,19 @@ class VectorStore(Protocol):
     dim: int
     meta: dict[str, Any]
 
-    def add(self, entries: Sequence[Entry], feats: np.ndarray) -> None:
-        """Store ``(N, dim)`` features with their entries, all or none; durable on return."""
+    def add(
+        self,
+        entries: Sequence[Entry],
+        feats: np.ndarray,
+        *,
+        meta_update: dict[str, Any] | None = None,
+    ) -> None:
+        """Store ``(N, dim)`` features with their entries, all or none; durable on return.
+        ``meta_update``: ``meta`` keys set with them (in the same transaction where the
+        backend has one, else just after them)."""
+
+    def record(self, key: str, value: Any) -> None:
+        """Set ``meta[key]`` to a JSON value, durably."""
 
     def remove(self, entry_id: str) -> bool:
         """Delete one entry (durable on return); False when there was none."""
@@ -92,10 +110,22 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
+ID_RULE = "1-64 letters, digits or _ . : -, not only dots"
+
+
 def check_id(entry_id: str) -> str:
-    """An entry id as the API accepts it: 1-64 letters, digits or ``_ . : -``."""
-    if not _ID.match(entry_id):
-        raise RequestError(f"id {entry_id!r} must be 1-64 letters, digits or _ . : -", 422)
+    """A new entry's id as the API accepts it: 1-64 letters, digits or ``_ . : -``, not
+    ``.``, ``..`` or other dots only (no client can put those in a URL path)."""
+    if len(entry_id) > ID_MAX or not _ID.fullmatch(entry_id):
+        raise RequestError(f"id {entry_id!r} must be {ID_RULE}", 422)
+    return entry_id
+
+
+def check_path_id(entry_id: str) -> str:
+    """An id in a URL path (look-up, delete): anything a store may hold, including ids an
+    earlier version accepted (``...``), so that those stay reachable."""
+    if not _STORED_ID.fullmatch(entry_id):
+        raise RequestError(f"id {entry_id!r} must be {ID_RULE}", 422)
     return entry_id
 
 

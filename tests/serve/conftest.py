@@ -13,7 +13,13 @@ from omnireid.serve.limits import Limits
 from omnireid.serve.service import GalleryService, Threshold
 from tests.serve.helpers import READ_KEY, WRITE_KEY, serving_in_thread
 
-LIMITS = Limits(max_body_bytes=1 << 20, max_images=4, max_image_side=512, max_image_pixels=1 << 17)
+LIMITS = Limits(
+    max_body_bytes=1 << 20,
+    max_images=4,
+    max_image_side=512,
+    max_image_pixels=1 << 17,
+    max_request_pixels=200_000,
+)
 THRESHOLD = 0.9
 
 

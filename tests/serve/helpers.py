@@ -61,13 +61,18 @@ def serving_in_thread(app) -> Iterator[str]:
         sock.close()
 
 
+def serve_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment (keys) of ``omnireid serve ARGS --port 0``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env["OMNIREID_READ_KEYS"], env["OMNIREID_WRITE_KEYS"] = READ_KEY, WRITE_KEY
+    return [sys.executable, "-m", "omnireid", "serve", *args, "--port", "0"], env
+
+
 class ServerProcess:
     """``python -m omnireid serve ARGS --port 0`` with its log in ``log``; ``url`` once ready."""
 
     def __init__(self, args: list[str], log: Path, timeout: float = 90.0) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        env["OMNIREID_READ_KEYS"], env["OMNIREID_WRITE_KEYS"] = READ_KEY, WRITE_KEY
-        command = [sys.executable, "-m", "omnireid", "serve", *args, "--port", "0"]
+        command, env = serve_command(args)
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=out, env=env, cwd=ROOT)

@@ -2,11 +2,13 @@ import io
 import struct
 import time
 import zlib
+from urllib.parse import quote
 
 import httpx
 import numpy as np
 import pytest
 
+from omnireid.client import GalleryClient
 from omnireid.data.images import list_images
 from tests.serve.conftest import THRESHOLD
 from tests.serve.helpers import READ_KEY, WRITE_KEY, b64, png_bytes, unit_rows
@@ -165,6 +167,15 @@ def test_a_tiff_is_not_decoded(http):
         ("/gallery", {"items": [{"feature": [1.0] * 512, "image": "AA=="}]}, 422, "either an"),
         ("/gallery", {"items": [{"feature": [1.0] * 512, "camera": -1}]}, 422, "items.0.camera"),
         ("/gallery", {"items": [{"feature": [1.0] * 512, "id": "a b"}]}, 422, "items.0.id"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "id": "."}]}, 422, "items.0.id"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "id": ".."}]}, 422, "items.0.id"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "id": "..."}]}, 422, "items.0.id"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "id": "x" * 65}]}, 422, "items.0.id"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "camera": 2**70}]}, 422, "items.0.camera"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "camera": 2**31}]}, 422, "items.0.camera"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "timestamp": 2**70}]}, 422, "timestamp"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "timestamp": -1.7e18}]}, 422, "timestamp"),
+        ("/identify", {"features": [[1.0] * 512], "k": 2**70}, 422, "k must be 1 to 100"),
         ("/gallery", {"items": [{"feature": [1.0] * 512, "extra": 1}]}, 422, "items.0.extra"),
         ("/gallery", {"items": []}, 422, "items"),
     ],
@@ -197,10 +208,58 @@ def test_bodies_that_are_not_json_or_too_large_are_refused(http):
     assert answer.status_code == 413
 
 
+def test_every_id_enrolment_accepts_can_be_read_and_deleted_by_the_client(url, http):
+    """An id is one URL path segment: '.' and '..' are not (clients resolve them away, so
+    they could be enrolled but never looked up or deleted); ids that are are all reachable."""
+    ids = [".x", "x.", "a..b", "a:b", "-x", "_", "9" * 64]
+    feats = unit_rows(len(ids), 512, seed=3)
+    items = [{"id": i, "feature": f.tolist()} for i, f in zip(ids, feats, strict=True)]
+    assert http.post("/gallery", json={"items": items}, headers=WRITE).json()["ids"] == ids
+    with GalleryClient(url, api_key=WRITE_KEY) as client:
+        assert [client.get(i)["id"] for i in ids] == ids
+        for i in ids:
+            client.remove(i)
+    assert [http.get(f"/gallery/{quote(i)}", headers=READ).status_code for i in ids] == [404] * 7
+
+
+def test_values_at_the_ends_of_their_ranges_are_kept_exactly(http):
+    item = {"feature": [1.0] * 512, "id": "ends", "camera": 2**31 - 1, "timestamp": -(2.0**53)}
+    assert http.post("/gallery", json={"items": [item]}, headers=WRITE).status_code == 201
+    entry = http.get("/gallery/ends", headers=READ).json()
+    assert (entry["camera"], entry["timestamp"]) == (2**31 - 1, -(2.0**53))
+    assert http.delete("/gallery/ends", headers=WRITE).status_code == 200
+
+
+def test_the_pixels_of_all_images_of_a_request_are_limited_before_decoding(http):
+    """Each 300x300 image is within the per-image limit (131,072 pixels); three together
+    (270,000) are over the request's 200,000, and are refused from their headers alone (the
+    claimed images hold no pixel data: decoding them would be a 422)."""
+    two = [b64(png_bytes(300, 300))] * 2
+    assert http.post("/embed", json={"images": two}, headers=READ).status_code == 200
+    three = [b64(png_claiming(300, 300))] * 3
+    for path, body, headers in [
+        ("/embed", {"images": three}, READ),
+        ("/identify", {"images": three}, READ),
+        (
+            "/gallery",
+            {"items": [{"image": d, "id": f"px-{i}"} for i, d in enumerate(three)]},
+            WRITE,
+        ),
+    ]:
+        answer = http.post(path, json=body, headers=headers)
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["detail"] == (
+            "the 3 images of this request have 270000 pixels together; the limit is 200000 "
+            "(--max-request-megapixels)"
+        )
+    assert http.get("/gallery/px-0", headers=READ).status_code == 404
+
+
 def test_unknown_and_malformed_ids(http):
     assert http.get("/gallery/no-such-id", headers=READ).status_code == 404
     answer = http.delete("/gallery/bad%20id", headers=WRITE)
     assert answer.status_code == 422 and "must be 1-64 letters" in answer.json()["detail"]
+    assert http.get("/gallery/feat-0%0A", headers=READ).status_code == 422  # no line ends
 
 
 def test_openapi_describes_every_endpoint(http):

@@ -25,6 +25,24 @@ def test_bad_key_files_and_weak_keys_are_refused(tmp_path):
     file.write_text(f"admin {WRITE_KEY}\n")
     with pytest.raises(UsageError, match=r"keys:1: expected 'read KEY' or 'write KEY'"):
         load_keys(file, env={})
-    with pytest.raises(UsageError, match="at least 16 characters"):
+    with pytest.raises(UsageError, match="at least 16 printable ASCII characters"):
         load_keys(None, env={"OMNIREID_WRITE_KEYS": "secret"})
     assert not load_keys(None, env={}).enabled
+
+
+def test_a_hash_inside_a_key_is_refused_not_cut(tmp_path):
+    """Cut at '#', 'write abcdefghijklmnop#qrs' would have made the key 'abcdefghijklmnop':
+    a server accepting another key than the one written, silently."""
+    file = tmp_path / "keys"
+    file.write_text(f"read {READ_KEY}#not-a-comment\n")
+    with pytest.raises(UsageError, match=r"keys:1: '#' inside a key"):
+        load_keys(file, env={})
+    file.write_text(f"#site keys\n  # indented comment\nwrite {WRITE_KEY}\t# admin\n")
+    keys = load_keys(file, env={})  # a '#' after a space (or a tab) starts a comment
+    assert keys.scope_of(WRITE_KEY) == "write" and keys.scope_of(READ_KEY) is None
+    for key in [f"{WRITE_KEY}#x", f"{WRITE_KEY}é"]:  # env: no '#', and no header can carry é
+        with pytest.raises(UsageError, match="without spaces, '#' or ','"):
+            load_keys(None, env={"OMNIREID_WRITE_KEYS": key})
+    file.write_text(f"read {READ_KEY}\nwrite {WRITE_KEY},x\n")  # ',' separates env keys
+    with pytest.raises(UsageError, match=r"keys:2: API keys must be .* without spaces, '#' or ','"):
+        load_keys(file, env={})

@@ -18,6 +18,19 @@ from tests.serve.helpers import READ_KEY
             {},
             "is for",
         ),
+        (
+            ["--no-auth", "--backend", "qdrant"],
+            {},
+            "--backend qdrant without --qdrant-url would run qdrant-client's local mode, which "
+            "unpickles",
+        ),
+        (["--no-auth", "--unsafe-local-qdrant"], {}, "--unsafe-local-qdrant is for --backend"),
+        (
+            ["--no-auth", "--backend", "qdrant", "--unsafe-local-qdrant", "--qdrant-url", "u"],
+            {},
+            "--unsafe-local-qdrant is for --backend qdrant without --qdrant-url",
+        ),
+        (["--no-auth", "--max-request-megapixels", "0"], {}, "must be positive"),
     ],
 )
 def test_serve_refuses_unsafe_or_contradictory_settings(

@@ -1,16 +1,23 @@
 import json
+import os
+import re
 import sqlite3
 
 import numpy as np
 import pytest
 
 from omnireid.errors import IndexFileError, RequestError, UsageError
-from omnireid.serve.backends import open_store
+from omnireid.serve import backends
 from omnireid.serve.faiss_store import DB_FILE
 from omnireid.serve.store import Entry
 from tests.serve.helpers import unit_rows
 
 META = {"dim": 16, "arch": "osnet_x0_25", "weights_sha256": "ab" * 32, "image_size": [256, 128]}
+
+
+def open_store(backend, folder, meta):
+    """A store as the service opens it (Qdrant: local mode, which tests may use)."""
+    return backends.open_store(backend, folder, meta, unsafe_local_qdrant=True)
 
 
 @pytest.fixture(params=["faiss", "qdrant"])
@@ -157,4 +164,122 @@ def test_a_batch_of_queries_gets_what_each_query_gets_alone(tmp_path):
         alone = store.search(q[None], k=5)[0]
         assert [h.entry.id for h in row] == [h.entry.id for h in alone]
         np.testing.assert_allclose([h.score for h in row], [h.score for h in alone], atol=1e-5)
+    store.close()
+
+
+class _Planted:
+    """A pickle that, when loaded, creates ``marker``: what anyone able to write the folder
+    of a local-mode Qdrant could plant in place of a point."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_local_qdrant_is_refused_unless_asked_for_as_it_unpickles_its_folder(tmp_path):
+    import pickle
+
+    store = open_store("qdrant", tmp_path, META)
+    store.add(entries(1), unit_rows(1, 16, seed=0))
+    store.close()
+    storage = tmp_path / "qdrant" / "collection" / "omnireid_gallery" / "storage.sqlite"
+    marker = tmp_path / "code-ran"
+    db = sqlite3.connect(storage)
+    db.execute("UPDATE points SET point = ?", (pickle.dumps(_Planted(marker)),))
+    db.commit()
+    db.close()
+    with pytest.raises(UsageError, match=r"local mode unpickles .*qdrant .*--unsafe-local-qdrant"):
+        backends.open_store("qdrant", tmp_path, META)
+    assert not marker.exists()
+    with pytest.raises(AttributeError):  # what the flag risks: the planted code runs
+        open_store("qdrant", tmp_path, META)
+    assert marker.exists()
+    open_store("faiss", tmp_path / "other", META).close()  # the failed open let its lock go
+
+
+def test_one_store_per_folder_whatever_the_backend(tmp_path):
+    first = open_store("faiss", tmp_path, META)
+    refused = rf"gallery {re.escape(str(tmp_path.resolve()))} is in use by another server "
+    refused += rf"\(process {os.getpid()} on host "
+    for backend in ("faiss", "qdrant"):
+        with pytest.raises(UsageError, match=refused):
+            open_store(backend, tmp_path, META)
+    first.add(entries(1), unit_rows(1, 16, seed=0))  # the holder is unaffected
+    first.close()
+    again = open_store("faiss", tmp_path, META)
+    assert again.get("p0") == entries(1)[0]
+    again.close()
+
+
+def built_index(folder, seed: int = 9) -> np.ndarray:
+    """An `omnireid index build` index of 5 entries in ``folder``; its features."""
+    from omnireid.deploy.index import GalleryIndex
+
+    feats = unit_rows(5, 16, seed=seed)
+    paths = [f"/data/{i:04d}_c1s1_000100_01.jpg" for i in range(5)]
+    index = GalleryIndex.build(
+        feats, paths, pids=[1, 2, 3, 4, 5], arch=META["arch"], image_size=(256, 128)
+    )
+    index.save(folder)
+    return feats
+
+
+def test_an_index_is_imported_once_and_what_was_deleted_stays_deleted(tmp_path, backend):
+    from omnireid.serve.importing import import_index
+
+    built_index(tmp_path)
+    store = open_store(backend, tmp_path, META)
+    assert import_index(store, tmp_path) == 5 and len(store) == 5
+    for i in range(5):
+        assert store.remove(f"index-{i}")
+    store.close()
+    store = open_store(backend, tmp_path, META)  # a restart
+    assert import_index(store, tmp_path) == 0
+    assert len(store) == 0 and store.get("index-0") is None
+    assert store.meta["index_import"]["entries"] == 5 and store.meta["index_import"]["complete"]
+    store.close()
+
+
+def test_an_import_cut_short_is_finished_and_another_index_refused(tmp_path, backend):
+    from omnireid.serve.importing import import_index
+    from omnireid.serve.store import IMPORT_KEY
+
+    feats = built_index(tmp_path)
+    digest = json.loads((tmp_path / "header.json").read_text())["header_sha256"]
+    store = open_store(backend, tmp_path, META)
+    # what a crash leaves when the points were written and the record of the end was not
+    store.record(IMPORT_KEY, {"sha256": digest, "complete": False, "entries": 5})
+    store.add([Entry("index-0")], feats[:1])
+    store.close()
+    store = open_store(backend, tmp_path, META)
+    assert import_index(store, tmp_path) == 4 and len(store) == 5
+    hits = store.search(feats, k=1)
+    assert [row[0].entry.id for row in hits] == [f"index-{i}" for i in range(5)]
+    assert import_index(store, tmp_path) == 0
+    built_index(tmp_path, seed=10)  # another index written into the folder
+    with pytest.raises(UsageError, match="another index than the one this gallery imported"):
+        import_index(store, tmp_path)
+    assert len(store) == 5
+    store.close()
+
+
+def test_a_gallery_from_before_import_records_does_not_import_again(tmp_path, caplog):
+    """An earlier omnireid imported the index on the first start and recorded nothing: its
+    index is taken as imported, so entries deleted since do not come back."""
+    from omnireid.serve.importing import import_index
+
+    built_index(tmp_path)
+    open_store("faiss", tmp_path, META).close()
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    db.execute("DELETE FROM meta WHERE key = 'index_import'")  # as an earlier version wrote it
+    db.commit()
+    db.close()
+    store = open_store("faiss", tmp_path, META)
+    assert import_index(store, tmp_path) == 0 and len(store) == 0
+    assert "predates import records" in caplog.text
+    store.close()
+    store = open_store("faiss", tmp_path, META)
+    assert store.meta["index_import"]["complete"] and import_index(store, tmp_path) == 0
     store.close()
