@@ -60,6 +60,11 @@ def non_finite_rows(count: int, total: int, what: str = "images") -> NonFiniteFe
     )
 
 
+class DegenerateFeaturesError(OmniReIDError, ValueError):
+    """A model gave every one of several different images the same feature (all-zero,
+    collapsed or damaged weights): every ranking would be a tie, results would lie."""
+
+
 class RequestError(OmniReIDError, ValueError):
     """A request the gallery service refuses (bad input, unknown id, missing key): ``status``
     is the HTTP status it is answered with (4xx), the message the reason."""

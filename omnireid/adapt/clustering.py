@@ -66,6 +66,31 @@ def pseudo_labels(
     return dbscan(jaccard_distance(dist, k1=k1, k2=k2), eps, min_samples)
 
 
+def untrainable(labels: np.ndarray) -> str | None:
+    """Why a round's ``(n,)`` cluster labels give nothing to train on, or None when they do:
+    no cluster (all outliers), one cluster (a contrastive loss over one centroid is 0), or
+    only clusters of one image (no two images share a pseudo-identity)."""
+    n = len(labels)
+    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, np.int64)
+    if len(sizes) == 0:
+        return (
+            f"clustering found no cluster among the {n} target images (all outliers): raise "
+            "adapt.eps or lower adapt.min_samples"
+        )
+    if len(sizes) == 1:
+        return (
+            f"clustering put {sizes[0]} of the {n} target images in one cluster: nothing to tell "
+            "apart (the contrastive loss over one centroid is 0); lower adapt.eps"
+        )
+    if sizes.max() < 2:
+        return (
+            f"clustering found {len(sizes)} clusters of one image each among the {n} target "
+            "images: no two images share a pseudo-identity to learn from; raise adapt.eps or "
+            "adapt.min_samples"
+        )
+    return None
+
+
 def centroids(features: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
     """``(K, D)`` L2-normalised mean of each cluster's L2-normalised features."""
     f = F.normalize(features.float(), dim=1)

@@ -4,8 +4,10 @@
 self-training loop: at every epoch's start it extracts the target images' features with the
 current model, clusters them (``clustering.pseudo_labels``), gives the clustered images their
 pseudo-identities (outliers are left out of the round), loads the cluster centroids into the
-memory, and points the P x K sampler at the new clusters. Everything a round uses is a
-function of the model and the epoch, so a resumed run replays the same rounds.
+memory, and points the P x K sampler at the new clusters. A round whose clusters give nothing
+to train on (``clustering.untrainable``: none, one, or only single images) stops the run with
+a ``TrainingError`` saying so; the rounds before it keep their checkpoints. Everything a round
+uses is a function of the model and the epoch, so a resumed run replays the same rounds.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from omnireid.adapt.adabn import adapt_batchnorm
-from omnireid.adapt.clustering import centroids, cluster_statistics, pseudo_labels
+from omnireid.adapt.clustering import centroids, cluster_statistics, pseudo_labels, untrainable
 from omnireid.adapt.memory import ClusterMemory
 from omnireid.data.datasets.base import Sample
 from omnireid.data.image_dataset import ImageDataset
 from omnireid.engine.distributed import unwrap
 from omnireid.engine.loop import Callback, Loop
+from omnireid.errors import TrainingError
 from omnireid.evaluation.features import extract_features
 from omnireid.models.fused import optimize_for_inference
 
@@ -137,8 +140,9 @@ class ClusterRound(Callback):
         for m, training in modes.items():
             m.train(training)
         labels = pseudo_labels(feats, **self.options)
-        if (labels < 0).all():
-            raise RuntimeError("clustering found no cluster: lower adapt.min_samples or raise eps")
+        problem = untrainable(labels)
+        if problem is not None:  # training on it would change nothing and report success
+            raise TrainingError(f"round {loop.epoch + 1}: {problem}")
         camids = np.array([s.camid for s in self.images.samples], dtype=np.int64)
         self.images.labels[:] = labels
         self.sampler.set_clusters(labels, camids)

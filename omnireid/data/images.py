@@ -1,8 +1,9 @@
 """Image files: reading one, finding many, and the Market-1501 file-name convention.
 
 The one place that knows which suffixes are images (``IMAGE_EXTENSIONS``), how to list them
-(``list_images``) and how to read ``PPPP_cC...`` names (``parse_market_name``: camera ids
-0-based, as everywhere in the package).
+(``list_images``), how to read ``PPPP_cC...`` names (``parse_market_name``: camera ids
+0-based, as everywhere in the package) and how any decoded image becomes 8-bit RGB
+(``to_rgb``: PIL's own ``convert("RGB")`` clips 16-bit grey to white).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -18,12 +20,33 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 
 
+# PIL's modes of 16-bit grey: a 16-bit grey PNG opens as "I;16" (as "I" in older Pillows)
+GREY_16 = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` (decoded by PIL) as 8-bit RGB: 16-bit grey scaled 0..65535 -> 0..255 by its
+    high byte (``v >> 8``), as PIL reads 16-bit RGB PNGs, so one picture stored either way
+    gives the same pixels; 8-bit modes, palettes and 16-bit RGB(A) as PIL converts them.
+    PIL's own ``convert("RGB")`` would clip 16-bit grey to 255: a white image. Raises
+    ``OSError`` for 32-bit integer or float pixels (no scale to read them by)."""
+    mode = image.mode
+    if mode in GREY_16 or (mode == "I" and image.format == "PNG"):  # PNG has no 32-bit grey
+        high = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+        return Image.fromarray(high, "L").convert("RGB")
+    if mode in ("I", "F"):
+        kind = "float" if mode == "F" else "integer"
+        raise OSError(f"a 32-bit {kind} image (PIL mode {mode}): only 8- and 16-bit are read")
+    return image.convert("RGB")
+
+
 def read_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB; a missing, unreadable or oversized file raises ``OSError``
-    naming it (PIL's decompression-bomb limit included)."""
+    """Open an image file as 8-bit RGB (``to_rgb``); a missing, unreadable or oversized file,
+    or one of pixels ``to_rgb`` cannot map, raises ``OSError`` naming it (PIL's
+    decompression-bomb limit included)."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
         raise OSError(f"cannot read image {path}: {e}") from e
     except Image.DecompressionBombError as e:

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omnireid.data.images import read_image
+from omnireid.data.images import read_image, to_rgb
 from omnireid.data.transforms import transform_for
 from omnireid.deploy.backends import PRECISIONS, OnnxRunner, OpenVinoRunner, TorchRunner
 from omnireid.deploy.boxes import crop_boxes
 from omnireid.deploy.contract import MissingContractError, ModelContract
-from omnireid.errors import UsageError, non_finite_rows
+from omnireid.errors import UsageError
+from omnireid.evaluation.features import FeatureCheck
 from omnireid.models import build, load_for_inference
 from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress
@@ -142,16 +143,23 @@ class FeatureExtractor:
 
                 model = optimize_for_inference(model)
             return TorchRunner(model, self.device, self.precision)
-        from omnireid.deploy.onnx import export_onnx, open_session
-        from omnireid.deploy.openvino import compile_openvino
+        from omnireid.deploy.onnx import check_onnx_weights, export_onnx, open_session
+        from omnireid.deploy.openvino import (
+            check_openvino_weights,
+            compile_openvino,
+            read_openvino_model,
+        )
 
         with tempfile.TemporaryDirectory(prefix="omnireid-export-") as tmp:
             if graph is None:  # the runtime keeps the graph in memory: the file may go
                 graph = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
             if self.backend == "onnxruntime":
+                check_onnx_weights(graph)
                 return OnnxRunner(open_session(graph, self.device), self.image_size, graph)
             hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
-            compiled = compile_openvino(graph, self.device, precision=hint)
+            ir = read_openvino_model(graph)
+            check_openvino_weights(ir, graph)
+            compiled = compile_openvino(ir, self.device, precision=hint)
             return OpenVinoRunner(compiled, self.image_size, graph)
 
     # --- input handling ---------------------------------------------------------------------
@@ -160,7 +168,7 @@ class FeatureExtractor:
         if isinstance(item, str | Path):
             return self.transform(read_image(item))[None]
         if isinstance(item, Image.Image):
-            return self.transform(item.convert("RGB"))[None]
+            return self.transform(to_rgb(item))[None]
         if isinstance(item, np.ndarray):
             if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
                 raise TypeError(
@@ -178,6 +186,8 @@ class FeatureExtractor:
                     f"(N, 3, H, W) with H, W = {self.image_size}, got {tuple(item.shape)} "
                     f"{item.dtype}"
                 )
+            if not bool(torch.isfinite(x).all()):
+                raise UsageError(f"input {index}: the tensor holds NaN or infinite values")
             return x.detach().float().cpu()
         raise TypeError(
             f"input {index}: expected an image path, PIL image, uint8 array or float tensor, "
@@ -208,14 +218,14 @@ class FeatureExtractor:
         )
         items = [inputs] if single else list(inputs)
         feats = []
+        guard = FeatureCheck()  # the same check on every backend (NaN, one feature for all)
         with progress(total=len(items), desc="features", unit="image", enabled=show) as bar:
             for batch in self._batches(items, bgr):
+                guard.see(batch)
                 feats.append(self.runner(batch))
                 bar.update(len(batch))
         out = np.concatenate(feats) if feats else np.zeros((0, self.feature_dim), np.float32)
-        bad = int((~np.isfinite(out)).any(1).sum())
-        if bad:
-            raise non_finite_rows(bad, len(out))
+        guard.check(out)
         if self.normalize and len(out):
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

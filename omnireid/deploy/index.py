@@ -9,8 +9,8 @@ top-k queries. Kinds: ``flat`` (exact, the default), ``ivf`` (inverted lists; ``
 
 On disk an index is a directory (``omnireid.deploy.index_file``: checksummed header, FAISS
 file, metadata without pickle); ``GalleryIndex.load`` refuses corrupt or unverifiable files,
-newer formats and indexes built for another feature dimension or architecture. Camera ids are
-0-based (format 2; a format-1 index, which stored 1-based cameras, is read and converted).
+other formats and indexes built for another feature dimension or architecture. Camera ids are
+0-based (format 2; a format-1 index, whose header had no checksum, is refused: rebuild it).
 ``index_image_folder`` stores absolute image paths, so an index works from any working
 directory and after the index folder moves.
 """
@@ -319,9 +319,6 @@ class GalleryIndex:
         )
         index._index = faiss_index
         index.meta.extend(list(m["paths"]), m["pids"], m["camids"], m["timestamps"])
-        if h["version"] == 1:  # format 1 stored 1-based camera ids
-            cams = index.meta.camids
-            index.meta.camids = np.where(cams > 0, cams - 1, -1)
         if (
             index._index.d != h["dim"]
             or len(index) != h["count"]

@@ -3,8 +3,11 @@
 ``header.json`` holds the format name and version, what the index was built for (dim, arch,
 image size, metric, kind, count, parameters), the SHA-256 of ``index.faiss`` and
 ``metadata.npz``, and a SHA-256 of the header itself, so that a header edited by hand (one
-changed query size would silently change every result) is refused. ``metadata.npz`` is read
-without pickle. Reading refuses newer formats, unverifiable headers and corrupt files with an
+changed query size would silently change every result) is refused. Only a newer version is
+refused before the checksum is checked; a header without one is refused whatever older version
+it claims (format 1 had none, so editing a header down to version 1 would switch the check
+off), and format 1 indexes are no longer read (rebuild them). ``metadata.npz`` is read without
+pickle. Reading refuses other formats, unverifiable headers and corrupt files with an
 ``IndexFileError`` naming the file; ``omnireid.deploy.index.GalleryIndex`` is the one user.
 """
 
@@ -21,7 +24,7 @@ from omnireid.errors import IndexFileError
 from omnireid.models.weights import file_sha256
 
 FORMAT = "omnireid-gallery-index"
-FORMAT_VERSION = 2  # 2: 0-based camera ids, checksummed header
+FORMAT_VERSION = 2  # 2: 0-based camera ids, checksummed header (the only version read)
 FILES = ("index.faiss", "metadata.npz")
 METADATA = ("paths", "pids", "camids", "timestamps")
 
@@ -61,15 +64,25 @@ def read_header(path: str | Path) -> dict:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise IndexFileError(f"{file} is not an {FORMAT} header")
     version = header.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if isinstance(version, int) and version > FORMAT_VERSION:
         raise IndexFileError(
-            f"{path} has index format version {version!r}; this omnireid reads versions 1 to "
-            f"{FORMAT_VERSION}: rebuild the index or upgrade omnireid"
+            f"{path} has index format version {version}; this omnireid reads version "
+            f"{FORMAT_VERSION}: upgrade omnireid or rebuild the index"
         )
-    if version >= 2 and header.get("header_sha256") != header_digest(header):
+    if "header_sha256" not in header:  # whatever version it claims: nothing to verify it by
+        raise IndexFileError(
+            f"{file} carries no header checksum (format 1, or edited): it cannot be verified; "
+            "rebuild the index"
+        )
+    if header["header_sha256"] != header_digest(header):
         raise IndexFileError(
             f"{file} was changed after the index was written (its checksum does not match); "
             "rebuild the index"
+        )
+    if version != FORMAT_VERSION:
+        raise IndexFileError(
+            f"{path} has index format version {version!r}; this omnireid reads version "
+            f"{FORMAT_VERSION}: rebuild the index"
         )
     files = header.get("files")
     if not isinstance(files, dict) or set(files) != set(FILES):

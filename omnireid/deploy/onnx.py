@@ -143,6 +143,28 @@ def export_verified_onnx(
     return diff
 
 
+def check_onnx_weights(path: str | Path) -> None:
+    """Refuse an ONNX file whose float weights (initializers, constants) hold NaN or infinite
+    values: ONNX Runtime's fused convolutions may turn them into zeros instead of NaN features."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    tensors = [*proto.graph.initializer]
+    for node in proto.graph.node:
+        tensors += [a.t for a in node.attribute if a.type == onnx.AttributeProto.TENSOR]
+    damaged = []
+    for tensor in tensors:
+        values = numpy_helper.to_array(tensor)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            damaged.append(tensor.name or "(a constant)")
+    if damaged:
+        raise ExportError(
+            f"{path} holds NaN or infinite weights in {len(damaged)} tensor(s), e.g. "
+            f"{', '.join(damaged[:3])}: the graph is damaged"
+        )
+
+
 def open_session(
     path: str | Path, device: str = "cpu", threads: int | None = None, spin: bool = False
 ):

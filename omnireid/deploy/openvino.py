@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,6 +55,30 @@ def read_openvino_contract(path_or_model: str | Path | Any) -> ModelContract:
         section = model.get_rt_info()[SECTION]  # {key: OVAny}
         props = {str(k): v.astype(str) for k, v in section.items()}
     return ModelContract.from_props(props, source)
+
+
+def check_openvino_weights(model: Any, source: str | Path) -> None:
+    """Refuse an ``openvino.Model`` whose float constants (its weights) hold NaN or infinite
+    values: OpenVINO's fused convolutions turn them into zeros instead of NaN features."""
+    import openvino as ov
+
+    damaged = []
+    for op in model.get_ops():
+        kind = op.get_element_type() if op.get_type_name() == "Constant" else None
+        if kind is None or not kind.is_real():
+            continue
+        values = op.get_data()
+        if kind == ov.Type.bf16:  # given as float16 bits: all-ones exponent = NaN or infinite
+            finite = bool(((values.view(np.uint16) & 0x7F80) != 0x7F80).all())
+        else:
+            finite = bool(np.isfinite(values).all())
+        if not finite:
+            damaged.append(op.get_friendly_name())
+    if damaged:
+        raise ExportError(
+            f"{source} holds NaN or infinite weights in {len(damaged)} tensor(s), e.g. "
+            f"{', '.join(damaged[:3])}: the model is damaged"
+        )
 
 
 def compile_openvino(

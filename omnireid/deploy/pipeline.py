@@ -23,6 +23,7 @@ from PIL import Image
 from omnireid.data.images import read_image
 from omnireid.data.transforms import ToNormalizedTensor
 from omnireid.evaluation.distance import compute_distance_matrix
+from omnireid.evaluation.features import FeatureCheck
 from omnireid.evaluation.metrics import evaluate_rank
 from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress
@@ -147,17 +148,24 @@ def variant_features(
     show_progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Raw ``(N, D)`` features per run name: ``runs[name] = (engine, prepare)``, each image
-    decoded once. ``engine`` takes normalised ``(B, 3, H, W)`` tensors."""
+    decoded once. ``engine`` takes normalised ``(B, 3, H, W)`` tensors. Each run's features
+    pass ``FeatureCheck`` (not finite, or one for all images: refused, naming the run)."""
     normalise = ToNormalizedTensor(*pre.unit_mean_std)
     out: dict[str, list[np.ndarray]] = {name: [] for name in runs}
+    guards = {name: FeatureCheck(f"images ({name})") for name in runs}
     with progress(total=len(paths), desc="variants", unit="image", enabled=show_progress) as bar:
         for start in range(0, len(paths), batch_size):
             images = [read_image(p) for p in paths[start : start + batch_size]]
             for name, (engine, prepare) in runs.items():
                 x = [normalise(torch.from_numpy(prepare(i, pre)).permute(2, 0, 1)) for i in images]
-                out[name].append(engine(torch.stack(x)))
+                batch = torch.stack(x)
+                guards[name].see(batch)
+                out[name].append(engine(batch))
             bar.update(len(images))
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    feats = {name: np.concatenate(parts) for name, parts in out.items()}
+    for name, values in feats.items():
+        guards[name].check(values)
+    return feats
 
 
 def check_pipeline(

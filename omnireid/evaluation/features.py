@@ -1,10 +1,13 @@
-"""Batched feature extraction with DataLoader workers and progress output."""
+"""Batched feature extraction with DataLoader workers and progress output, and the check every
+path to features goes through (``FeatureCheck``: this module's ``extract_features`` and
+``deploy.extractor.FeatureExtractor``, whatever the backend)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -12,8 +15,59 @@ from torch.utils.data import DataLoader
 
 from omnireid.data.datasets.base import Sample
 from omnireid.data.image_dataset import ImageDataset, collate_skipping
-from omnireid.errors import non_finite_rows
+from omnireid.errors import DegenerateFeaturesError, NonFiniteFeaturesError, non_finite_rows
 from omnireid.progress import progress as show_progress
+
+# Rows closer to the first than this share of the largest |value| count as the same feature
+SAME_FEATURE_RTOL = 1e-6
+
+
+class FeatureCheck:
+    """The check of features that would lie, the same on every backend.
+
+    ``see(images)`` each ``(n, 3, H, W)`` batch of model inputs, then ``check(feats)`` the
+    ``(N, D)`` result. Refused (naming how many images, ``what``): inputs that are not finite
+    (a float tensor input, a preprocessing std of 0: a fused ReLU, as in ``models.fused``,
+    ONNX Runtime or OpenVINO, may turn NaN into 0 where the plain model gives NaN), features
+    that are not finite, and one feature for all of 2+ images that are not all identical
+    (all-zero, collapsed or damaged weights: every ranking a tie). One image, or copies of one
+    image, cannot be checked for the last and pass.
+    """
+
+    def __init__(self, what: str = "images") -> None:
+        self.what = what
+        self.inputs_differ = False
+        self._first: torch.Tensor | None = None
+
+    def see(self, images: torch.Tensor) -> None:
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+        if bad:
+            raise NonFiniteFeaturesError(
+                f"{bad} of {len(images)} {self.what} in a batch are NaN or infinite as model "
+                "input (a float tensor given so, or a preprocessing std of 0): no features "
+                "were computed from them"
+            )
+        if self.inputs_differ or not len(images):
+            return
+        if self._first is None:
+            self._first = images[0].clone()
+        self.inputs_differ = not bool((images == self._first).all())
+
+    def check(self, feats: torch.Tensor | np.ndarray) -> None:
+        f = torch.as_tensor(feats)
+        n = len(f)
+        bad = int((~torch.isfinite(f)).any(1).sum()) if n else 0
+        if bad:
+            raise non_finite_rows(bad, n, self.what)
+        if n < 2 or not self.inputs_differ:
+            return
+        spread = float((f - f[0]).abs().max())
+        if spread <= SAME_FEATURE_RTOL * float(f.abs().max()):
+            raise DegenerateFeaturesError(
+                f"all {n} {self.what} gave the same feature although they differ: the model's "
+                "weights are degenerate (all zero, collapsed or damaged); no result was computed "
+                "from them"
+            )
 
 
 @dataclass
@@ -46,8 +100,9 @@ def extract_features(
 
     ``flip`` averages each image's feature with its horizontal mirror's (test-time flip).
     Unreadable images raise unless ``skip_unreadable``, in which case they are listed in
-    ``Features.skipped`` and left out of the rows. Non-finite features raise
-    ``NonFiniteFeaturesError`` naming how many images gave them. ``dataset``, when given,
+    ``Features.skipped`` and left out of the rows. Features that would lie (``FeatureCheck``:
+    not finite, or one for all of several different images) raise, naming how many images
+    gave them. ``dataset``, when given,
     is read instead of a new ``ImageDataset(samples, transform)`` (e.g. one whose decoded
     images are cached in memory); its samples must be ``samples``.
     """
@@ -63,10 +118,12 @@ def extract_features(
         persistent_workers=False,
     )
     feats, pids, camids, indices = [], [], [], []
+    guard = FeatureCheck(f"{desc} images")
     for batch in show_progress(loader, desc=desc, unit="batch", enabled=progress):
         if batch is None:
             continue
         images, pid, camid, index = batch
+        guard.see(images)
         images = images.to(device, non_blocking=True)
         f = model(images)
         if flip:
@@ -76,9 +133,7 @@ def extract_features(
         camids.append(camid)
         indices.append(index)
     if feats:
-        bad = int((~torch.isfinite(torch.cat(feats))).any(1).sum())
-        if bad:
-            raise non_finite_rows(bad, sum(len(f) for f in feats), f"{desc} images")
+        guard.check(torch.cat(feats))
     order = torch.cat(indices) if indices else torch.empty(0, dtype=torch.long)
     seen = set(order.tolist())
     return Features(

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from omnireid.errors import CheckpointError
 from omnireid.models.layers import AggregationGate, ConvNormAct, LiteConv3x3, OSBlock
 from omnireid.models.mutual import MutualPair
 from omnireid.models.osnet import OSNet
@@ -253,11 +254,22 @@ def optimize_for_inference(
 ) -> nn.Module:
     """A fast eval-only copy of ``model`` (which is left unchanged) giving the same features.
 
-    A deep-mutual-learning pair becomes a pair of fast networks with the same ``use``.
+    A deep-mutual-learning pair becomes a pair of fast networks with the same ``use``. Weights
+    that are not finite once folded raise ``CheckpointError``: the plain model would give NaN
+    features, the fused ReLUs of the fast one zeros.
     """
     if isinstance(model, MutualPair):
         fast = [optimize_for_inference(m, channels_last, level_streams) for m in model.networks()]
         return MutualPair(*fast, use=model.use).eval()
     if not isinstance(model, OSNet):
         raise TypeError(f"expected an OSNet, got {type(model).__name__}")
-    return FastOSNet(copy.deepcopy(model).eval(), channels_last, level_streams)
+    fast = FastOSNet(copy.deepcopy(model).eval(), channels_last, level_streams)
+    tensors = [*fast.named_parameters(), *fast.named_buffers()]
+    damaged = [name for name, t in tensors if t.is_floating_point() and not t.isfinite().all()]
+    if damaged:  # the fused ReLUs would turn the NaN into zeros: features would look fine
+        raise CheckpointError(
+            f"{model.arch or 'the OSNet'}: {len(damaged)} tensor(s) are NaN or infinite once the "
+            f"BatchNorms are folded, e.g. {', '.join(damaged[:3])} (NaN weights or a negative "
+            "running_var): the weights are damaged"
+        )
+    return fast

@@ -28,6 +28,7 @@ from omnireid.models.registry import build, list_models
 from omnireid.models.weights import (
     MODEL_FILE,
     StateDict,
+    check_tensors,
     checkpoint_folder,
     expand_zoo,
     load_weights,
@@ -147,6 +148,7 @@ def build_for(info: WeightsInfo, num_classes: int | None = None, **options: Any)
     if info.task == "attributes":
         n = state["head.weight"].shape[0]
         model = build_attribute_model(info.arch, n, feature_dim=state["head.weight"].shape[1])
+        check_tensors(state, model.state_dict(), info.source)
         model.load_state_dict(state, strict=True)
         return model.eval()
     if info.meta.get("mutual"):

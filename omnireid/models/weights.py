@@ -72,9 +72,11 @@ def read_meta(folder: str | Path) -> dict:
         raise CheckpointError(f"{meta} is not valid JSON ({e})") from e
 
 
-# The model zoo: checkpoint folders shipped inside the package, named as "zoo:NAME"
+# The model zoo: checkpoint folders shipped inside the package, named as "zoo:NAME"; each
+# has a model card whose "file" entry records its weights file's name and SHA-256
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
 ZOO_PREFIX = "zoo:"
+CARD_FILE = "card.json"
 
 
 def zoo_names() -> list[str]:
@@ -108,6 +110,35 @@ def resolve_weights(path: str | Path) -> Path:
     return folder / MODEL_FILE
 
 
+def check_card(file: Path) -> None:
+    """Refuse a zoo model's weights ``file`` whose SHA-256 is not the one its card records.
+
+    Applies to a file beside a ``card.json`` (a zoo folder, in the package or copied) and to
+    every file of the package's zoo, which must have its card. One ``CheckpointError`` line.
+    """
+    card_path = file.parent / CARD_FILE
+    if not card_path.is_file():
+        if file.parent.parent.resolve() == ZOO_DIR.resolve():
+            raise CheckpointError(
+                f"{file.parent} has no {CARD_FILE}: its weights cannot be verified"
+            )
+        return
+    try:
+        entry = json.loads(card_path.read_text()).get("file") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{card_path} is not a valid model card ({e})") from e
+    if not isinstance(entry, dict) or entry.get("name", file.name) != file.name:
+        return  # the card describes another file of the folder
+    expected = entry.get("sha256")
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise CheckpointError(f"{card_path} records no SHA-256 of {file.name}: cannot verify it")
+    if file_sha256(file) != expected.lower():
+        raise CheckpointError(
+            f"{file} is not the file its model card {card_path} describes (SHA-256 mismatch): "
+            "changed or damaged; restore it (reinstall omnireid for a shipped zoo model)"
+        )
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -124,8 +155,9 @@ def weights_provenance(weights: str | Path) -> dict[str, str]:
 
 def read_state_dict(path: str | Path) -> StateDict:
     """Read a state_dict from a ``.pt``/``.pth`` (any torch format, legacy pre-1.6 included) or
-    ``.safetensors`` file, a checkpoint folder or a run folder (``resolve_weights``), never
-    unpickling arbitrary objects.
+    ``.safetensors`` file, a checkpoint folder, a run folder or a zoo model
+    (``resolve_weights``; a zoo model's file must have its card's SHA-256, ``check_card``),
+    never unpickling arbitrary objects.
 
     Unwraps checkpoint dicts that hold ``state_dict`` (or ``model``) and strips a ``module.``
     prefix (DataParallel / DDP).
@@ -133,6 +165,7 @@ def read_state_dict(path: str | Path) -> StateDict:
     path = resolve_weights(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    check_card(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -218,24 +251,59 @@ def mismatch_summary(
     )
 
 
+def check_tensors(
+    state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], source: object
+) -> None:
+    """Refuse tensors no training writes, before any is loaded (``CheckpointError`` naming
+    ``source``): an integer, bool or complex tensor where the model ``own`` has floating point
+    (``load_state_dict`` would cast it silently), NaN or infinite values, a negative BatchNorm
+    running variance (``sqrt`` of it is NaN)."""
+
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f", ... ({len(keys) - 3} more)" if len(keys) > 3 else "")
+
+    wrong_kind = [
+        f"{k} ({str(v.dtype).removeprefix('torch.')})"
+        for k, v in state.items()
+        if k in own and own[k].is_floating_point() and not v.is_floating_point()
+    ]
+    if wrong_kind:
+        raise CheckpointError(
+            f"{source}: {len(wrong_kind)} tensor(s) of an integer or bool (or complex) dtype where "
+            f"the model has floating point, e.g. {few(wrong_kind)}: not the weights of this kind "
+            "of model, and not loaded (a cast would give other weights)"
+        )
+    damaged = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if damaged:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite values in {len(damaged)} tensor(s), e.g. "
+            f"{few(damaged)}: the weights are damaged (a run that diverged?) and are not loaded"
+        )
+    negative = [
+        k
+        for k, v in state.items()
+        if k.endswith("running_var") and v.is_floating_point() and bool((v < 0).any())
+    ]
+    if negative:
+        raise CheckpointError(
+            f"{source} holds negative BatchNorm variances in {len(negative)} tensor(s), e.g. "
+            f"{few(negative)}: the weights are damaged and are not loaded"
+        )
+
+
 def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> LoadReport:
     """Load a checkpoint (path or state_dict, either reference layout or ours) into ``model``.
 
-    Every key must match in name and shape, and every value must be finite. The one tolerated
-    difference is a classifier of another size (weights trained on other identities): it is
-    left as initialised, with a warning. Anything else raises ``CheckpointError`` listing the
+    Every key must match in name and shape, and pass ``check_tensors`` (finite, floating point
+    where the model is, no negative BatchNorm variance). The one tolerated difference is a
+    classifier of another size (weights trained on other identities): it is left as
+    initialised, with a warning. Anything else raises ``CheckpointError`` listing the
     offending keys.
     """
     raw = read_state_dict(source) if isinstance(source, str | Path) else unwrap_state_dict(source)
     state = to_native_layout(raw)
-    damaged = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
-    if damaged:
-        name = source if isinstance(source, str | Path) else "state_dict"
-        raise CheckpointError(
-            f"{name} holds NaN or infinite values in {len(damaged)} tensor(s), e.g. "
-            f"{damaged[:3]}: the weights are damaged (a run that diverged?) and are not loaded"
-        )
     own = model.state_dict()
+    check_tensors(state, own, source if isinstance(source, str | Path) else "state_dict")
     # Checkpoints from torch < 0.4.1 have no BN batch counters; they carry no information.
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
@@ -345,18 +413,7 @@ def init_from_weights(
     state = to_native_layout(read_state_dict(source))
     own = model.state_dict()
     copy = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-    wrong_kind = [k for k, v in copy.items() if own[k].is_floating_point() != v.is_floating_point()]
-    if wrong_kind:
-        raise CheckpointError(
-            f"{source}: {len(wrong_kind)} tensor(s) of an integer or bool dtype where the model "
-            f"has floating point, e.g. {wrong_kind[:3]}: not weights of this kind of model"
-        )
-    damaged = [k for k, v in copy.items() if v.is_floating_point() and not v.isfinite().all()]
-    if damaged:
-        raise CheckpointError(
-            f"{source} holds NaN or infinite values in {len(damaged)} tensor(s), e.g. "
-            f"{damaged[:3]}: the weights are damaged and are not loaded"
-        )
+    check_tensors(copy, own, source)
     total = sum(v.numel() for k, v in own.items() if _counted(k))
     share = sum(own[k].numel() for k in copy if _counted(k)) / max(total, 1)
     if share < min_share:

@@ -5,8 +5,9 @@ only), ``meta.json`` (architecture, builder options, preprocessing, training con
 ``load_for_inference`` reads) and ``card.json``, the model card: what it is, how it was trained
 (the exact command and config, data, wall time, machine, seed, code version), the metrics it
 reached on every test set it was evaluated on with the command that reproduces them, the
-file's SHA-256 and the data licence. ``--weights zoo:NAME`` works wherever a weights path does;
-``load_pretrained(NAME)`` in Python. Nothing is downloaded: the files are in the package.
+file's SHA-256 (checked whenever the weights are read: a changed file is refused) and the data
+licence. ``--weights zoo:NAME`` works wherever a weights path does; ``load_pretrained(NAME)`` in
+Python. Nothing is downloaded: the files are in the package.
 A benchmark that trains on real data writes its model here with ``add_to_zoo``, so adding a
 model is rerunning a benchmark and committing its folder.
 """
@@ -23,6 +24,7 @@ from torch import nn
 from omnireid.errors import CheckpointError
 from omnireid.models.loader import load_for_inference
 from omnireid.models.weights import (
+    CARD_FILE,
     META_FILE,
     MODEL_FILE,
     ZOO_DIR,
@@ -34,7 +36,6 @@ from omnireid.models.weights import (
 )
 from omnireid.preprocessing import Preprocessing
 
-CARD_FILE = "card.json"
 # What every card must say (checked by the tests for every entry)
 CARD_KEYS = (
     "name",

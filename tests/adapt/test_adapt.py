@@ -149,3 +149,51 @@ def test_python_api_adapts_a_folder_of_unlabelled_crops(shifted, tmp_path):
     assert not adapted.training
     assert any(not torch.equal(before[k], v) for k, v in adapted.state_dict().items())
     assert (tmp_path / "api" / "log.jsonl").is_file()
+
+
+# --- what used to report success: no budget, nothing to train on -------------------------------
+def _adapt_tiny(toy_weights: Path, tiny_world: Path, out: Path, *extra: str) -> list[str]:
+    images = str(tiny_world / "bounding_box_train")
+    return ["adapt", "--weights", str(toy_weights), "--images", images, "--out", str(out), *SIZE,
+            "--epochs", "2", "data.batch_size=32", "adapt.batches=2", "adapt.k1=10", "adapt.k2=3",
+            *extra]  # fmt: skip
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("omnireid adapt: error:")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_budget_of_no_time_is_refused_before_anything_runs(
+    toy_weights, tiny_world, tmp_path, capsys
+):
+    """--minutes 0 used to run 30 rounds, -1 a thousand."""
+    for minutes in ("0", "-1"):
+        argv = _adapt_tiny(toy_weights, tiny_world, tmp_path / "run", "--minutes", minutes)
+        assert main(argv) == 2
+        said = _one_error(capsys)
+        assert "--minutes" in said and "> 0" in said and f"got {minutes}" in said
+    argv = _adapt_tiny(toy_weights, tiny_world, tmp_path / "run", "train.budget_minutes=-1")
+    assert main(argv) == 2
+    said = _one_error(capsys)
+    assert "train.budget_minutes must be" in said and "got -1" in said
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, said",
+    [
+        # the Jaccard distance is at most 1: every image is every other's neighbour
+        ("adapt.eps=1.0", "round 1: clustering put 96 of the 96 target images in one cluster"),
+        # no image has 200 neighbours among 96
+        ("adapt.min_samples=200", "round 1: clustering found no cluster among the 96 target"),
+    ],
+)
+def test_a_round_with_nothing_to_train_on_stops_and_says_so(
+    toy_weights, tiny_world, tmp_path, capsys, setting, said
+):
+    assert main(_adapt_tiny(toy_weights, tiny_world, tmp_path / "run", setting)) == 2
+    assert said in _one_error(capsys)
+    assert not (tmp_path / "run" / "latest").exists()  # no round was saved as adapted

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from omnireid.adapt.clustering import centroids, cluster_statistics, dbscan, pseudo_labels
+from omnireid.adapt.clustering import (
+    centroids,
+    cluster_statistics,
+    dbscan,
+    pseudo_labels,
+    untrainable,
+)
 
 
 def line_distances(positions: list[float]) -> np.ndarray:
@@ -84,3 +90,13 @@ def test_cluster_statistics_worked_by_hand():
     # cluster 0: majority 7 (2 of 3); cluster 1: 9 (2 of 2) -> 4 of 5 clustered images
     assert stats == {"clusters": 2.0, "outliers": 3 / 8, "purity": 80.0, "ids_found": 50.0}
     assert cluster_statistics(np.full(3, -1)) == {"clusters": 0.0, "outliers": 1.0}
+
+
+def test_rounds_that_give_nothing_to_train_on_are_named():
+    said = untrainable(np.array([-1, -1, -1]))
+    assert said is not None and "no cluster among the 3 target images" in said
+    said = untrainable(np.array([0, 0, 0, -1]))
+    assert said is not None and "put 3 of the 4 target images in one cluster" in said
+    said = untrainable(np.array([0, 1, 2]))
+    assert said is not None and "3 clusters of one image each" in said
+    assert untrainable(np.array([0, 0, 1, -1])) is None  # two clusters, one a pair: trainable

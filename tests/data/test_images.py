@@ -1,7 +1,12 @@
+import base64
+import struct
+import zlib
+
+import numpy as np
 import pytest
 from PIL import Image
 
-from omnireid.data.images import is_image, list_images, parse_market_name, read_image
+from omnireid.data.images import is_image, list_images, parse_market_name, read_image, to_rgb
 
 
 def test_parse_market_name_gives_zero_based_cameras():
@@ -47,3 +52,74 @@ def test_a_decompression_bomb_is_an_oserror_naming_the_file(tmp_path, monkeypatc
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 pixels > 2 x the limit
     with pytest.raises(OSError, match=r"bomb\.png.*decompression bomb"):
         read_image(bomb)
+
+
+def png16(pixels: np.ndarray) -> bytes:
+    """A 16-bit PNG of ``(H, W)`` grey or ``(H, W, 3)`` RGB ``uint16`` pixels, written by hand
+    (zlib + CRC), so the file holds exactly these values whatever PIL's writer does."""
+    h, w = pixels.shape[:2]
+    colour = 0 if pixels.ndim == 2 else 2
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0)
+    chunks = [chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(rows)), chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
+# 16-bit values and their 8-bit reading, by hand: the high byte (v >> 8)
+GREY_16 = np.array([[0, 255, 256, 32768, 65280, 65535]], np.uint16)
+GREY_8 = [0, 0, 1, 128, 255, 255]
+RGB_16 = np.array([[[0, 65535, 256], [4660, 60875, 256], [32896, 32639, 256], [65535, 0, 256]]],
+                  np.uint16)  # fmt: skip
+RGB_8 = [[0, 255, 1], [18, 237, 1], [128, 127, 1], [255, 0, 1]]
+
+
+def test_16_bit_grey_pngs_are_scaled_not_white(tmp_path):
+    hand = tmp_path / "grey16.png"
+    hand.write_bytes(png16(GREY_16))
+    little, big = tmp_path / "grey16_le.png", tmp_path / "grey16_be.png"
+    Image.frombytes("I;16", (6, 1), GREY_16.astype("<u2").tobytes()).save(little)
+    Image.frombytes("I;16B", (6, 1), GREY_16.astype(">u2").tobytes()).save(big)
+    for path in (hand, little, big):
+        with Image.open(path) as opened:
+            assert opened.mode in ("I;16", "I;16B", "I")  # PIL's own convert would clip to 255
+        rgb = np.asarray(read_image(path))
+        assert rgb.shape == (1, 6, 3)
+        assert rgb[0, :, 0].tolist() == GREY_8, path.name
+        assert (rgb == rgb[..., :1]).all()  # grey: R = G = B
+    # in memory too, in both byte orders (what the extractor's PIL input gets)
+    for mode, order in (("I;16", "<u2"), ("I;16B", ">u2")):
+        image = Image.frombytes(mode, (6, 1), GREY_16.astype(order).tobytes())
+        assert np.asarray(to_rgb(image))[0, :, 1].tolist() == GREY_8
+
+
+def test_16_bit_rgb_pngs_read_as_their_high_bytes(tmp_path):
+    path = tmp_path / "rgb16.png"
+    path.write_bytes(png16(RGB_16))
+    assert np.asarray(read_image(path))[0].tolist() == RGB_8
+    # one picture as 16-bit grey or as 16-bit RGB with equal channels: the same 8-bit pixels
+    grey, rgb = tmp_path / "g.png", tmp_path / "c.png"
+    grey.write_bytes(png16(GREY_16))
+    rgb.write_bytes(png16(np.repeat(GREY_16[..., None], 3, axis=2)))
+    assert np.array_equal(np.asarray(read_image(grey)), np.asarray(read_image(rgb)))
+
+
+def test_the_service_decodes_16_bit_pngs_the_same_way():
+    from omnireid.serve.limits import Limits, decode_pixels, open_image
+
+    for pixels, expected in ((GREY_16, [[v] * 3 for v in GREY_8]), (RGB_16, RGB_8)):
+        image = open_image(base64.b64encode(png16(pixels)).decode(), 0, Limits())
+        assert np.asarray(decode_pixels(image, 0))[0].tolist() == expected
+
+
+def test_32_bit_images_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "float.tiff"
+    Image.fromarray(np.full((4, 4), 0.5, np.float32), "F").save(path)
+    with pytest.raises(OSError, match=r"float\.tiff: a 32-bit float image \(PIL mode F\)"):
+        read_image(path)
+    with pytest.raises(OSError, match=r"a 32-bit integer image \(PIL mode I\)"):
+        to_rgb(Image.fromarray(np.full((4, 4), 70000, np.int32), "I"))

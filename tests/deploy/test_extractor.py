@@ -10,10 +10,10 @@ from omnireid.data.datasets.base import Sample
 from omnireid.data.transforms import build_eval_transform
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.deploy.onnx import export_onnx
-from omnireid.errors import CheckpointError, ExportError, UsageError
+from omnireid.errors import CheckpointError, DegenerateFeaturesError, ExportError, UsageError
 from omnireid.evaluation.features import extract_features
 from omnireid.models import load_for_inference
-from tests.deploy.helpers import trained_like
+from tests.deploy.helpers import degenerate, nan_initializer, trained_like
 
 SIZE = (64, 32)
 
@@ -222,3 +222,66 @@ def _plain(tmp_path: Path) -> Path:
     path = tmp_path / "plain.pt"
     torch.save(trained_like("osnet_x0_25").state_dict(), path)
     return path
+
+
+# --- nothing wrong passes as right, on any backend --------------------------------------------
+LOCAL_BACKENDS = ("torch", "fast", "onnxruntime")  # openvino: tests/deploy/test_openvino.py
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_a_nan_input_is_refused_on_every_backend(weights, images, backend):
+    """The fused ReLU of the fast backend (and OpenVINO's) turns NaN into 0: the input is
+    checked before any backend runs."""
+    extractor = _extractor(weights, backend=backend)
+    x = torch.stack([build_eval_transform(*SIZE)(Image.open(p).convert("RGB")) for p in images])
+    x[1, 0, 5, 5] = float("nan")
+    with pytest.raises(UsageError, match="input 0: the tensor holds NaN or infinite values"):
+        extractor(x)
+    with pytest.raises(UsageError, match="input 2: the tensor"):
+        extractor([images[0], images[1], x[1]])
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_one_feature_for_different_images_is_refused_on_every_backend(images, backend, tmp_path):
+    path = tmp_path / "zero_conv1.pt"
+    torch.save(degenerate().state_dict(), path)
+    extractor = _extractor(path, backend=backend)
+    with pytest.raises(DegenerateFeaturesError, match="all 5 images gave the same feature"):
+        extractor(images)
+    # one image, or copies of one, cannot be told apart from a working model: they pass
+    assert extractor(images[:1]).shape == (1, 512)
+    assert extractor([images[2]] * 3).shape == (3, 512)
+
+
+def test_damaged_weights_the_fast_backend_would_hide_are_refused_when_loaded(weights, tmp_path):
+    """A negative BatchNorm variance is finite, but its sqrt is NaN: the plain model gives NaN
+    features, the fast one (folded, fused ReLU) zeros in that channel. Refused at load."""
+    state = torch.load(weights, weights_only=True)
+    state["conv2.0.conv1.bn.running_var"][3] = -0.5
+    torch.save(state, tmp_path / "negative_var.pt")
+    for backend in ("torch", "fast"):
+        with pytest.raises(CheckpointError, match=r"negative BatchNorm variances in 1 tensor\(s\)"):
+            _extractor(tmp_path / "negative_var.pt", backend=backend)
+
+
+def test_an_onnx_graph_with_a_nan_weight_is_refused(weights, images, tmp_path):
+    good = export_onnx(load_for_inference(weights)[0], tmp_path / "m.onnx", SIZE)
+    name = nan_initializer(good, tmp_path / "bad.onnx")
+    with pytest.raises(ExportError, match=rf"bad\.onnx holds NaN.*1 tensor\(s\), e\.g\. {name}"):
+        FeatureExtractor(backend="onnxruntime", onnx_path=tmp_path / "bad.onnx", image_size=SIZE)
+    extractor = FeatureExtractor(backend="onnxruntime", onnx_path=good, image_size=SIZE)
+    assert extractor(images).shape == (5, 512)
+
+
+def test_a_16_bit_grey_png_gives_the_features_of_its_8_bit_reading(weights, tmp_path):
+    """As a path and as a PIL image: PIL's own convert("RGB") made it a white image."""
+    ramp = (np.arange(64 * 32, dtype=np.uint32).reshape(64, 32) * 31).astype(np.uint16)
+    Image.frombytes("I;16", (32, 64), ramp.astype("<u2").tobytes()).save(tmp_path / "g16.png")
+    Image.fromarray((ramp >> 8).astype(np.uint8), "L").save(tmp_path / "g8.png")
+    extractor = _extractor(weights)
+    expected = extractor(tmp_path / "g8.png")
+    white = extractor(Image.new("RGB", (32, 64), (255, 255, 255)))
+    assert np.abs(expected - white).max() > 1e-3  # the test can tell them apart
+    np.testing.assert_allclose(extractor(tmp_path / "g16.png"), expected, atol=1e-6)
+    with Image.open(tmp_path / "g16.png") as image:
+        np.testing.assert_allclose(extractor(image), expected, atol=1e-6)

@@ -13,7 +13,6 @@ from omnireid.deploy.index import GalleryIndex
 from omnireid.deploy.index_file import FORMAT_VERSION, header_digest, read_header
 from omnireid.errors import IndexFileError
 from omnireid.evaluation.rerank import rerank
-from omnireid.models.weights import file_sha256
 from omnireid.visualize.gallery import strip_size
 from tests.deploy.helpers import trained_like
 
@@ -145,24 +144,33 @@ def test_refuses_a_changed_header(tmp_path, gallery):
         GalleryIndex.load(saved)
 
 
-def test_reads_a_format_1_index_with_one_based_cameras(tmp_path, gallery):
-    index = GalleryIndex.build(gallery[:4], names(4), camids=[0, 1, 5, -1])
-    saved = index.save(tmp_path / "idx")
-    np.savez(  # what format 1 wrote: camera numbers as in the file names (1-based)
-        saved / "metadata.npz",
-        paths=np.asarray(names(4), dtype=str),
-        pids=np.full(4, -1),
-        camids=np.array([1, 2, 6, -1]),
-        timestamps=np.full(4, np.nan),
-    )
+def test_a_version_downgrade_does_not_switch_the_checksum_off(tmp_path, gallery, capsys):
+    """Format 1 had no header checksum: a header edited down to version 1 (checksum dropped)
+    with another query size must not be read, nor a genuine format-1 header."""
+    saved = GalleryIndex.build(gallery, names(300), image_size=(256, 128)).save(tmp_path / "idx")
 
-    def as_v1(h):
-        h.update(version=1)
+    def downgraded(h):
+        h.update(version=1, image_size=[128, 64])
         h.pop("header_sha256")
-        h["files"]["metadata.npz"] = file_sha256(saved / "metadata.npz")
 
-    _edit_header(saved, as_v1, resign=False)
-    assert GalleryIndex.load(saved).meta.camids.tolist() == [0, 1, 5, -1]
+    _edit_header(saved, downgraded, resign=False)
+    with pytest.raises(IndexFileError, match=r"carries no header checksum.*rebuild the index"):
+        GalleryIndex.load(saved)
+    argv = ["index", "query", "--index", str(saved), "--query", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("omnireid index: error:")
+    assert "header.json carries no header checksum" in err[0]
+    # a version-1 header with a valid checksum (none was ever written so): only 2 is read
+    _edit_header(saved, lambda h: h.update(version=1))
+    with pytest.raises(IndexFileError, match="format version 1; this omnireid reads version 2"):
+        read_header(saved)
+    # the version itself is covered by the checksum: editing it alone is caught
+    _edit_header(saved, lambda h: h.update(version=2))
+    read_header(saved)
+    _edit_header(saved, lambda h: h.update(version=1), resign=False)
+    with pytest.raises(IndexFileError, match="changed after the index was written"):
+        read_header(saved)
 
 
 @pytest.mark.parametrize("damage", ["index", "metadata", "header", "missing"])

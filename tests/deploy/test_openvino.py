@@ -132,3 +132,27 @@ def test_f32_unless_bf16_is_asked(toy_weights, tiny_world):
     assert cosine.min() > 0.99, cosine
     with pytest.raises(UsageError, match="precision='fp16' is for the torch backends"):
         FeatureExtractor(**common, precision="fp16")
+
+
+def test_nothing_wrong_passes_through_openvino(toy_weights, tiny_world, tmp_path):
+    """OpenVINO's fused convolutions turn NaN into 0: a NaN input, a NaN weight in the graph
+    and one feature for every image are refused, as on the other backends."""
+    from omnireid.deploy.onnx import export_onnx
+    from omnireid.errors import DegenerateFeaturesError, ExportError
+    from tests.deploy.helpers import degenerate, nan_initializer
+
+    paths = sorted((tiny_world / "query").glob("*.jpg"))[:4]
+    extractor = FeatureExtractor(weights=toy_weights, image_size=SIZE, backend="openvino")
+    x = torch.stack([build_eval_transform(*SIZE)(read_image(p)) for p in paths])
+    x[2, 1, 3, 3] = float("nan")
+    with pytest.raises(UsageError, match="input 0: the tensor holds NaN or infinite values"):
+        extractor(x)
+    good = export_onnx(trained_like("osnet_x0_25"), tmp_path / "m.onnx", SIZE)
+    name = nan_initializer(good, tmp_path / "bad.onnx")
+    with pytest.raises(ExportError, match=rf"bad\.onnx holds NaN.*1 tensor\(s\), e\.g\. {name}"):
+        FeatureExtractor(backend="openvino", openvino_path=tmp_path / "bad.onnx", image_size=SIZE)
+    zero = tmp_path / "zero_conv1.pt"
+    torch.save(degenerate().state_dict(), zero)
+    flat = FeatureExtractor(weights=zero, image_size=SIZE, backend="openvino")
+    with pytest.raises(DegenerateFeaturesError, match="all 4 images gave the same feature"):
+        flat(paths)

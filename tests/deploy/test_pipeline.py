@@ -116,3 +116,19 @@ def test_cli_refuses_a_graph_fed_otherwise_than_its_weights(toy_weights, tiny_wo
     args = ["check-pipeline", "--weights", str(toy_weights), "--images", str(tiny_world)]
     assert main([*args, "--onnx", str(tmp_path / "osnet_x0_25_toy.onnx")]) == 2  # 256x128
     assert main([*args, "--dataset", "market1501"]) == 2  # one of --images / --dataset
+
+
+def test_a_degenerate_model_gives_no_table(tiny_world, tmp_path, capsys):
+    """Every image the same feature: every cosine would be 1 and every rank a tie; refused,
+    naming the run, as evaluation and extraction refuse it."""
+    from tests.deploy.helpers import degenerate
+
+    zero = tmp_path / "zero_conv1.pt"
+    torch.save(degenerate().state_dict(), zero)
+    args = ["check-pipeline", "--weights", str(zero), *SIZE, "--images", str(tiny_world / "query")]
+    assert main([*args, "--limit", "6", "--out", str(tmp_path / "check")]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("omnireid check-pipeline: error")]
+    assert "Traceback" not in err and len(lines) == 1
+    assert "all 6 images (reference) gave the same feature" in lines[0]
+    assert not (tmp_path / "check" / "pipeline.json").exists()

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from omnireid.errors import CheckpointError
 from omnireid.models import list_models
 from omnireid.models.fused import FastOSBlock, optimize_for_inference
 from tests.deploy.helpers import trained_like
@@ -85,3 +86,26 @@ def test_folding_a_bn_without_scale_and_shift():
     x = torch.randn(2, 3, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(torch.nn.functional.conv2d(x, w, b), bn(conv(x)))
+
+
+@pytest.mark.parametrize(
+    "damage, folded", [("nan weight", "1 tensor(s)"), ("negative running_var", "2 tensor(s)")]
+)
+def test_weights_that_fold_to_nan_are_refused(damage, folded):
+    """The plain model gives NaN features; the fused ReLUs of the fast one would give zeros in
+    the damaged channel and features that look fine, so folding refuses. A NaN conv weight
+    damages that conv's folded weight; a negative variance its folded weight and bias."""
+    model = trained_like("osnet_x0_25")
+    with torch.no_grad():
+        if damage == "nan weight":
+            model.conv2[0].conv1.conv.weight[3, 0, 0, 0] = float("nan")
+        else:
+            model.conv2[0].conv1.bn.running_var[3] = -0.5
+        x = torch.randn(2, 3, 64, 32)
+        assert not model(x).isfinite().all()  # what the plain model does
+    with pytest.raises(CheckpointError) as refused:
+        optimize_for_inference(model)
+    assert f"osnet_x0_25: {folded} are NaN or infinite once the BatchNorms are folded" in str(
+        refused.value
+    )
+    assert "e.g. conv2.0.conv1.conv.weight" in str(refused.value)

@@ -271,6 +271,44 @@ def _saved_state(state, path):
     return path
 
 
+def test_integer_or_bool_weights_are_refused_not_cast(tmp_path):
+    """``load_state_dict`` would cast them: 0/1 or truncated weights that load "fine"."""
+    state = _tiny().state_dict()
+    state["conv5.conv.weight"] = state["conv5.conv.weight"].round().to(torch.int64)
+    state["fc.0.weight"] = state["fc.0.weight"] > 0
+    with pytest.raises(CheckpointError) as refused:
+        load_weights(_tiny(), _saved_state(state, tmp_path / "int.pt"))
+    message = str(refused.value)
+    assert "int.pt: 2 tensor(s) of an integer or bool (or complex) dtype" in message
+    assert "conv5.conv.weight (int64)" in message and "fc.0.weight (bool)" in message
+    # a whole file of integers: every floating-point tensor of the model is named in the count
+    model = _tiny()
+    floats = sum(v.is_floating_point() for v in model.state_dict().values())
+    rounded = {k: v.round().to(torch.int32) if v.is_floating_point() else v
+               for k, v in model.state_dict().items()}  # fmt: skip
+    with pytest.raises(CheckpointError, match=rf"{floats} tensor\(s\) of an integer"):
+        load_weights(model, rounded)
+    # the BN batch counters are integers in the model too: an intact state loads
+    load_weights(_tiny(), _tiny().state_dict())
+
+
+def test_integer_weights_and_negative_variances_are_refused_on_the_command_line(tmp_path, capsys):
+    from omnireid.cli import main
+    from tests.deploy.helpers import trained_like
+
+    cases = {
+        "int.pt": ("conv1.conv.weight", lambda v: v.round().to(torch.int32), "int32"),
+        "var.pt": ("conv1.bn.running_var", lambda v: -v, "negative BatchNorm variances"),
+    }
+    for name, (key, damage, said) in cases.items():
+        state = trained_like("osnet_x0_25").state_dict()
+        state[key] = damage(state[key])
+        assert main(["info", "--weights", str(_saved_state(state, tmp_path / name))]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("omnireid info: error:")
+        assert name in err[0] and key in err[0] and said in err[0]
+
+
 def test_the_reference_imagenet_checkpoint_starts_every_x0_25_variant(imagenet_weights):
     for arch, fresh in [
         ("osnet_x0_25", {"classifier"}),

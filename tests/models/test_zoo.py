@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,56 @@ def test_zoo_list_keeps_its_columns_apart_for_long_names(monkeypatch, capsys):
     assert second.startswith(long + "  osnet_x0_25")  # the name never runs into the arch
     assert first.index("osnet_x0_25") == second.index("osnet_x0_25") == header.index("arch")
     assert first.endswith("80.8 / 59.3  2.4 MB")
+
+
+@pytest.fixture
+def zoo_copy(tmp_path) -> Path:
+    """A writable zoo holding a copy of the first shipped model."""
+    if not zoo_names():
+        pytest.skip("the zoo is empty")
+    name = zoo_names()[0]
+    shutil.copytree(ZOO_DIR / name, tmp_path / "zoo" / name)
+    return tmp_path / "zoo" / name
+
+
+def _tamper(weights: Path) -> None:
+    """Change the last byte of the file (tensor data: still a readable, finite-valued file)."""
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+
+
+def test_a_tampered_zoo_model_is_refused_by_path_and_by_name(zoo_copy, monkeypatch, capsys):
+    from omnireid.cli import main
+    from omnireid.models import weights as weights_module
+
+    load_for_inference(zoo_copy)  # intact: loads
+    _tamper(zoo_copy / "model.safetensors")
+    tampered = "not the file its model card"
+    with pytest.raises(CheckpointError, match=tampered):
+        load_for_inference(zoo_copy)
+    assert main(["info", "--weights", str(zoo_copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("omnireid info: error:")
+    assert "model.safetensors is not the file its model card" in err[0]
+    assert "SHA-256 mismatch" in err[0]
+    monkeypatch.setattr(weights_module, "ZOO_DIR", zoo_copy.parent)
+    with pytest.raises(CheckpointError, match=tampered):
+        load_for_inference(f"zoo:{zoo_copy.name}")
+    assert main(["info", "--weights", f"zoo:{zoo_copy.name}"]) == 2
+    assert "SHA-256 mismatch" in capsys.readouterr().err
+
+
+def test_a_zoo_model_without_a_checksum_to_verify_is_refused(zoo_copy, monkeypatch):
+    from omnireid.models import weights as weights_module
+
+    card = json.loads((zoo_copy / "card.json").read_text())
+    del card["file"]["sha256"]
+    (zoo_copy / "card.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match=r"records no SHA-256 of model\.safetensors"):
+        load_for_inference(zoo_copy)
+    (zoo_copy / "card.json").unlink()  # a checkpoint folder elsewhere needs no card...
+    load_for_inference(zoo_copy)
+    monkeypatch.setattr(weights_module, "ZOO_DIR", zoo_copy.parent)  # ...a zoo entry does
+    with pytest.raises(CheckpointError, match=r"has no card\.json: its weights cannot be verified"):
+        load_for_inference(f"zoo:{zoo_copy.name}")

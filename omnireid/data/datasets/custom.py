@@ -8,7 +8,9 @@ Folder layout, ``custom("ROOT")``::
 
 CSV file, ``custom("my_data.csv")``: a header ``split,path,pid,camid`` (other columns are
 ignored), one image a row; ``split`` is train, query or gallery, ``path`` is absolute or
-relative to the CSV's folder, ``pid`` and ``camid`` are integers.
+relative to the CSV's folder, ``pid`` and ``camid`` are integers. An image listed twice (the
+same file, in one split or two, with the same labels or not) is refused, naming the lines:
+a copy would count twice in training or in the ranking, or be its own match.
 
 Camera numbers are mapped to 0..C-1 in sorted order over all splits, so 0- and 1-based
 numbering both work; train pids are relabelled, query/gallery pids kept. The train split may
@@ -67,6 +69,7 @@ def read_csv(path: Path) -> Splits:
     """Samples of a ``split,path,pid,camid`` CSV file, with the cameras as written."""
     splits: Splits = {split: [] for split in SPLITS}
     missing = []
+    lines: dict[str, list[int]] = defaultdict(list)  # each image's CSV lines
     with path.open(newline="") as f:
         reader = csv.DictReader(f, restval="")
         if not set(COLUMNS) <= set(reader.fieldnames or ()):
@@ -84,10 +87,19 @@ def read_csv(path: Path) -> Splits:
             img = path.parent / row["path"].strip()  # an absolute path replaces the parent
             if not img.is_file():
                 missing.append(str(img))
+            else:
+                lines[str(img.resolve())].append(lineno)
             splits[split].append(Sample(str(img), int(pid), int(cam)))
     if missing:
         raise DatasetLayoutError(
             f"{len(missing)} image(s) listed in {path} do not exist, e.g. {missing[:5]}"
+        )
+    twice = [(img, at) for img, at in lines.items() if len(at) > 1]
+    if twice:
+        shown = "; ".join(f"{img} (lines {', '.join(map(str, at))})" for img, at in twice[:3])
+        raise DatasetLayoutError(
+            f"{path} lists {len(twice)} image(s) more than once, e.g. {shown}: list each image "
+            "once, in one split"
         )
     return splits
 

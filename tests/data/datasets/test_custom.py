@@ -116,3 +116,25 @@ def test_csv_mistakes(tmp_path: Path) -> None:
         custom(write_csv(tmp_path, ["train,images/all/zz.jpg,1,0"]))
     with pytest.raises(DatasetLayoutError, match="CSV file"):
         custom(tmp_path / "missing.csv")
+
+
+def test_an_image_listed_twice_is_refused_naming_its_lines(tmp_path: Path, capsys) -> None:
+    from omnireid.cli import main
+
+    base = ["train,images/all/a.jpg,10,0", "query,images/all/c.jpg,3,0"]
+    cases = {  # the second listing of an image, and the lines the error names
+        "the same row again": ("train,images/all/a.jpg,10,0", "a.jpg (lines 2, 5)"),
+        "another label": ("train,images/all/a.jpg,11,1", "a.jpg (lines 2, 5)"),
+        "query also in gallery": ("gallery,images/all/c.jpg,3,1", "c.jpg (lines 3, 5)"),
+        "another spelling": (f"train,{tmp_path / 'images/./all/a.jpg'},10,0", "a.jpg (lines 2, 5)"),
+    }
+    for case, (again, named) in cases.items():
+        path = write_csv(tmp_path, [*base, "gallery,images/all/d.jpg,3,1", again])
+        with pytest.raises(DatasetLayoutError, match=r"lists 1 image\(s\) more than once") as e:
+            custom(path)
+        assert named in str(e.value), case
+    assert main(["stats", "--dataset", "custom", "--root", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("omnireid stats: error:")
+    assert "data.csv lists 1 image(s) more than once" in err[0]
+    custom(write_csv(tmp_path, [*base, "gallery,images/all/d.jpg,3,1"]))  # each once: fine
