@@ -26,6 +26,7 @@ from PIL import Image
 from omnireid.cli import main
 from tests.conftest import tiny_training
 from tests.deploy.helpers import trained_like
+from tests.engine.helpers import lock_holder
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -109,15 +110,11 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, tiny_world, c
 
 
 def test_a_second_run_on_a_busy_folder_is_refused(tmp_path, tiny_world, capsys):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        owner = {"host": socket.gethostname(), "pid": sleeper.pid, "started": time.time()}
-        (tmp_path / ".lock").write_text(json.dumps(owner))
+    with lock_holder(tmp_path) as holder:
         code, _, err = run(capsys, "train", *tiny_training(tiny_world, tmp_path))
-        assert code == 2 and f"process {sleeper.pid}" in one_error_line(err, "train")
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+    line = one_error_line(err, "train")
+    assert code == 2 and f"process {holder.pid} on {socket.gethostname()}" in line
+    assert str(tmp_path) in line
 
 
 def test_a_tampered_index_header_is_refused(tmp_path, tiny_world, toy_weights, capsys):
@@ -151,14 +148,115 @@ def test_unreadable_weight_files_are_one_line(tmp_path, tiny_world, capsys, name
     assert code == 2 and f"cannot read {path}" in one_error_line(err, "evaluate")
 
 
-def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, tiny_world, capsys):
-    overrides = tiny_training(tiny_world, tmp_path / "run", "optim.max_epoch=3", "train.keep=3")
-    assert run(capsys, "train", *overrides)[0] == 0
-    state = tmp_path / "run" / "epoch-0003" / "state.pt"
+@pytest.fixture(scope="module")
+def three_epochs(tiny_world: Path, tmp_path_factory) -> Path:
+    """A finished 3-epoch run (read-only: copy it before changing anything)."""
+    out = tmp_path_factory.mktemp("three_epochs") / "run"
+    overrides = tiny_training(tiny_world, out, "optim.max_epoch=3", "train.keep=3")
+    assert main(["train", *overrides]) == 0
+    return out
+
+
+def _copy_run(run_dir: Path, tiny_world: Path, to: Path) -> list[str]:
+    import shutil
+
+    shutil.copytree(run_dir, to)
+    return tiny_training(tiny_world, to, "optim.max_epoch=3", "train.keep=3")
+
+
+def _damage_state(folder: Path) -> None:
+    state = folder / "state.pt"
     state.write_bytes(state.read_bytes()[:100])  # truncated
+
+
+def _drop_optimizer(folder: Path) -> None:
+    state = torch.load(folder / "state.pt", weights_only=True)
+    del state["optimizer"]
+    torch.save(state, folder / "state.pt")
+
+
+def _nan_weight(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    weights["conv1.conv.weight"][0, 0, 0, 0] = float("nan")
+    save_file(weights, folder / "model.safetensors")
+
+
+@pytest.mark.parametrize("damage", [_damage_state, _drop_optimizer, _nan_weight])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(
+    three_epochs, tiny_world, tmp_path, capsys, damage
+):
+    overrides = _copy_run(three_epochs, tiny_world, tmp_path / "run")
+    damage(tmp_path / "run" / "epoch-0003")
     (tmp_path / "run" / "metrics.json").unlink()
-    code, _, err = run(capsys, "train", *overrides)
-    assert code == 0 and "resuming from epoch-0002 instead of the damaged" in err
+    code, out, err = run(capsys, "train", *overrides)
+    assert code == 0 and "trained to epoch 3" in out
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "resuming from epoch-0002 instead of the damaged" in warnings[0]
+    assert "epoch-0003" in warnings[0]
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("tail", [b'{"epoch": 4, "loss": 2.', b"\x00\xff\xfe binary garbage"])
+def test_a_log_cut_short_by_a_kill_does_not_block_the_resume(
+    three_epochs, tiny_world, tmp_path, capsys, tail
+):
+    overrides = _copy_run(three_epochs, tiny_world, tmp_path / "run")
+    log = tmp_path / "run" / "log.jsonl"
+    good = log.read_bytes()
+    log.write_bytes(good + tail)
+    code, _, err = run(capsys, "train", *overrides, "optim.max_epoch=4", "--extend")
+    assert code == 0 and "dropped 1 damaged line(s)" in err
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+
+
+def test_an_extension_to_fewer_epochs_than_trained_is_refused(
+    three_epochs, tiny_world, tmp_path, capsys
+):
+    overrides = _copy_run(three_epochs, tiny_world, tmp_path / "run")
+    before = (tmp_path / "run" / "config.json").read_text()
+    code, _, err = run(capsys, "train", *overrides, "optim.max_epoch=2", "--extend")
+    line = one_error_line(err, "train")
+    assert code == 2 and "optim.max_epoch 2 is fewer than the 3 epochs" in line
+    code, _, err = run(capsys, "train", *overrides, "optim.max_epoch=2")
+    line = one_error_line(err, "train")  # refused as a change, and --extend not offered
+    assert code == 2 and "optim.max_epoch 3 -> 2" in line and "--extend" not in line
+    assert (tmp_path / "run" / "config.json").read_text() == before
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints(
+    three_epochs, tiny_world, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    from omnireid.engine import files
+
+    overrides = _copy_run(three_epochs, tiny_world, tmp_path / "run")
+    checkpoints = {
+        p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "run").glob("epoch-*/*")
+    }
+
+    write = files.write_synced
+
+    def full_disk(path, data):  # the disk fills up while the epoch-4 checkpoint is written
+        if not path.parent.name.startswith(".epoch-0004"):
+            return write(path, data)
+        path.write_bytes(data[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files, "write_synced", full_disk)
+    code, _, err = run(capsys, "train", *overrides, "optim.max_epoch=4", "--extend")
+    line = one_error_line(err, "train")
+    assert code == 2 and f"in {tmp_path / 'run'} (No space left on device)" in line
+    assert "the earlier checkpoints are untouched" in line
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "run").glob("epoch-*/*")}
+    assert after == checkpoints
+    assert not list((tmp_path / "run").glob(".*tmp*")) and not list((tmp_path / "run").glob(".e*"))
+    monkeypatch.undo()  # space freed: the same command resumes
+    code, out, _ = run(capsys, "train", *overrides, "optim.max_epoch=4", "--extend")
+    assert code == 0 and "trained to epoch 4" in out
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
@@ -200,6 +298,17 @@ def test_every_query_unreadable_says_so(tmp_path, tiny_world, toy_weights, capsy
         image.write_bytes(b"broken")
     code, _, err = run(capsys, *_evaluate(toy_weights, root, "--skip-unreadable"))
     assert code == 2 and "all 32 query images" in one_error_line(err, "evaluate")
+
+
+def test_a_layout_where_no_query_has_a_valid_match_is_one_line(world_copy, toy_weights, capsys):
+    """Every gallery image of the query identities removed: no CMC or mAP exists."""
+    query_pids = {p.name[:4] for p in (world_copy / "query").glob("*.jpg")}
+    for image in (world_copy / "bounding_box_test").glob("*.jpg"):
+        if image.name[:4] in query_pids:
+            image.unlink()
+    code, _, err = run(capsys, *_evaluate(toy_weights, world_copy))
+    line = one_error_line(err, "evaluate")
+    assert code == 2 and "no query of market1501 (32 images) has a gallery image" in line
 
 
 # --- options that cannot work -----------------------------------------------------------------
@@ -248,8 +357,14 @@ def test_a_tiny_input_image_is_warned_about(tmp_path, toy_weights, capsys):
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path, tiny_world):
     args = tiny_training(tiny_world, tmp_path, "optim.max_epoch=200")
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # A child started from a background job inherits SIGINT as ignored (Python then installs
+    # no KeyboardInterrupt handler): give it the one an interactive shell would
+    child = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from omnireid.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "omnireid", "train", *args],
+        [sys.executable, "-c", child, "train", *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

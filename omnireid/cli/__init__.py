@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from omnireid.cli import (
     adapt,
@@ -31,10 +32,16 @@ from omnireid.errors import OmniReIDError, UsageError
 GROUPS = (models, train, adapt, evaluate, index, export, pipeline, visualize, serve, gallery)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``omnireid CMD: error: ...``, and exit
+    status 2 (argparse's usage text is left to ``--help``). Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="omnireid", description="OSNet person re-identification (omnireid)."
-    )
+    parser = Parser(prog="omnireid", description="OSNet person re-identification (omnireid).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
@@ -111,7 +118,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(argv)
+    try:
+        args = parse(argv)
+    except SystemExit as e:  # a bad command line (one line on stderr, status 2), or --help
+        return e.code if isinstance(e.code, int) else 2
     setup_logging()
     try:
         check_device(args)

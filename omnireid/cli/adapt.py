@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from omnireid.cli.common import float_in, non_negative_int, pixels, positive_int
 from omnireid.errors import UsageError
 
 # Cluster Contrast's optimisation (Dai et al. 2021): Adam 3.5e-4, weight decay 5e-4; here with
@@ -34,11 +35,17 @@ def register(sub: Any) -> None:
                    "--images) and its query/gallery the test set")  # fmt: skip
     p.add_argument("--root", help="where --dataset lives")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curves.png)")
-    p.add_argument("--epochs", type=int, default=30, help="rounds (default 30)")
-    p.add_argument("--minutes", type=float, help="a wall-clock budget instead of --epochs")
-    p.add_argument("--height", type=int, default=256, help="input height (default 256)")
-    p.add_argument("--width", type=int, default=128, help="input width (default 128)")
-    p.add_argument("--eval-every", type=int, default=5, help="rounds between evaluations")
+    p.add_argument("--epochs", type=positive_int, default=30, help="rounds (default 30)")
+    p.add_argument(
+        "--minutes",
+        type=float_in(0, open_lo=True),
+        help="a wall-clock budget instead of --epochs",
+    )
+    p.add_argument("--height", type=pixels, default=256, help="input height (default 256)")
+    p.add_argument("--width", type=pixels, default=128, help="input width (default 128)")
+    p.add_argument(
+        "--eval-every", type=non_negative_int, default=5, help="rounds between evaluations"
+    )
     p.add_argument("--adabn-only", action="store_true", help="only re-estimate BatchNorm stats")
     p.add_argument("--config", help="a config file with more settings ([adapt], [optim] ...)")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. adapt.eps=0.5")

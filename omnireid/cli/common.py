@@ -4,10 +4,57 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omnireid.errors import UsageError
+
+
+def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``lo <= n`` (``<= hi``), refused with the legal range."""
+    legal = f">= {lo}" if hi is None else f"within [{lo}, {hi}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {legal}, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {legal}, got {value}")
+        return value
+
+    return parse
+
+
+def float_in(
+    lo: float | None = None, hi: float | None = None, *, open_lo: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number ``lo <= x`` (``lo < x`` with ``open_lo``),
+    ``x <= hi``, refused with the legal range."""
+    parts = [f"{'>' if open_lo else '>='} {lo:g}" if lo is not None else ""]
+    parts.append(f"<= {hi:g}" if hi is not None else "")
+    legal = "".join(f" {p}" for p in [" and ".join(p for p in parts if p)] if p)
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number{legal}, got {text!r}"
+            ) from None
+        low = lo is not None and (value <= lo if open_lo else value < lo)
+        if not math.isfinite(value) or low or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be a finite number{legal}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = int_in(1)  # a count: batch size, top-k, epochs
+non_negative_int = int_in(0)  # workers, threads (0: the default), a seed, an id
+pixels = int_in(16, 4096)  # an input side: OSNet downsamples by 16, smaller inputs vanish
 
 
 def add_weights_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -22,8 +69,8 @@ def add_weights_options(p: argparse.ArgumentParser, *, required: bool = True) ->
         "--arch",
         help="architecture (default: stored in the checkpoint, or inferred from its tensors)",
     )
-    p.add_argument("--height", type=int, help="input height (default: the stored one, or 256)")
-    p.add_argument("--width", type=int, help="input width (default: the stored one, or 128)")
+    p.add_argument("--height", type=pixels, help="input height (default: the stored one, or 256)")
+    p.add_argument("--width", type=pixels, help="input width (default: the stored one, or 128)")
 
 
 def load_model(args: argparse.Namespace, **options: Any):
@@ -34,6 +81,19 @@ def load_model(args: argparse.Namespace, **options: Any):
     return load_for_inference(
         args.weights, args.arch, height=args.height, width=args.width, **options
     )
+
+
+def check_model_file(path: str | None, option: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse an exported-model path that is missing or of another kind (a ``.pt`` given to
+    ``--onnx``) before any work is done."""
+    if path is None:
+        return
+    if Path(path).suffix.lower() not in suffixes:
+        raise UsageError(
+            f"{option} {path}: expected a {' or '.join(suffixes)} file (weights go to --weights)"
+        )
+    if not Path(path).is_file():
+        raise UsageError(f"{option} {path}: no such file")
 
 
 def check_output_file(path: str | None, option: str) -> None:

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.common import add_weights_options, check_output_file
+from omnireid.cli.common import (
+    add_weights_options,
+    check_model_file,
+    check_output_file,
+    float_in,
+    non_negative_int,
+    pixels,
+    positive_int,
+)
 
 log = logging.getLogger("omnireid.cli")
 
@@ -54,14 +62,16 @@ def register(sub: Any) -> None:
     p.add_argument("--normalize", action=bool_flag, help="L2-normalise features first")
     p.add_argument("--rerank", action=bool_flag, help="k-reciprocal re-ranking")
     p.add_argument("--flip", action=bool_flag, help="average with mirrored-image features")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="DataLoader workers (default 0: on 2 cores decoding in the main process was fastest)",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="torch threads (default: torch's)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--no-fast",
@@ -75,7 +85,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--split-id",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="viper/grid/cuhk01: evaluate one split (default: the mean over all 10)",
     )
@@ -91,25 +101,36 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", help="also write the metrics (percent) to this JSON file")
     p.add_argument("--report", help="write ranked-result strips and index.html to this folder")
-    p.add_argument("--report-queries", type=int, default=50, help="worst queries drawn (50)")
-    p.add_argument("--report-best", type=int, default=5, help="best queries drawn too (5)")
-    p.add_argument("--report-topk", type=int, default=10, help="gallery images per strip (10)")
+    p.add_argument(
+        "--report-queries", type=non_negative_int, default=50, help="worst queries drawn (50)"
+    )
+    p.add_argument(
+        "--report-best", type=non_negative_int, default=5, help="best queries drawn too (5)"
+    )
+    p.add_argument(
+        "--report-topk", type=positive_int, default=10, help="gallery images per strip (10)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("stats", help="per-channel mean and std of a dataset's train images")
     p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True)
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--height", type=pixels, default=256)
+    p.add_argument("--width", type=pixels, default=128)
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("calibrate", help="verification ROC and a threshold for a target FPR")
     add_weights_options(p)
     p.add_argument("--dataset", required=True, help="dataset name, e.g. market1501")
     p.add_argument("--root", required=True, help="folder holding the dataset")
-    p.add_argument("--target-fpr", type=float, default=1e-3, help="false accept rate (1e-3)")
+    p.add_argument(
+        "--target-fpr",
+        type=float_in(0, 1, open_lo=True),
+        default=1e-3,
+        help="false accept rate, in (0, 1] (1e-3)",
+    )
     p.add_argument("--out", required=True, help="output folder (verification.json, roc.png)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_calibrate)
 
@@ -153,10 +174,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from omnireid.models import load_for_inference
     from omnireid.models.loader import read_weights
     from omnireid.runtime import tune_allocator
+    from omnireid.tasks.reid import check_queries
 
     check_output_file(args.json, "--json")
+    check_model_file(args.onnx, "--onnx", (".onnx",))
+    check_model_file(args.openvino, "--openvino", (".xml",))
     if args.split_id is not None and args.dataset not in MULTI_SPLIT:
         raise UsageError(f"--split-id applies to {sorted(MULTI_SPLIT)}, not {args.dataset}")
+    if args.split_id is not None and args.split_id >= MULTI_SPLIT[args.dataset]:
+        count = MULTI_SPLIT[args.dataset]
+        raise UsageError(f"--split-id {args.split_id}: {args.dataset} has splits 0 to {count - 1}")
     backend = choose_backend(args)
     if backend == "openvino" and args.workers:
         # OpenVINO's thread pool does not survive a fork: a forked DataLoader worker can bring
@@ -173,6 +200,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         datasets = [load_dataset(args.dataset, args.root)]
     print(datasets[0].summary(), file=sys.stderr)
+    for dataset in datasets:
+        check_queries(dataset)
     settings = test_settings(args, (meta.get("config") or {}).get("test"))
     if args.threads:
         torch.set_num_threads(args.threads)  # ONNX Runtime and OpenVINO take torch's count

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omnireid.cli.common import add_weights_options
+from omnireid.cli.common import add_weights_options, positive_int
 from omnireid.errors import UsageError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
         help="also write OUT.int8.onnx, int8-quantised with ranges calibrated on images in DIR "
         "(use training images, not the test set; measure the accuracy cost)",
     )
-    p.add_argument("--calib-count", type=int, default=300, help="calibration images (300)")
+    p.add_argument("--calib-count", type=positive_int, default=300, help="calibration images (300)")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
     p.add_argument(
         "--int8-full-range",

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.common import print_json
+from omnireid.cli.common import float_in, non_negative_int, positive_int, print_json
 from omnireid.errors import UsageError
 
 
@@ -21,8 +21,8 @@ def register(sub: Any) -> None:
     p = gallery_sub.add_parser("add", help="enrol images (acknowledged once durable)")
     _connection(p)
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--camera", type=int, help="0-based camera id")
-    p.add_argument("--timestamp", type=float, help="seconds")
+    p.add_argument("--camera", type=non_negative_int, help="0-based camera id")
+    p.add_argument("--timestamp", type=float_in(), help="seconds")
     p.add_argument("--track-id", help="tracker id of the person")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     p.set_defaults(func=cmd_gallery_add)
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
     p = gallery_sub.add_parser("identify", help="the best gallery matches of query images")
     _connection(p)
     p.add_argument("images", nargs="+", help="query image files")
-    p.add_argument("--topk", type=int, default=5, help="matches per query (5)")
+    p.add_argument("--topk", type=positive_int, default=5, help="matches per query (5)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.set_defaults(func=cmd_gallery_identify)
 
@@ -43,7 +43,9 @@ def register(sub: Any) -> None:
 def _connection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
     p.add_argument("--api-key-file", help="file holding the key (default: $OMNIREID_API_KEY)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (60)")
+    p.add_argument(
+        "--timeout", type=float_in(0, open_lo=True), default=60.0, help="seconds per request (60)"
+    )
 
 
 def _client(args: argparse.Namespace) -> Any:

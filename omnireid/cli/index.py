@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from omnireid.cli.common import add_weights_options
+from omnireid.cli.common import add_weights_options, int_in, positive_int
 from omnireid.errors import UsageError
 
 
@@ -19,18 +19,18 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="index directory to write")
     p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact")
     p.add_argument("--metric", choices=("ip", "l2"), default="ip", help="ip: cosine similarity")
-    p.add_argument("--nlist", type=int, default=None, help="ivf cells (default 4 sqrt(N))")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf cells visited per query")
-    p.add_argument("--hnsw-m", type=int, default=None, help="hnsw links per node")
-    p.add_argument("--ef-search", type=int, default=None, help="hnsw search beam")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--nlist", type=positive_int, help="ivf cells (default 4 sqrt(N))")
+    p.add_argument("--nprobe", type=positive_int, help="ivf cells visited per query")
+    p.add_argument("--hnsw-m", type=int_in(2, 256), help="hnsw links per node, 2-256")
+    p.add_argument("--ef-search", type=positive_int, help="hnsw search beam")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_index_build)
 
     p = index_sub.add_parser("query", help="the top-k gallery images of query images")
     p.add_argument("--index", required=True, help="index directory (from `omnireid index build`)")
     p.add_argument("--query", nargs="+", required=True, help="query image(s)")
-    p.add_argument("--topk", type=int, default=10, help="hits per query (default 10)")
+    p.add_argument("--topk", type=positive_int, default=10, help="hits per query (default 10)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the top 100")
     p.add_argument("--strip", help="also draw the ranked lists into this PNG")
     p.add_argument("--html", help="also write a self-contained HTML page")
@@ -56,10 +56,33 @@ def cmd_search_removed(_: argparse.Namespace) -> int:
     )
 
 
+def check_index_options(args: argparse.Namespace, images: int) -> None:
+    """Options that do not fit this kind of index or this many images: refused before the
+    features are extracted."""
+    given = {
+        "--nlist": args.nlist,
+        "--nprobe": args.nprobe,
+        "--hnsw-m": args.hnsw_m,
+        "--ef-search": args.ef_search,
+    }
+    kinds = {"--nlist": "ivf", "--nprobe": "ivf", "--hnsw-m": "hnsw", "--ef-search": "hnsw"}
+    for flag, value in given.items():
+        if value is not None and kinds[flag] != args.kind:
+            raise UsageError(f"{flag} applies to --kind {kinds[flag]}, not {args.kind}")
+    if args.nlist is not None and args.nlist > images:
+        raise UsageError(
+            f"--nlist {args.nlist}: an ivf index of {images} images has at most {images} cells "
+            "(each is trained from the images in it); lower it, or use --kind flat"
+        )
+
+
 def cmd_index_build(args: argparse.Namespace) -> int:
+    from omnireid.data.images import list_images
     from omnireid.deploy.extractor import FeatureExtractor
     from omnireid.deploy.index import index_image_folder
     from omnireid.models.weights import weights_provenance
+
+    check_index_options(args, len(list_images(args.images)))
 
     size = None if args.height is None and args.width is None else (args.height, args.width)
     extractor = FeatureExtractor(

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
-from omnireid.cli.common import print_json
+from omnireid.cli.common import pixels, positive_int, print_json
 from omnireid.models import build, list_models
 from omnireid.models.complexity import count_complexity
 from omnireid.models.layers import FUSIONS
@@ -19,14 +19,16 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("complexity", help="parameters and mult-adds of an architecture")
     p.add_argument("arch", help="architecture name (see `omnireid models`)")
-    p.add_argument("--height", type=int, default=256, help="input height (default 256)")
-    p.add_argument("--width", type=int, default=128, help="input width (default 128)")
+    p.add_argument("--height", type=pixels, default=256, help="input height (default 256)")
+    p.add_argument("--width", type=pixels, default=128, help="input width (default 128)")
     p.add_argument("--json", action="store_true", help="print JSON with keys params, mult_adds")
-    p.add_argument("--streams", type=int, help="T, streams per block (Table 5; default 4)")
+    p.add_argument("--streams", type=positive_int, help="T, streams per block (Table 5; default 4)")
     p.add_argument("--fusion", choices=FUSIONS, help="stream fusion (Table 5; default unified)")
     p.add_argument("--full-conv", action="store_true", help="standard 3x3 instead of Lite 3x3")
-    p.add_argument("--stream-depth", type=int, help="same depth for every stream (ResNeXt-like)")
-    p.add_argument("--layers", type=int, nargs=3, help="blocks per stage, e.g. 3 8 6")
+    p.add_argument(
+        "--stream-depth", type=positive_int, help="same depth for every stream (ResNeXt-like)"
+    )
+    p.add_argument("--layers", type=positive_int, nargs=3, help="blocks per stage, e.g. 3 8 6")
     p.set_defaults(func=cmd_complexity)
 
     p = sub.add_parser("summary", help="size and cost of every architecture (Table 6 sizes)")
@@ -37,8 +39,8 @@ def register(sub: Any) -> None:
         "--weights", required=True, help="run folder, checkpoint folder or .pt/.pth/.safetensors"
     )
     p.add_argument("--arch", help="architecture (default: stored, or inferred from the tensors)")
-    p.add_argument("--height", type=int, help="input height for mult-adds (default: stored/256)")
-    p.add_argument("--width", type=int, help="input width for mult-adds (default: stored/128)")
+    p.add_argument("--height", type=pixels, help="input height for mult-adds (default: stored/256)")
+    p.add_argument("--width", type=pixels, help="input width for mult-adds (default: stored/128)")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=cmd_info)
 

@@ -9,7 +9,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.common import add_weights_options
+from omnireid.cli.common import (
+    add_weights_options,
+    check_model_file,
+    int_in,
+    non_negative_int,
+    positive_int,
+)
 from omnireid.errors import UsageError
 
 
@@ -23,7 +29,7 @@ def register(sub: Any) -> None:
     p.add_argument("--onnx", metavar="FILE", help="run the variants through this exported graph")
     p.add_argument("--openvino", metavar="FILE", help="... or this exported OpenVINO .xml")
     p.add_argument("--images", help="folder of person crops (drift only)")
-    p.add_argument("--limit", type=int, help="at most this many --images")
+    p.add_argument("--limit", type=positive_int, help="at most this many --images")
     p.add_argument("--dataset", help="labelled benchmark (query + gallery): drift and R1/mAP")
     p.add_argument("--root", help="folder holding --dataset")
     p.add_argument(
@@ -32,10 +38,14 @@ def register(sub: Any) -> None:
         default="onnxruntime",
         help="what runs the variants without --onnx/--openvino (default onnxruntime)",
     )
-    p.add_argument("--jpeg-quality", type=int, default=75, help="JPEG re-encoding quality (75)")
+    p.add_argument(
+        "--jpeg-quality", type=int_in(1, 100), default=75, help="JPEG re-encoding quality (75)"
+    )
     p.add_argument("--out", default="check-pipeline", help="folder for pipeline.md/.json/.png")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="torch threads (default: torch's)"
+    )
     p.set_defaults(func=cmd_check_pipeline)
 
 
@@ -94,8 +104,8 @@ def cmd_check_pipeline(args: argparse.Namespace) -> int:
     from omnireid.deploy.pipeline import check_pipeline, format_table
     from omnireid.visualize.pipeline import plot_pipeline_check
 
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UsageError(f"--jpeg-quality must be 1..100, got {args.jpeg_quality}")
+    check_model_file(args.onnx, "--onnx", (".onnx",))
+    check_model_file(args.openvino, "--openvino", (".xml",))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")

@@ -165,7 +165,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 )
         service = GalleryService(store, extractor, threshold, limits)
         log.info("gallery %s: %d entries (%s backend)", args.index, len(store), store.name)
-        run(create_app(service, keys), args.host, args.port, access_log=args.access_log)
+        try:
+            run(create_app(service, keys), args.host, args.port, access_log=args.access_log)
+        finally:
+            service.close()
     finally:
         store.close()
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from omnireid.cli.common import int_in, positive_int
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model from a YAML/TOML/JSON config")
@@ -27,7 +29,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--seeds",
-        type=int,
+        type=int_in(0, 2**32 - 1),
         nargs="+",
         help="train.task=nas: search with each seed, retrain each child (--retrain), keep the best",
     )
@@ -39,7 +41,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("demo", help="synthetic world, CPU training, evaluation, report")
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    p.add_argument("--epochs", type=positive_int, default=8, help="training epochs (default 8)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("curves", help="plot loss, accuracy, lr and R1/mAP of a training run")
@@ -52,9 +54,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from omnireid.config import load_config
     from omnireid.tasks import fit_from_config
 
-    overrides = list(args.overrides) + ([f"train.task={args.task}"] if args.task else [])
-    overrides += ["train.extend=true"] if args.extend else []
-    config = load_config(args.config, overrides)
+    overrides = list(args.overrides) + (["train.extend=true"] if args.extend else [])
+    flags = {"train.task": ("--task", args.task)} if args.task else {}
+    config = load_config(args.config, overrides, flags=flags)
     args.interrupt_note = (
         f"the run folder {config.train.out_dir} keeps every completed epoch; run the same "
         "command again to resume"

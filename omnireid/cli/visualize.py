@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from omnireid.cli.common import int_in, pixels, positive_int
 from omnireid.errors import UsageError
 from omnireid.models.layers import FUSIONS
 
@@ -17,12 +18,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--weights", help="run, checkpoint or weights file; random init if absent")
     p.add_argument("--arch", help="architecture (default: the checkpoint's)")
-    p.add_argument("--streams", type=int, help="T of the first model (Table 5; default 4)")
+    p.add_argument("--streams", type=positive_int, help="T of the first model (Table 5; default 4)")
     p.add_argument("--fusion", choices=FUSIONS, help="stream fusion of the first model")
     p.add_argument("--name", help="label of the first model")
     p.add_argument("--weights2", help="checkpoint of a second model to compare with")
     p.add_argument("--arch2", help="architecture of the second model")
-    p.add_argument("--streams2", type=int, help="T of the second model")
+    p.add_argument("--streams2", type=positive_int, help="T of the second model")
     p.add_argument(
         "--fusion2",
         choices=FUSIONS,
@@ -31,23 +32,27 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--name2", help="label of the second model")
     p.add_argument("--images", nargs="+", required=True, help="image files or folders")
-    p.add_argument("--limit", type=int, default=32, help="at most this many images (default 32)")
+    p.add_argument(
+        "--limit", type=positive_int, default=32, help="at most this many images (default 32)"
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--height", type=int, help="input height (default: stored, or 256)")
-    p.add_argument("--width", type=int, help="input width (default: stored, or 128)")
+    p.add_argument("--height", type=pixels, help="input height (default: stored, or 256)")
+    p.add_argument("--width", type=pixels, help="input width (default: stored, or 128)")
     p.set_defaults(func=cmd_actmap)
 
     p = sub.add_parser("gates", help="aggregation-gate clusters and per-stage scale use (Fig. 5)")
     p.add_argument("--weights", help="run, checkpoint or weights file; random init if absent")
     p.add_argument("--arch", help="architecture (default: the checkpoint's)")
     p.add_argument("--images", nargs="+", required=True, help="image files or folders")
-    p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--limit", type=positive_int, help="at most this many images")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--clusters", type=int, default=4, help="k of k-means (default 4)")
-    p.add_argument("--show", type=int, default=15, help="images shown per cluster (default 15)")
-    p.add_argument("--seed", type=int, default=0, help="k-means seed")
-    p.add_argument("--height", type=int, help="input height (default: stored, or 256)")
-    p.add_argument("--width", type=int, help="input width (default: stored, or 128)")
+    p.add_argument("--clusters", type=positive_int, default=4, help="k of k-means (default 4)")
+    p.add_argument(
+        "--show", type=positive_int, default=15, help="images shown per cluster (default 15)"
+    )
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="k-means seed")
+    p.add_argument("--height", type=pixels, help="input height (default: stored, or 256)")
+    p.add_argument("--width", type=pixels, help="input width (default: stored, or 128)")
     p.set_defaults(func=cmd_gates)
 
 
@@ -114,6 +119,8 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
     model, (h, w) = model_and_size(args.weights, args.arch, args.height, args.width)
     paths = [str(p) for p in list_images(args.images, limit=args.limit)]
+    if args.clusters > len(paths):
+        raise UsageError(f"--clusters {args.clusters}: more clusters than the {len(paths)} images")
     record = collect_gates(model, paths, h, w)
     _, labels, nearest = cluster_gates(record.last_block(), args.clusters, args.seed, args.show)
     out = Path(args.out)

@@ -25,6 +25,7 @@ from torch import nn
 
 from omnireid.engine.checkpoint import save_checkpoint
 from omnireid.engine.distributed import is_main_process, unwrap
+from omnireid.engine.files import disk_error, write_atomic
 from omnireid.engine.loop import Callback, Loop
 from omnireid.engine.optim import open_all, open_layers
 from omnireid.errors import NonFiniteLossError, TrainingError
@@ -101,8 +102,11 @@ class JsonlLog(Callback):
             truncate_jsonl(self.path, loop.start_epoch)
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise disk_error(e, self.path.name, self.path.parent, "the checkpoints are") from e
 
 
 class EpochLog(JsonlLog):
@@ -131,19 +135,43 @@ class EpochLog(JsonlLog):
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file (blank lines skipped)."""
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    """The records of a JSON-lines file. Blank lines are skipped, and so is a line that is not
+    a JSON object (the last line of a run killed while appending it: cut short, or garbage)."""
+    return _parse_jsonl(path)[0]
+
+
+def _parse_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """``(records, number of lines that are not a JSON object)``."""
+    records, bad = [], 0
+    for line in Path(path).read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
 
 
 def truncate_jsonl(path: Path, epoch: int) -> None:
     """Drop the lines of ``path`` whose ``epoch`` is after ``epoch`` (written by a run that was
-    killed before it saved that epoch's checkpoint)."""
+    killed before it saved that epoch's checkpoint), and lines that are not records (one cut
+    short by the kill), with a warning; the file is replaced atomically."""
     if not path.is_file():
         return
-    records = read_jsonl(path)
-    kept = [r for r in records if r.get("epoch", 0) <= epoch]
-    if len(kept) != len(records):
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    records, bad = _parse_jsonl(path)
+    kept = [r for r in records if not isinstance(r.get("epoch"), int) or r["epoch"] <= epoch]
+    if bad:
+        log.warning("%s: dropped %d damaged line(s) (a run killed while writing it)", path, bad)
+    if bad or len(kept) != len(records):
+        try:
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+        except OSError as e:
+            raise disk_error(e, path.name, path.parent, "the checkpoints are") from e
 
 
 class TensorBoard(Callback):
@@ -269,4 +297,7 @@ class FinalMetrics(Callback):
 
     def on_fit_end(self, loop: Loop) -> None:
         if loop.records and is_main_process():
-            self.path.write_text(json.dumps(loop.records[-1], indent=2))
+            try:
+                write_atomic(self.path, json.dumps(loop.records[-1], indent=2))
+            except OSError as e:
+                raise disk_error(e, self.path.name, self.path.parent, "the checkpoints are") from e

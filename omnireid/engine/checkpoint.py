@@ -10,11 +10,14 @@ A checkpoint is a folder::
 
 It is written to a temporary folder and renamed into place, so a kill mid-write never leaves a
 half-written checkpoint under the final name; ``latest`` is a small text file naming the newest
-complete checkpoint, replaced atomically too.
+complete checkpoint, replaced atomically too. A full disk stops the run with one line naming the
+folder, the earlier checkpoints untouched. Resuming checks a checkpoint before trusting it
+(readable, complete, finite) and falls back to the previous one when the newest is damaged.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -27,20 +30,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from omnireid.engine import files as files_on_disk
 from omnireid.engine.distributed import unwrap
 from omnireid.errors import CheckpointError
 from omnireid.models.weights import LATEST, MODEL_FILE, latest_checkpoint, read_meta
 
 log = logging.getLogger(__name__)
+STATE_FILE = "state.pt"
 
 __all__ = [
     "TrainingState",
     "capture_rng",
+    "checkpoint_candidates",
     "latest_checkpoint",
     "load_checkpoint",
+    "read_checkpoint",
     "restore_latest",
     "restore_rng",
     "save_checkpoint",
@@ -101,41 +109,99 @@ def save_checkpoint(
     """Write ``directory/epoch-XXXX`` atomically and point ``directory/latest`` at it.
 
     ``keep`` limits how many epoch checkpoints stay (oldest removed first, never the new one);
-    ``None`` or 0 keeps them all.
+    ``None`` or 0 keeps them all. A write that fails (a full disk) leaves the earlier
+    checkpoints and ``latest`` as they were and raises ``TrainingError`` naming the folder.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"epoch-{epoch:04d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=directory))
+    weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    state: dict[str, Any] = {"epoch": epoch, "rng": capture_rng()}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    if scaler is not None:  # fp16 loss scale: resuming without it would restart at 2**16
+        state["scaler"] = scaler.state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    files = {
+        MODEL_FILE: save_safetensors(weights),
+        STATE_FILE: buffer.getvalue(),
+        "meta.json": json.dumps({"epoch": epoch, **(meta or {})}, indent=2).encode(),
+    }
     try:
-        weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-        save_file(weights, str(tmp / MODEL_FILE))
-        state = {"epoch": epoch, "rng": capture_rng()}
-        if optimizer is not None:
-            state["optimizer"] = optimizer.state_dict()
-        if scheduler is not None:
-            state["scheduler"] = scheduler.state_dict()
-        if scaler is not None:  # fp16 loss scale: resuming without it would restart at 2**16
-            state["scaler"] = scaler.state_dict()
-        torch.save(state, tmp / "state.pt")
-        (tmp / "meta.json").write_text(json.dumps({"epoch": epoch, **(meta or {})}, indent=2))
-        for f in tmp.iterdir():  # data on disk before the rename makes it visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    pointer = directory / f".{LATEST}.tmp"
-    pointer.write_text(final.name + "\n")
-    os.replace(pointer, directory / LATEST)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=directory))
+        try:
+            for name, data in files.items():
+                files_on_disk.write_synced(tmp / name, data)
+            old = None
+            if final.exists():  # an epoch trained again after a fallback: swap, then remove
+                old = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=directory))
+                os.replace(final, old / final.name)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        files_on_disk.write_atomic(directory / LATEST, final.name + "\n")
+    except OSError as e:
+        raise files_on_disk.disk_error(
+            e, f"the checkpoint of epoch {epoch}", directory, "the earlier checkpoints are"
+        ) from e
     if keep:
-        for old in sorted(directory.glob("epoch-*"))[:-keep]:
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        for old_epoch in sorted(directory.glob("epoch-*"))[:-keep]:
+            if old_epoch != final:
+                shutil.rmtree(old_epoch, ignore_errors=True)
     return final
+
+
+def _non_finite(tensors: dict[str, Any]) -> list[str]:
+    return [
+        k
+        for k, t in tensors.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+
+
+def _optimizer_tensors(state: Any) -> dict[str, Any]:
+    """The tensors of an optimiser state dict's per-parameter state, by a readable name."""
+    per_param = state.get("state", {}) if isinstance(state, dict) else {}
+    return {
+        f"optimizer.state[{i}].{k}": v
+        for i, values in (per_param.items() if isinstance(per_param, dict) else ())
+        if isinstance(values, dict)
+        for k, v in values.items()
+    }
+
+
+def read_checkpoint(
+    path: str | Path, *, need: tuple[str, ...] = ()
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(weights, training state)`` of a checkpoint folder, checked to be intact: readable,
+    the state holding ``epoch``, ``rng`` and the ``need``-ed entries, every float tensor of
+    the weights and the optimiser state finite. Anything else is a ``CheckpointError`` whose
+    message names the folder and what is wrong."""
+    path = Path(path)
+    if not (path / MODEL_FILE).is_file():
+        raise CheckpointError(f"{path} is not a checkpoint folder (no {MODEL_FILE})")
+    try:
+        weights = load_file(str(path / MODEL_FILE))
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors, zip and unpickling errors of damaged files
+        raise CheckpointError(f"{path} is damaged and cannot be read ({e})") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}/{STATE_FILE} is damaged: not a training state")
+    missing = [k for k in ("epoch", "rng", *need) if k not in state]
+    if missing or not isinstance(state["epoch"], int):
+        raise CheckpointError(f"{path}/{STATE_FILE} is damaged: it lacks {missing or ['epoch']}")
+    bad = _non_finite(weights) + _non_finite(_optimizer_tensors(state.get("optimizer")))
+    if bad:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite values in {len(bad)} tensor(s) (e.g. {bad[:3]})"
+        )
+    return weights, state
 
 
 def load_checkpoint(
@@ -148,26 +214,42 @@ def load_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
 ) -> TrainingState:
     """Restore weights (strictly), optimizer, scheduler, gradient scaler and RNG state from a
-    checkpoint folder. An unreadable folder raises ``CheckpointError`` naming it."""
+    checkpoint folder. A damaged folder (unreadable, missing entries, non-finite values, not
+    fitting the model) raises ``CheckpointError`` naming it."""
     path = Path(path)
-    if not (path / MODEL_FILE).is_file():
-        raise CheckpointError(f"{path} is not a checkpoint folder (no {MODEL_FILE})")
-    try:
-        weights = load_file(str(path / MODEL_FILE))
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as e:  # safetensors, zip and unpickling errors of damaged files
-        raise CheckpointError(f"{path} is damaged and cannot be read ({e})") from e
-    unwrap(model).load_state_dict(weights, strict=True)
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
-    if restore_rng_state:
-        restore_rng(state["rng"])
+    need = tuple(k for k, part in (("optimizer", optimizer), ("scheduler", scheduler)) if part)
+    weights, state = read_checkpoint(path, need=need)
     meta = read_meta(path)
-    return TrainingState(epoch=int(state["epoch"]), meta=meta)
+    try:
+        unwrap(model).load_state_dict(weights, strict=True)
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        if restore_rng_state:
+            restore_rng(state["rng"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        reason = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{path} does not fit this run: {reason}") from e
+    return TrainingState(epoch=state["epoch"], meta=meta)
+
+
+def checkpoint_candidates(directory: str | Path) -> list[Path]:
+    """The checkpoint folders of a run folder to resume from, in order: the one ``latest``
+    names, then every ``epoch-*`` folder newest first."""
+    directory = Path(directory)
+    candidates = sorted(
+        (p for p in directory.glob("epoch-[0-9]*") if (p / MODEL_FILE).is_file()), reverse=True
+    )
+    try:
+        named = directory / (directory / LATEST).read_text().strip()
+    except (OSError, UnicodeDecodeError, ValueError):  # no pointer, or a damaged one
+        return candidates
+    if named in candidates:
+        candidates = [named] + [c for c in candidates if c != named]
+    return candidates
 
 
 def restore_latest(
@@ -180,25 +262,30 @@ def restore_latest(
 ) -> int:
     """Resume from the newest intact checkpoint of a run folder; returns its epoch (0: none).
 
-    When the latest checkpoint is damaged, older ``epoch-*`` folders are tried, newest first,
-    with a warning naming what was skipped.
+    When the latest checkpoint is damaged (unreadable, entries missing, NaN in its weights),
+    older ones are tried, newest first; one warning names the checkpoint resumed from and
+    each one skipped, with the reason.
     """
     directory = Path(directory)
-    latest = latest_checkpoint(directory)
-    candidates = sorted(directory.glob("epoch-[0-9]*"), reverse=True)
-    if latest is not None:
-        candidates = [latest] + [c for c in candidates if c != latest]
+    candidates = checkpoint_candidates(directory)
+    skipped: list[str] = []
     for path in candidates:
         try:
             state = load_checkpoint(
                 path, model, optimizer=optimizer, scheduler=scheduler, scaler=scaler
             )
         except CheckpointError as e:
-            log.warning("%s; trying an older checkpoint", e)
+            skipped.append(str(e))
             continue
-        if path != latest:
-            log.warning("resuming from %s instead of the damaged latest checkpoint", path.name)
+        if skipped:
+            log.warning(
+                "resuming from %s instead of the damaged latest checkpoint: %s",
+                path.name,
+                "; ".join(skipped),
+            )
         return state.epoch
     if candidates:
-        raise CheckpointError(f"no checkpoint in {directory} can be read; remove them to restart")
+        raise CheckpointError(
+            f"no checkpoint in {directory} can be read ({skipped[0]}); remove them to restart"
+        )
     return 0

@@ -162,7 +162,8 @@ def build_scheduler(
     return LambdaLR(optimizer, factor)
 
 
-def _check_names(model: nn.Module, names: Sequence[str]) -> None:
+def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the top-level children when ``names`` has one that is not."""
     children = [name for name, _ in model.named_children()]
     unknown = [name for name in names if name not in children]
     if unknown:
@@ -181,7 +182,7 @@ def open_layers(model: nn.Module, names: Sequence[str]) -> None:
     """
     if isinstance(names, str):
         raise TypeError(f"names must be a sequence of layer names, got the string {names!r}")
-    _check_names(model, names)
+    check_layer_names(model, names)
     model.train()
     for p in model.parameters(recurse=False):
         p.requires_grad_(False)

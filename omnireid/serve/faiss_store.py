@@ -1,12 +1,14 @@
-"""The default backend: every entry in SQLite, searched with an in-memory FAISS index.
+"""The default backend: every entry in SQLite, searched exactly in memory.
 
 SQLite (``gallery.sqlite`` in the gallery folder) is the single source of truth: WAL journal
 with ``synchronous=FULL``, so a commit is on disk (fsync) before ``add`` or ``remove``
 returns. Each row holds the entry's metadata and its normalised feature as a float32 blob.
-The FAISS index (exact inner product, ids = SQLite row numbers) is derived from it: built in
-memory when the store opens and updated after each commit, so a crash at any moment loses no
-committed row and the next start finds all of them. No pickle: rows are SQL values and JSON.
-The store holds the folder's lock (``folder_lock.FolderLock``) from open to close: one writer.
+The in-memory search is derived from it: a FAISS index of the float32 rows (ids = SQLite row
+numbers) and ``exact.ExactSearch`` over them (an int8 first pass that narrows, then exact
+scores), built when the store opens and updated after each commit, so a crash at any moment
+loses no committed row and the next start finds all of them. No pickle: rows are SQL values
+and JSON. The store holds the folder's lock (``folder_lock.FolderLock``) from open to close:
+one writer.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import faiss
 import numpy as np
 
 from omnireid.errors import IndexFileError
+from omnireid.serve.exact import CHUNK, ExactSearch
 from omnireid.serve.folder_lock import FolderLock
 from omnireid.serve.store import (
     IMPORT_KEY,
@@ -37,25 +39,6 @@ from omnireid.serve.store import (
 
 DB_FILE = "gallery.sqlite"
 SCHEMA_VERSION = 1
-# FAISS scores a batch of queries with one matrix product (BLAS) only from this many queries
-# on (its default here: 128,000); on 100k x 512 with one thread a batch of 4 took 24 ms that
-# way against 52 ms query by query, 8 took 31 vs 98 ms (2 took about the same either way)
-BLAS_FROM = 4
-_BLAS = threading.Lock()  # the threshold is process-wide: set it only around our searches
-
-
-@contextmanager
-def _blas_search() -> Iterator[None]:
-    """FAISS's flat search through BLAS for the queries searched inside this block."""
-    with _BLAS:
-        before = faiss.cvar.distance_compute_blas_threshold
-        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM
-        try:
-            yield
-        finally:
-            faiss.cvar.distance_compute_blas_threshold = before
-
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -81,22 +64,23 @@ class FaissStore:
 
     ``meta`` (``dim``, ``arch``, ``weights_sha256``) is recorded by a new gallery and checked
     against an existing one; ``dim`` is required for a new gallery. A folder another store
-    holds (in any process) is refused with ``UsageError``.
+    holds (in any process) is refused with ``UsageError``. ``chunk``: rows per int8 block of
+    the search (``exact.CHUNK``; small ones in tests).
     """
 
     name = "faiss"
 
-    def __init__(self, folder: str | Path, meta: dict[str, Any]) -> None:
+    def __init__(self, folder: str | Path, meta: dict[str, Any], *, chunk: int = CHUNK) -> None:
         self.lock = FolderLock(folder)  # before anything in the folder is read or written
         try:
-            self._open(meta)
+            self._open(meta, chunk)
         except BaseException:
             if getattr(self, "_db", None) is not None:
                 self._db.close()
             self.lock.release()
             raise
 
-    def _open(self, meta: dict[str, Any]) -> None:
+    def _open(self, meta: dict[str, Any], chunk: int) -> None:
         self.folder = self.lock.folder
         self.path = self.folder / DB_FILE
         try:
@@ -113,7 +97,8 @@ class FaissStore:
         self.dim = int(self.meta["dim"])
         self._write = threading.Lock()  # one writer at a time: SQLite, then the index
         self._rw = ReadWriteLock()  # searches in parallel, never during an index update
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))  # the float32 rows
+        self._exact = ExactSearch(self.dim, self._index.reconstruct_batch, chunk)
         self._entries: dict[int, Entry] = {}
         self._seq: dict[str, int] = {}
         started = time.perf_counter()
@@ -158,6 +143,8 @@ class FaissStore:
                 seqs[i] = row[0]
                 self._remember(row)
             self._index.add_with_ids(feats, seqs)
+            self._exact.add(seqs, feats)
+        self._exact.flush()
 
     def _remember(self, row: tuple) -> None:
         seq, entry_id, _, camera, timestamp, track_id, labels = row
@@ -191,8 +178,10 @@ class FaissStore:
                 self._db.execute("ROLLBACK")
                 raise
             self.meta.update(meta_update or {})
+            seqs = np.array([r[0] for r in rows], np.int64)
             with self._rw.writing():
-                self._index.add_with_ids(x, np.array([r[0] for r in rows], np.int64))
+                self._index.add_with_ids(x, seqs)
+                self._exact.add(seqs, x)
                 for row in rows:
                     self._remember(row)
 
@@ -221,6 +210,7 @@ class FaissStore:
                 raise
             with self._rw.writing():
                 self._index.remove_ids(np.array([seq], np.int64))
+                self._exact.remove(seq)
                 del self._entries[seq], self._seq[entry_id]
         return True
 
@@ -234,16 +224,13 @@ class FaissStore:
             return None if seq is None else self._index.reconstruct(seq)
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Exact (``exact.ExactSearch``); scores are the float32 of the exact products."""
         q = normalized(queries, self.dim, "queries")
         with self._rw.reading():
-            n = int(self._index.ntotal)
-            if n == 0:
-                return [[] for _ in q]
-            with _blas_search() if len(q) >= BLAS_FROM else nullcontext():
-                scores, seqs = self._index.search(q, min(k, n))
-            entries = [[self._entries.get(int(s)) for s in row] for row in seqs]
+            seqs, scores = self._exact.search(q, k)
+            entries = [[self._entries[int(s)] for s in row] for row in seqs]
         return [
-            [Hit(e, float(s)) for e, s in zip(row_e, row_s, strict=True) if e is not None]
+            [Hit(e, float(np.float32(s))) for e, s in zip(row_e, row_s, strict=True)]
             for row_e, row_s in zip(entries, scores, strict=True)
         ]
 
@@ -255,6 +242,7 @@ class FaissStore:
             "database": str(self.path),
             "journal": self.journal,
             "synchronous": "full",
+            "search": "exact, int8 first pass" if self._exact.int8 else "exact, float32 scan",
             "lock": str(self.lock.path),
         }
 

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from omnireid.errors import RequestError, UsageError
 from omnireid.serve.batching import QueryBatcher
 from omnireid.serve.limits import Limits, decode_pixels, open_image
 from omnireid.serve.pixels import PixelBudget, release_free_memory
-from omnireid.serve.store import Entry, VectorStore, check_id, normalized
+from omnireid.serve.store import Entry, Hit, VectorStore, check_id, normalized
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class GalleryService:
         self._search = QueryBatcher(store.search)
         self._counting = threading.Lock()
 
+    def close(self) -> None:
+        """Stop the search thread (after the searches waiting)."""
+        self._search.close()
+
     def count(self, what: str, n: int) -> None:
         with self._counting:
             self.counts[what] += n
@@ -146,15 +151,6 @@ class GalleryService:
             )
         return normalized(np.asarray(rows, np.float32).reshape(-1, self.store.dim), self.store.dim)
 
-    def _queries(self, images: list[str] | None, features: list[list[float]] | None) -> np.ndarray:
-        if (images is None) == (features is None):
-            raise RequestError("give either images or features", 422)
-        if images is not None:
-            return self.embed(images)
-        if not features:
-            raise RequestError("no features given", 422)
-        return self.features(features)
-
     # --- the gallery ---------------------------------------------------------------------
     def enrol(self, items: list[dict[str, Any]]) -> list[str]:
         """Store each item (``image`` or ``feature`` plus metadata); returns their ids once
@@ -184,9 +180,30 @@ class GalleryService:
     ) -> list[dict[str, Any]]:
         """For each query: its ``k`` best matches and, with a threshold, which is the same
         person (``match``: the best hit at or above the threshold, else None)."""
+        self.check_k(k)
+        return self.results(self._search(self.queries(images, features), k))
+
+    def check_k(self, k: int) -> None:
         if not 1 <= k <= self.limits.max_k:
             raise RequestError(f"k must be 1 to {self.limits.max_k}, got {k}", 422)
-        hits = self._search(self._queries(images, features), k)
+
+    def queries(self, images: list[str] | None, features: list[list[float]] | None) -> np.ndarray:
+        """``(N, D)`` normalised queries from images (the model runs) or features."""
+        if (images is None) == (features is None):
+            raise RequestError("give either images or features", 422)
+        if images is not None:
+            return self.embed(images)
+        if not features:
+            raise RequestError("no features given", 422)
+        return self.features(features)
+
+    def search(self, queries: np.ndarray, k: int) -> Future:
+        """A future of the ``k`` best hits of each query, searched together with the queries
+        of other requests waiting at the same time (``batching.QueryBatcher``)."""
+        return self._search.submit(queries, k)
+
+    def results(self, hits: list[list[Hit]]) -> list[dict[str, Any]]:
+        """``identify``'s answer for the hits of each query."""
         self.count("identified", len(hits))
         t = self.threshold.value if self.threshold else None
         results = []

@@ -31,9 +31,10 @@ from omnireid.engine.callbacks import (
 )
 from omnireid.engine.checkpoint import restore_latest
 from omnireid.engine.distributed import init_distributed, rank, unwrap, wrap
+from omnireid.engine.files import disk_error, write_atomic
 from omnireid.engine.lock import RunLock
 from omnireid.engine.loop import Callback, check_amp, fit, training_layout
-from omnireid.engine.optim import build_optimizer
+from omnireid.engine.optim import build_optimizer, check_layer_names
 from omnireid.engine.schedules import LRSchedule, TimeBudget
 from omnireid.errors import ConfigError
 from omnireid.tasks.adapt import adapt_run
@@ -56,14 +57,24 @@ TASKS: dict[str, Callable[[Config], Run]] = {
 }
 
 
+def check_device(device: str) -> None:
+    """``train.device`` must exist on this machine (its form is checked by the config)."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device {device}: this machine has no usable CUDA GPU")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+
+
 def build_run(config: Config) -> Run:
-    """The task's parts of a run (nothing is written yet)."""
-    if config.train.task not in TASKS:
-        raise ConfigError(f"train.task must be one of {sorted(TASKS)}, got {config.train.task!r}")
+    """The task's parts of a run (nothing is written yet). Each setting's own range was
+    checked when the config was made (``omnireid.config``); here, how settings combine."""
     check_amp(config.train.amp, config.train.device)
     t = config.train
-    if t.budget_clock not in ("wall", "cpu"):
-        raise ConfigError(f"train.budget_clock must be wall or cpu, got {t.budget_clock!r}")
     if t.budget_minutes > 0:
         if config.optim.schedule != "cosine":
             raise ConfigError("train.budget_minutes needs optim.schedule=cosine (over time)")
@@ -79,6 +90,7 @@ def fit_from_config(config: Config) -> list[dict[str, Any]]:
     """Train as ``config`` says; returns the records of the epochs run (the last has the
     evaluation). Running it again on the same ``train.out_dir`` resumes where it stopped (with
     the same training config: ``tasks.resume``). One process at a time trains a run folder."""
+    check_device(config.train.device)
     init_distributed(config.train.device)
     lock = RunLock(config.train.out_dir)
     if rank() == 0:
@@ -111,9 +123,13 @@ def _fit(config: Config) -> list[dict[str, Any]]:
         if extension:  # the schedule of the new length, from the epoch reached
             lr_schedule.last_epoch = start - 1
             lr_schedule.step()
+    callbacks = _callbacks(config, run, model, optimizer, lr_schedule, scaler)
     if rank() == 0:  # everything is checked: the run starts
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(out_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
+        except OSError as e:
+            raise disk_error(e, "config.json", out_dir, "the checkpoints are") from e
         if extension:
             record_extension(out_dir, start, extension)
     return fit(
@@ -123,7 +139,7 @@ def _fit(config: Config) -> list[dict[str, Any]]:
         run.loss_fn,
         epochs=o.max_epoch,
         start_epoch=start,
-        callbacks=_callbacks(config, run, model, optimizer, lr_schedule, scaler),
+        callbacks=callbacks,
         device=t.device,
         max_grad_norm=o.max_grad_norm,
         amp=t.amp,
@@ -165,6 +181,11 @@ def _callbacks(
     callbacks: list[Callback] = [SetEpoch(*run.epoch_parts)]
     if o.fixbase_epochs:
         networks = run.networks or [unwrap(model)]
+        for network in networks:
+            try:
+                check_layer_names(network, o.open_layers)
+            except ValueError as e:
+                raise ConfigError(f"optim.open_layers: {e}") from e
         callbacks.append(FreezeBase(networks, o.fixbase_epochs, o.open_layers))
     if t.budget_minutes > 0:
         budget = 60 * t.budget_minutes
@@ -233,7 +254,7 @@ def fit_all_splits(config: Config) -> dict[str, Any]:
     }
     if rank() == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "splits.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(out / "splits.json", json.dumps(summary, indent=2))
     return summary
 
 

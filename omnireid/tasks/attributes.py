@@ -15,6 +15,7 @@ from torch import nn
 
 from omnireid.config import Config
 from omnireid.data.datasets.attributes import (
+    ATTRIBUTE_DATASETS,
     AttributeDataset,
     label_matrix,
     load_attribute_dataset,
@@ -57,6 +58,11 @@ def attributes_run(config: Config) -> Run:
         raise ConfigError("model.mutual is not supported with train.task=attributes")
     if config.data.num_instances:
         raise ConfigError("data.num_instances (identity sampler) does not apply to attributes")
+    if config.data.dataset not in ATTRIBUTE_DATASETS:
+        raise ConfigError(
+            f"data.dataset must be one of {sorted(ATTRIBUTE_DATASETS)} with "
+            f"train.task=attributes, got {config.data.dataset!r}"
+        )
     dataset = load_attribute_dataset(config.data.dataset, config.data.root)
     if not dataset.train or not dataset.test:
         raise ConfigError(f"{dataset.name}: attribute training needs train and test images")

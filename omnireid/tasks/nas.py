@@ -178,10 +178,6 @@ def _check(config: Config) -> None:
         raise ConfigError(
             "train.task=nas: the supernet trains from scratch (TPAMI 4.2); unset weights"
         )
-    if config.search.eval_mode not in ("argmax", "softmax"):
-        raise ConfigError(f"search.eval_mode: 'argmax' or 'softmax', got {config.search.eval_mode}")
-    if config.search.stem_norm not in ("bn", "in"):
-        raise ConfigError(f"search.stem_norm: 'bn' or 'in', got {config.search.stem_norm!r}")
 
 
 def nas_run(config: Config) -> Run:
@@ -193,14 +189,17 @@ def nas_run(config: Config) -> Run:
             generate_world(d.root)
         barrier()
     dataset = load_dataset(d.dataset, d.root)
-    model = build_supernet(
-        config.model.arch,
-        dataset.num_train_pids,
-        stem_norm=s.stem_norm,
-        norm_affine=s.norm_affine,
-        samples=s.samples,
-        eval_mode=s.eval_mode,
-    )
+    try:
+        model = build_supernet(
+            config.model.arch,
+            dataset.num_train_pids,
+            stem_norm=s.stem_norm,
+            norm_affine=s.norm_affine,
+            samples=s.samples,
+            eval_mode=s.eval_mode,
+        )
+    except ValueError as e:
+        raise ConfigError(f"model.arch (train.task=nas): {e}") from e
     arch_lr = o.lr if s.arch_lr is None else s.arch_lr
     arch_group = {
         "params": model.arch_parameters(),

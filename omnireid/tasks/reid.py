@@ -23,7 +23,7 @@ from omnireid.engine.callbacks import CollapseDetector
 from omnireid.engine.distributed import rank
 from omnireid.engine.loop import Callback
 from omnireid.engine.schedules import Ramp
-from omnireid.errors import ConfigError, UsageError
+from omnireid.errors import ConfigError, DatasetLayoutError, UsageError
 from omnireid.evaluation.evaluate import evaluate_model
 from omnireid.losses import embedding_statistics, mutual_losses
 from omnireid.models import build
@@ -61,6 +61,9 @@ def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
     split_dataset = split_dataset_of(config)
     if d.split_id and split_dataset is None:
         raise ConfigError(f"data.split_id applies to {sorted(MULTI_SPLIT)} only")
+    if split_dataset is not None and d.split_id >= MULTI_SPLIT[split_dataset]:
+        last = MULTI_SPLIT[split_dataset] - 1
+        raise ConfigError(f"data.split_id must be within [0, {last}] for {split_dataset}")
 
     def options(name: str) -> dict[str, Any]:
         return {"split_id": d.split_id} if name == split_dataset else {}
@@ -82,6 +85,22 @@ def load_datasets(config: Config) -> tuple[ReIDDataset, ReIDDataset]:
     if d.target_root is None:
         raise ConfigError("data.target needs data.target_root (where that dataset lives)")
     return dataset, load_dataset(d.target, d.target_root, **options(d.target))
+
+
+def check_queries(dataset: ReIDDataset) -> None:
+    """Refuse a test set no query of which can be scored: every query needs a gallery image of
+    its identity from another camera (same-camera matches are not counted), else no CMC or mAP
+    exists."""
+    gallery_cams: dict[int, set[int]] = {}
+    for s in dataset.gallery:
+        gallery_cams.setdefault(s.pid, set()).add(s.camid)
+    if not dataset.query:
+        raise DatasetLayoutError(f"{dataset.name} has no query images to evaluate")
+    if not any(gallery_cams.get(q.pid, set()) - {q.camid} for q in dataset.query):
+        raise DatasetLayoutError(
+            f"no query of {dataset.name} ({len(dataset.query)} images) has a gallery image of "
+            "its identity from another camera: nothing can be evaluated"
+        )
 
 
 def split_dataset_of(config: Config) -> str | None:
@@ -134,8 +153,6 @@ def build_model(config: Config, num_classes: int) -> tuple[nn.Module, dict[str, 
     """The network (or, with ``model.mutual``, two networks from the same initial weights) and,
     when it starts from ``model.weights``, the record of what loaded (``InitReport.as_meta``)."""
     share = config.model.min_loaded_share
-    if not 0.0 <= share <= 1.0:
-        raise ConfigError(f"model.min_loaded_share must be within [0, 1], got {share}")
     networks, report = [], None
     for _ in range(2 if config.model.mutual else 1):
         try:
@@ -168,8 +185,6 @@ def collapse_detector(config: Config) -> list[Callback]:
     action = config.train.collapse
     if action == "off":
         return []
-    if action not in ("warn", "stop"):
-        raise ConfigError(f"train.collapse must be 'warn', 'stop' or 'off', got {action!r}")
     return [CollapseDetector("feat_spread", config.train.collapse_spread, action)]
 
 
@@ -188,11 +203,8 @@ def reid_train_loader(
 
 def reid_run(config: Config) -> Run:
     """The re-ID task's ``Run`` (see ``tasks.common.Run``)."""
-    if config.test.metric not in ("euclidean", "cosine"):
-        raise ConfigError(
-            f"test.metric must be 'euclidean' or 'cosine', got {config.test.metric!r}"
-        )
     dataset, test_dataset = load_datasets(config)
+    check_queries(test_dataset)
     model, init = build_model(config, dataset.num_train_pids)
     own = reid_loss(config)
     loss_fn: Any = own

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from omnireid.config import Config, config_to_dict
-from omnireid.engine.checkpoint import latest_checkpoint
+from omnireid.engine.checkpoint import checkpoint_candidates
+from omnireid.engine.files import disk_error
 from omnireid.errors import ConfigError
 
 # Keys that may differ between a run and its resumption (they do not change what is trained)
@@ -69,34 +70,51 @@ def config_changes(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tup
     return changes
 
 
+def epochs_trained(out_dir: Path) -> int:
+    """The epoch of the newest checkpoint folder of a run (0: none)."""
+    epochs = [p.name.removeprefix("epoch-") for p in checkpoint_candidates(out_dir)]
+    return max((int(e) for e in epochs if e.isascii() and e.isdigit()), default=0)
+
+
 def check_resume(config: Config) -> dict[str, tuple[Any, Any]]:
     """The changes a resumed run accepts (empty when nothing changed or nothing is resumed);
-    raises ``ConfigError`` for a change that would make the resumed run lie about itself."""
+    raises ``ConfigError`` for a change that would make the resumed run lie about itself, and
+    for an extension to fewer epochs than the run has trained."""
     out_dir = Path(config.train.out_dir)
     stored_file = out_dir / "config.json"
-    if not config.train.resume or latest_checkpoint(out_dir) is None or not stored_file.is_file():
+    if not config.train.resume or not checkpoint_candidates(out_dir) or not stored_file.is_file():
         return {}
     try:
         stored = json.loads(stored_file.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"{stored_file} is not valid JSON ({e}); cannot check a resume") from e
+    if not isinstance(stored, dict) or not all(isinstance(v, dict) for v in stored.values()):
+        raise ConfigError(f"{stored_file} is not a run config; cannot check a resume")
+    trained, max_epoch = epochs_trained(out_dir), config.optim.max_epoch
+    if config.train.extend and max_epoch < trained:
+        raise ConfigError(
+            f"--extend: optim.max_epoch {max_epoch} is fewer than the {trained} epochs "
+            f"{out_dir} has trained; an extension only lengthens a run"
+        )
     changes = config_changes(stored, config_to_dict(config))
     if not changes:
         return {}
     listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changes.items()))
     if config.train.extend and set(changes) <= EXTENDABLE:
         return changes
-    extendable = (
-        " (or --extend to continue it with the new length)" if (set(changes) <= EXTENDABLE) else ""
-    )
+    extendable = set(changes) <= EXTENDABLE and max_epoch >= trained
+    hint = " (or --extend to continue it with the new length)" if extendable else ""
     raise ConfigError(
         f"{out_dir} holds a run trained with another config ({listed}): resuming it would train "
-        f"one thing and record another; use another train.out_dir{extendable}"
+        f"one thing and record another; use another train.out_dir{hint}"
     )
 
 
 def record_extension(out_dir: Path, epoch: int, changes: dict[str, tuple[Any, Any]]) -> None:
     """Append what an extension changed, and from which epoch, to ``changes.jsonl``."""
     entry = {"epoch": epoch, "changes": {k: list(v) for k, v in changes.items()}}
-    with open(out_dir / "changes.jsonl", "a") as f:
-        f.write(json.dumps(entry) + "\n")
+    try:
+        with open(out_dir / "changes.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+    except OSError as e:
+        raise disk_error(e, "changes.jsonl", out_dir, "the checkpoints are") from e

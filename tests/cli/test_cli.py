@@ -178,3 +178,103 @@ def test_overrides_may_stand_anywhere_after_the_command():
         parse(["adapt", "--weights", "W", "--out", "X", "a.b=1", "--bogus"])
     with pytest.raises(SystemExit):  # a command without overrides refuses them
         parse(["models", "a.b=1"])
+
+
+# --- numbers the command line refuses before any work ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("evaluate --batch-size 0", "argument --batch-size: must be an integer >= 1, got 0"),
+        ("evaluate --batch-size -4", "argument --batch-size: must be an integer >= 1"),
+        ("evaluate --workers -1", "argument --workers: must be an integer >= 0, got -1"),
+        ("evaluate --threads two", "argument --threads: expected an integer >= 0, got 'two'"),
+        ("evaluate --height 8", "argument --height: must be an integer within [16, 4096]"),
+        ("evaluate --report-topk 0", "argument --report-topk: must be an integer >= 1"),
+        (
+            "calibrate --target-fpr 0",
+            "argument --target-fpr: must be a finite number > 0 and <= 1, got 0",
+        ),
+        (
+            "calibrate --target-fpr nan",
+            "argument --target-fpr: must be a finite number > 0 and <= 1",
+        ),
+        ("index build --hnsw-m 0", "argument --hnsw-m: must be an integer within [2, 256]"),
+        ("index build --hnsw-m 1", "argument --hnsw-m: must be an integer within [2, 256]"),
+        ("index build --nlist 0", "argument --nlist: must be an integer >= 1, got 0"),
+        ("index query --topk 0", "argument --topk: must be an integer >= 1, got 0"),
+        ("export onnx --calib-count 0", "argument --calib-count: must be an integer >= 1"),
+        ("check-pipeline --jpeg-quality 101", "must be an integer within [1, 100], got 101"),
+        ("check-pipeline --limit 0", "argument --limit: must be an integer >= 1, got 0"),
+        ("gates --clusters 0", "argument --clusters: must be an integer >= 1, got 0"),
+        ("gates --seed -1", "argument --seed: must be an integer within [0, 4294967295]"),
+        ("actmap --streams 0", "argument --streams: must be an integer >= 1, got 0"),
+        ("complexity osnet_x0_25 --height 0", "argument --height: must be an integer"),
+        ("complexity osnet_x0_25 --layers 2 0 2", "argument --layers: must be"),
+        ("train --seeds 1 -1", "argument --seeds: must be an integer within [0, "),
+        ("demo --epochs 0", "argument --epochs: must be an integer >= 1, got 0"),
+        ("adapt --minutes -1", "argument --minutes: must be a finite number > 0, got -1"),
+        ("adapt --eval-every -1", "argument --eval-every: must be an integer >= 0"),
+        ("gallery add --camera -1", "argument --camera: must be an integer >= 0"),
+        ("gallery add --timestamp inf", "argument --timestamp: must be a finite number, got inf"),
+        ("gallery identify --timeout 0", "argument --timeout: must be a finite number > 0, got 0"),
+    ],
+)
+def test_a_number_out_of_range_is_one_line_naming_the_flag(capsys, command, message):
+    assert main(command.split()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("omnireid "), err
+    assert ": error: " in err and message in err
+
+
+def test_help_still_prints_and_exits_0(capsys):
+    assert main(["evaluate", "--help"]) == 0
+    assert "--batch-size" in capsys.readouterr().out
+
+
+def test_a_task_flag_that_contradicts_the_config_is_refused(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("train: {task: nas}\n")
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--task", "reid"]) == 2
+    err = capsys.readouterr().err
+    assert f"--task reid contradicts train.task: nas in {tmp_path / 'c.yaml'}" in err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
+        ("train.keep=-1", "train.keep must be an integer >= 0, got -1"),
+        ("train.seed=-1", "train.seed must be an integer within [0, 4294967295], got -1"),
+        ("test.metric=l1", "test.metric must be one of ['euclidean', 'cosine'], got 'l1'"),
+        ("train.device=gpu", "train.device must be cpu, cuda or cuda:N, got 'gpu'"),
+        ('optim.open_layers=["head"]', "optim.open_layers: unknown layer(s) ['head']"),
+    ],
+)
+def test_a_training_setting_out_of_range_is_one_line_and_writes_nothing(
+    tiny_world, tmp_path, capsys, override, message
+):
+    extra = ["optim.fixbase_epochs=1"] if "open_layers" in override else []
+    assert main(["train", *tiny_training(tiny_world, tmp_path, override, *extra)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("omnireid train: error:")]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_exported_model_flag_given_weights_is_refused(tiny_world, toy_weights, capsys):
+    args = ["evaluate", "--onnx", str(toy_weights), "--dataset", "market1501"]
+    assert main([*args, "--root", str(tiny_world)]) == 2
+    assert f"--onnx {toy_weights}: expected a .onnx file" in capsys.readouterr().err
+
+
+def test_an_ivf_index_with_more_cells_than_images_is_refused_before_extraction(
+    tiny_world, toy_weights, tmp_path, capsys
+):
+    args = ["index", "build", "--weights", str(toy_weights), "--images", str(tiny_world / "query")]
+    assert main([*args, "--out", str(tmp_path / "idx"), "--kind", "ivf", "--nlist", "33"]) == 2
+    err = capsys.readouterr().err
+    assert "--nlist 33: an ivf index of 32 images has at most 32 cells" in err
+    assert main([*args, "--out", str(tmp_path / "idx"), "--hnsw-m", "8"]) == 2
+    assert "--hnsw-m applies to --kind hnsw, not flat" in capsys.readouterr().err
+    assert not (tmp_path / "idx").exists()

@@ -11,6 +11,7 @@ from omnireid.engine.callbacks import (
     Evaluator,
     FinalMetrics,
     FreezeBase,
+    read_jsonl,
     truncate_jsonl,
 )
 from omnireid.engine.checkpoint import latest_checkpoint, restore_latest, save_checkpoint
@@ -84,6 +85,24 @@ def test_truncate_jsonl_drops_epochs_after_the_resume_point(tmp_path):
     truncate_jsonl(path, 2)
     assert [json.loads(x)["epoch"] for x in path.read_text().splitlines()] == [1, 2]
     truncate_jsonl(tmp_path / "missing.jsonl", 0)  # nothing to do
+
+
+@pytest.mark.parametrize(
+    "last_line", [b'{"epoch": 3, "loss": 0.', b"\x00\xff\xfe\x80 binary\n", b"[1, 2]\n"]
+)
+def test_a_damaged_last_line_is_dropped_atomically_with_a_warning(tmp_path, caplog, last_line):
+    """A run killed while appending its log: the line cut short (or garbage) is dropped, the
+    rest kept, the file replaced whole (no temporary file left beside it)."""
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(
+        b"".join(json.dumps({"epoch": e}).encode() + b"\n" for e in (1, 2)) + last_line
+    )
+    assert read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}]
+    with caplog.at_level(logging.WARNING, logger="omnireid"):
+        truncate_jsonl(path, 2)
+    assert path.read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
+    assert "dropped 1 damaged line(s)" in caplog.text and str(path) in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["log.jsonl"]
 
 
 def test_final_metrics_writes_the_last_record(tmp_path):

@@ -1,3 +1,5 @@
+import errno
+import logging
 import os
 import random
 import signal
@@ -10,8 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from omnireid.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from omnireid.errors import CheckpointError
+from omnireid.engine import files
+from omnireid.engine.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_latest,
+    save_checkpoint,
+)
+from omnireid.errors import CheckpointError, TrainingError
 from omnireid.models import build
 from omnireid.models.weights import load_weights
 
@@ -88,10 +96,11 @@ def test_a_kill_mid_write_leaves_the_last_good_checkpoint(tmp_path):
         f"""
         import os, signal
         from torch import nn
-        from omnireid.engine import checkpoint
-        def dying_save(*args, **kwargs):
+        from omnireid.engine import checkpoint, files
+        def dying_write(path, data):  # killed with half of the first file on disk
+            path.write_bytes(data[: len(data) // 2])
             os.kill(os.getpid(), signal.SIGKILL)
-        checkpoint.save_file = dying_save
+        files.write_synced = dying_write
         checkpoint.save_checkpoint({str(tmp_path)!r}, nn.Linear(2, 2), epoch=2)
         """
     )
@@ -119,3 +128,93 @@ def test_the_fp16_loss_scale_is_saved_and_restored(tmp_path):
     fresh = torch.amp.GradScaler("cpu")
     load_checkpoint(folder, nn.Linear(3, 2), scaler=fresh)
     assert fresh.get_scale() == 123.0
+
+
+def _two_epochs(folder):
+    """A run folder with the checkpoints of epochs 1 and 2 of a linear layer whose weights
+    are all 1.0 and 2.0, an SGD optimiser and a schedule."""
+    model, opt, sched = _setup()
+    for epoch in (1, 2):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(epoch))
+        save_checkpoint(folder, model, epoch, optimizer=opt, scheduler=sched)
+    return model, opt, sched
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("no-optimizer", "lacks ['optimizer']"),
+        ("no-epoch", "lacks ['epoch']"),
+        ("not-a-dict", "not a training state"),
+        ("nan-weight", "NaN or infinite values in 1 tensor(s)"),
+        ("binary-meta", "meta.json is not valid JSON"),
+    ],
+)
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog, damage, reason):
+    _two_epochs(tmp_path)
+    newest = tmp_path / "epoch-0002"
+    state = torch.load(newest / "state.pt", weights_only=True)
+    if damage == "no-optimizer":
+        del state["optimizer"]
+    elif damage == "no-epoch":
+        del state["epoch"]
+    elif damage == "not-a-dict":
+        state = [1, 2, 3]
+    torch.save(state, newest / "state.pt")
+    if damage == "nan-weight":
+        from safetensors.torch import load_file, save_file
+
+        weights = load_file(newest / "model.safetensors")
+        weights["0.weight"][3, 1] = float("nan")
+        save_file(weights, newest / "model.safetensors")
+    if damage == "binary-meta":
+        (newest / "meta.json").write_bytes(b"\xff\xfe\x00garbage")
+    model, opt, sched = _setup(seed=5)
+    with caplog.at_level(logging.WARNING, logger="omnireid"):
+        assert restore_latest(tmp_path, model, optimizer=opt, scheduler=sched) == 1
+    assert all(torch.equal(p, torch.ones_like(p)) for p in model.parameters())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings  # one line says it
+    assert "resuming from epoch-0001 instead of the damaged latest" in warnings[0]
+    assert str(newest) in warnings[0] and reason in warnings[0]
+
+
+def test_a_damaged_latest_pointer_falls_back_to_the_newest_folder(tmp_path):
+    _two_epochs(tmp_path)
+    (tmp_path / "latest").write_bytes(b"\x80\x81 not text")
+    model, opt, sched = _setup(seed=5)
+    assert restore_latest(tmp_path, model, optimizer=opt, scheduler=sched) == 2
+    assert all(torch.equal(p, torch.full_like(p, 2.0)) for p in model.parameters())
+
+
+def test_no_intact_checkpoint_is_one_error_naming_the_folder(tmp_path):
+    _two_epochs(tmp_path)
+    for name in ("epoch-0001", "epoch-0002"):
+        (tmp_path / name / "state.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=f"no checkpoint in {tmp_path} can be read"):
+        restore_latest(tmp_path, _setup()[0])
+
+
+def test_a_full_disk_names_the_folder_and_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
+    model, opt, sched = _two_epochs(tmp_path)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    written = []
+
+    def full_disk(path, data):  # the disk fills up half-way through the second file
+        if written:
+            path.write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(path)
+        path.write_bytes(data)
+
+    monkeypatch.setattr(files, "write_synced", full_disk)
+    with pytest.raises(TrainingError) as error:
+        save_checkpoint(tmp_path, model, 3, optimizer=opt, scheduler=sched, keep=2)
+    message = str(error.value)
+    assert f"could not write the checkpoint of epoch 3 in {tmp_path}" in message
+    assert "No space left on device" in message and "free some space" in message
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing half-written left, nothing earlier removed or changed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001", "epoch-0002", "latest"]

@@ -47,6 +47,7 @@ def test_health_is_open_and_the_rest_needs_a_key(http):
     stats = http.get("/stats", headers=READ).json()
     assert stats["backend"] == "faiss" and stats["dim"] == 512
     assert stats["threshold"]["value"] == THRESHOLD and stats["store"]["journal"] == "wal"
+    assert stats["store"]["search"] == "exact, int8 first pass"
 
 
 def test_answers_do_not_wait_for_delayed_acks(http):
@@ -56,6 +57,17 @@ def test_answers_do_not_wait_for_delayed_acks(http):
     for _ in range(20):
         http.get("/health")
     assert time.perf_counter() - start < 0.5
+
+
+def test_identify_needs_a_key_and_refuses_bodies_that_are_not_json(http):
+    body = {"features": [[1.0] * 512]}
+    answer = http.post("/identify", json=body)
+    assert answer.status_code == 401 and "X-API-Key" in answer.json()["detail"]
+    answer = http.post("/identify", json=body, headers={"X-API-Key": "y" * 20})
+    assert answer.status_code == 401 and answer.json()["detail"] == "unknown API key"
+    answer = http.post("/identify", content=b"{not json", headers=READ)
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("body")
+    assert http.post("/identify", content=b"", headers=READ).status_code == 422
 
 
 def test_a_read_key_cannot_change_the_gallery(http):
@@ -176,6 +188,10 @@ def test_a_tiff_is_not_decoded(http):
         ("/gallery", {"items": [{"feature": [1.0] * 512, "timestamp": 2**70}]}, 422, "timestamp"),
         ("/gallery", {"items": [{"feature": [1.0] * 512, "timestamp": -1.7e18}]}, 422, "timestamp"),
         ("/identify", {"features": [[1.0] * 512], "k": 2**70}, 422, "k must be 1 to 100"),
+        ("/identify", {"features": [[1.0] * 512], "k": 0}, 422, "body.k: Input should be greater"),
+        ("/identify", {"features": [[1.0] * 512], "extra": 1}, 422, "body.extra: Extra inputs"),
+        ("/identify", {"features": [["a"] * 512]}, 422, "body.features.0.0: Input should be"),
+        ("/identify", {"features": []}, 422, "no features given"),
         ("/gallery", {"items": [{"feature": [1.0] * 512, "extra": 1}]}, 422, "items.0.extra"),
         ("/gallery", {"items": []}, 422, "items"),
     ],
@@ -268,3 +284,5 @@ def test_openapi_describes_every_endpoint(http):
         paths
     )
     assert set(paths["/gallery/{entry_id}"]) == {"get", "delete"}
+    body = paths["/identify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"images", "features", "k"} == set(body["properties"])  # the route reads it itself

@@ -1,11 +1,20 @@
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 
+from omnireid.serve.app import create_app
+from omnireid.serve.auth import ApiKeys
 from omnireid.serve.batching import QueryBatcher
+from omnireid.serve.faiss_store import FaissStore
+from omnireid.serve.service import GalleryService, Threshold
 from omnireid.serve.store import Entry, Hit
+from tests.serve.conftest import LIMITS
+from tests.serve.helpers import READ_KEY, WRITE_KEY, serving_in_thread
+
+READ, WRITE = {"X-API-Key": READ_KEY}, {"X-API-Key": WRITE_KEY}
 
 
 class SlowSearch:
@@ -71,3 +80,87 @@ def test_a_failing_request_does_not_fail_the_ones_batched_with_it():
     assert out["good"][0][0].entry.id == "5/0"
     with pytest.raises(ValueError, match="negative"):
         batcher(np.array([[-3, 0.0]], np.float32), 1)
+
+
+def test_a_cancelled_request_is_skipped_and_a_large_one_searched_alone():
+    search, out = SlowSearch(), {}
+    batcher = QueryBatcher(search, max_batch=4)
+    threads = [submit(batcher, [0], 1, out, "first")]
+    time.sleep(0.2)
+    gone = batcher.submit(np.array([[7, 0.0]], np.float32), 1)
+    assert gone.cancel()  # its client left before the search began
+    threads += [submit(batcher, [1, 2, 3, 4, 5], 1, out, "large")]
+    time.sleep(0.1)
+    threads += [submit(batcher, [6], 1, out, "small")]
+    time.sleep(0.2)
+    search.release.set()
+    for t in threads:
+        t.join(10)
+    # the 5-row request is over max_batch: it goes alone, the 1-row one after it
+    assert [rows for rows, _ in search.calls] == [[0], [1, 2, 3, 4, 5], [6]]
+    assert [row[0].entry.id for row in out["large"]] == ["1/0", "2/0", "3/0", "4/0", "5/0"]
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.submit(np.zeros((1, 2), np.float32), 1)
+
+
+def axis_query(a: int, b: int, c: int, dim: int = 512) -> list[float]:
+    """3 e_a + 2 e_b + e_c, normalised: it scores 3, 2 and 1 over sqrt(14) on axes a, b, c."""
+    q = np.zeros(dim)
+    q[[a, b, c]] = 3, 2, 1
+    return (q / np.sqrt(14)).tolist()
+
+
+def test_concurrent_identify_requests_get_what_each_gets_alone(toy_extractor, tmp_path):
+    """Through HTTP: 12 requests sent while a search runs share the next one, and each gets
+    the top 5 worked out by hand (the gallery: the first 300 unit axes, ids "e<axis>")."""
+    store = FaissStore(tmp_path, {"dim": 512, "arch": toy_extractor.arch}, chunk=64)
+    held, search = threading.Event(), store.search
+
+    def first_waits(queries, k):
+        held.wait(10)
+        return search(queries, k)
+
+    store.search = first_waits  # the service's batcher calls this
+    service = GalleryService(store, toy_extractor, Threshold(0.5), LIMITS)
+    keys = ApiKeys.from_keys([READ_KEY], [WRITE_KEY])
+    axes = np.eye(300, 512)
+    with serving_in_thread(create_app(service, keys)) as url:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for s in range(0, 300, 100):  # 4 int8 chunks of 64 rows and a tail of 44
+                items = [{"feature": axes[i].tolist(), "id": f"e{i}"} for i in range(s, s + 100)]
+                answer = http.post("/gallery", json={"items": items}, headers=WRITE)
+                assert answer.status_code == 201
+        triples = [(5 + i, 290 - 7 * i, 100 + 3 * i) for i in range(13)]
+        out: dict[int, dict] = {}
+
+        def identify(i: int) -> None:
+            body = {"features": [axis_query(*triples[i])], "k": 5}
+            with httpx.Client(base_url=url, timeout=60) as http:
+                out[i] = http.post("/identify", json=body, headers=READ).json()
+
+        first = threading.Thread(target=identify, args=(0,))
+        first.start()
+        time.sleep(0.3)  # the first search has begun and waits
+        rest = [threading.Thread(target=identify, args=(i,)) for i in range(1, 13)]
+        for t in rest:
+            t.start()
+        time.sleep(1.0)  # all twelve are waiting for the next search
+        held.set()
+        for t in [first, *rest]:
+            t.join(30)
+        alone = {}
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in range(13):
+                body = {"features": [axis_query(*triples[i])], "k": 5}
+                alone[i] = http.post("/identify", json=body, headers=READ).json()
+            counts = http.get("/stats", headers=READ).json()["counts"]
+    for i, (a, b, c) in enumerate(triples):
+        (result,) = out[i]["results"]
+        rest_of_them = [x for x in range(300) if x not in (a, b, c)][:2]  # score 0: in order
+        assert [m["id"] for m in result["matches"]] == [f"e{x}" for x in (a, b, c, *rest_of_them)]
+        expected = [3 / np.sqrt(14), 2 / np.sqrt(14), 1 / np.sqrt(14), 0.0, 0.0]
+        np.testing.assert_allclose([m["score"] for m in result["matches"]], expected, atol=1e-6)
+        assert result["match"] == f"e{a}" and out[i]["threshold"] == 0.5
+        assert out[i] == alone[i]  # the same answer, score for score
+    assert counts["identified"] == 26 and counts["searches"] == 1 + 1 + 13

@@ -8,7 +8,7 @@ import pytest
 
 from omnireid.errors import IndexFileError, RequestError, UsageError
 from omnireid.serve import backends
-from omnireid.serve.faiss_store import DB_FILE
+from omnireid.serve.faiss_store import DB_FILE, FaissStore
 from omnireid.serve.store import Entry
 from tests.serve.helpers import unit_rows
 
@@ -152,18 +152,22 @@ def test_an_index_built_by_omnireid_index_build_is_imported(tmp_path):
 
 
 def test_a_batch_of_queries_gets_what_each_query_gets_alone(tmp_path):
-    import faiss
-
-    store = open_store("faiss", tmp_path, META)
-    store.add(entries(200), unit_rows(200, 16, seed=12))
+    store = FaissStore(tmp_path, META, chunk=32)  # 6 int8 chunks and a float32 tail of 8
+    feats = unit_rows(200, 16, seed=12)
+    store.add(entries(200), feats)
     queries = unit_rows(8, 16, seed=13)
-    before = faiss.cvar.distance_compute_blas_threshold
-    batched = store.search(queries, k=5)  # 8 queries: one matrix product
-    assert faiss.cvar.distance_compute_blas_threshold == before  # the process-wide setting
-    for q, row in zip(queries, batched, strict=True):
+    batched = store.search(queries, k=5)
+    expected = np.argsort(-(queries.astype(np.float64) @ feats.T.astype(np.float64)), axis=1)
+    for q, row, best in zip(queries, batched, expected, strict=True):
         alone = store.search(q[None], k=5)[0]
         assert [h.entry.id for h in row] == [h.entry.id for h in alone]
-        np.testing.assert_allclose([h.score for h in row], [h.score for h in alone], atol=1e-5)
+        assert [h.entry.id for h in row] == [f"p{i}" for i in best[:5]]
+        assert [h.score for h in row] == [h.score for h in alone]  # bit for bit
+    store.close()
+    store = FaissStore(tmp_path, META, chunk=32)  # reopened: every row in int8 chunks
+    assert [[h.entry.id for h in r] for r in store.search(queries, k=5)] == [
+        [h.entry.id for h in r] for r in batched
+    ]
     store.close()
 
 

@@ -177,7 +177,9 @@ def test_the_triplet_term_can_start_after_some_epochs_of_ce_alone(tiny_world: Pa
     assert [r["triplet_weight"] for r in records] == [0.0, 0.0, 0.5]
     assert "triplet" not in records[1] and records[2]["triplet"] > 0
     bad = [*overrides, "loss.triplet_start_epoch=-1", f"train.out_dir={tmp_path / 'bad'}"]
-    with pytest.raises(ConfigError, match=r"loss\.triplet_start_epoch must be >= 0, got -1"):
+    with pytest.raises(
+        ConfigError, match=r"loss\.triplet_start_epoch must be an integer >= 0, got -1"
+    ):
         fit_from_config(load_config(None, bad))
 
 

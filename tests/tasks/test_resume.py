@@ -19,6 +19,7 @@ from omnireid.errors import ConfigError
 from omnireid.tasks import fit_from_config
 from omnireid.tasks.resume import config_changes
 from tests.conftest import tiny_training
+from tests.engine.helpers import lock_holder
 
 
 @pytest.fixture
@@ -77,16 +78,12 @@ def test_a_section_only_another_task_reads_is_not_compared():
     assert config_changes(adapt, {"train": {"task": "adapt"}}) == {"adapt.eps": (0.6, 0.5)}
 
 
-def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(tmp_path: Path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        owner = {"host": socket.gethostname(), "pid": sleeper.pid, "started": time.time()}
-        (tmp_path / ".lock").write_text(json.dumps(owner))
-        with pytest.raises(RunLockedError, match=f"process {sleeper.pid}"):
-            RunLock(tmp_path).acquire()
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(
+    tiny_world: Path, tmp_path: Path
+):
+    with lock_holder(tmp_path) as holder, pytest.raises(RunLockedError, match=f"{holder.pid}"):
+        fit_from_config(load_config(None, tiny_training(tiny_world, tmp_path)))
+    assert not (tmp_path / "config.json").exists()
 
 
 def test_a_stale_lock_is_taken_over_and_a_run_releases_its_own(tmp_path: Path, caplog):
