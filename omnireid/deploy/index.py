@@ -102,6 +102,13 @@ class GalleryIndex:
             raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
         if dim < 1:
             raise ValueError(f"feature dimension must be positive, got {dim}")
+        if hnsw_m < 2 or nprobe < 1 or ef_construction < 1 or ef_search < 1:  # FAISS aborts
+            raise ValueError(
+                f"index parameters out of range: hnsw_m {hnsw_m} (>= 2), nprobe {nprobe}, "
+                f"ef_construction {ef_construction}, ef_search {ef_search} (>= 1)"
+            )
+        if nlist is not None and nlist < 1:
+            raise ValueError(f"nlist must be >= 1, got {nlist}")
         self.dim, self.kind, self.metric, self.normalize = int(dim), kind, metric, normalize
         self.params = dict(nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m)
         self.params.update(ef_construction=ef_construction, ef_search=ef_search)

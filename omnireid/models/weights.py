@@ -47,8 +47,12 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     directory = Path(directory)
     pointer = directory / LATEST
     if pointer.is_file():
-        path = directory / pointer.read_text().strip()
-        if (path / MODEL_FILE).is_file():
+        try:
+            name = pointer.read_text().strip()
+        except (UnicodeDecodeError, OSError):
+            return None  # a damaged pointer names nothing
+        path = directory / name
+        if name and (path / MODEL_FILE).is_file():
             return path
     return None
 

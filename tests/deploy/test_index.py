@@ -268,3 +268,10 @@ def test_cli_index_build_and_query(tmp_path, capsys, tiny_world, monkeypatch):
     query = ["index", "query", "--index", str(out), "--query", queries[0]]
     assert main([*query, "--weights", str(other)]) == 2
     assert "differs from the weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options", [{"hnsw_m": 1}, {"hnsw_m": 0}, {"nprobe": 0}, {"nlist": 0}])
+def test_index_parameters_faiss_would_abort_on_are_refused(options):
+    # FAISS aborts the process for HNSW M = 0 and crashes for M = 1: refuse before building
+    with pytest.raises(ValueError, match=r"out of range|nlist must be"):
+        GalleryIndex(8, kind="hnsw" if "hnsw_m" in options else "ivf", **options)

@@ -76,3 +76,13 @@ def test_unknown_shapes_and_wrong_kinds_are_clear_errors(tmp_path):
         load_for_inference(tmp_path / "attr.safetensors")
     model, _ = load_for_inference(tmp_path / "attr.safetensors", task=None)
     assert model.num_attributes == 3
+
+
+def test_a_run_whose_latest_pointer_is_binary_names_no_checkpoint(tmp_path):
+    from omnireid.errors import CheckpointError
+    from omnireid.models.weights import latest_checkpoint
+
+    (tmp_path / "latest").write_bytes(b"\xff\xfe\x00garbage")
+    assert latest_checkpoint(tmp_path) is None
+    with pytest.raises(CheckpointError, match="neither a run folder"):
+        load_for_inference(tmp_path)

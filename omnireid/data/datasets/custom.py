@@ -51,7 +51,7 @@ def read_folders(root: Path) -> Splits:
         bad += [f"{split}/{p.name} (not in a PID folder)" for p in folder_images(folder)]
         splits[split] = []
         for pid_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-            if not pid_dir.name.isdigit():
+            if not (pid_dir.name.isascii() and pid_dir.name.isdigit()):
                 bad.append(f"{split}/{pid_dir.name}/ (PID folders are named by integers)")
                 continue
             for img in folder_images(pid_dir):
@@ -79,7 +79,13 @@ def read_csv(path: Path) -> Splits:
             )
         for lineno, row in enumerate(reader, start=2):
             split, pid, cam = (row[c].strip() for c in ("split", "pid", "camid"))
-            if split not in SPLITS or not pid.isdigit() or not cam.lstrip("-").isdigit():
+            digits = pid.isascii() and cam.isascii()  # "²".isdigit() is True, int("²") fails
+            if (
+                not digits
+                or split not in SPLITS
+                or not pid.isdigit()
+                or not cam.lstrip("-").isdigit()
+            ):
                 raise DatasetLayoutError(
                     f"{path}:{lineno}: expected split in {SPLITS} and integer pid, camid; "
                     f"found {row}"

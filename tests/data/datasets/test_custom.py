@@ -55,9 +55,12 @@ def test_folder_layout_mistakes(tmp_path: Path) -> None:
     write_tree(tmp_path, {"train": ["0001/c1_a.jpg"], "query": ["0002/c1_q.jpg"]})
     with pytest.raises(DatasetLayoutError, match="gallery/ folder"):
         custom(tmp_path)
-    write_tree(tmp_path, {"gallery": ["0002/c2_g.jpg", "bob/c1_x.jpg", "0002/nocam.jpg"]})
+    write_tree(
+        tmp_path,
+        {"gallery": ["0002/c2_g.jpg", "bob/c1_x.jpg", "0002/nocam.jpg", "\u00b2/c1_y.jpg"]},
+    )
     Image.new("RGB", (4, 8)).save(tmp_path / "gallery" / "loose_c1.jpg")
-    with pytest.raises(DatasetLayoutError, match="3 unexpected entries") as err:
+    with pytest.raises(DatasetLayoutError, match="4 unexpected entries") as err:
         custom(tmp_path)
     for problem in ("bob/ (PID folders", "nocam.jpg (no c<N>", "loose_c1.jpg (not in a PID"):
         assert problem in str(err.value)
@@ -116,6 +119,9 @@ def test_csv_mistakes(tmp_path: Path) -> None:
         custom(write_csv(tmp_path, ["train,images/all/zz.jpg,1,0"]))
     with pytest.raises(DatasetLayoutError, match="CSV file"):
         custom(tmp_path / "missing.csv")
+    # superscript two is a digit to str.isdigit but not to int(): refused, not a traceback
+    with pytest.raises(DatasetLayoutError, match=r"data\.csv:2: expected split in"):
+        custom(write_csv(tmp_path, ["train,images/all/a.jpg,\u00b2,0"]))
 
 
 def test_an_image_listed_twice_is_refused_naming_its_lines(tmp_path: Path, capsys) -> None:
