@@ -38,7 +38,8 @@ from zoo_entry import write_zoo_entry
 from omnireid.cli import main as omnireid
 from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
-from omnireid.engine.callbacks import LOG_FILE, read_jsonl
+from omnireid.engine.callbacks import read_jsonl
+from omnireid.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -67,7 +68,7 @@ def adapt(args: argparse.Namespace, out: Path, extra: list[str]) -> dict:
         "data.cache_images=true",  # Market's 12,936 train images decoded once: 318 MB
         *extra,
     ]  # fmt: skip
-    log = out / LOG_FILE
+    log = RunDir(out).log
     resumed = len(read_jsonl(log)) if log.is_file() else 0
     code, took = timed(omnireid, command)
     if code:
@@ -81,7 +82,7 @@ def curve(run: Path, every: int, market: dict) -> list[dict]:
     """Every ``every``-th round's checkpoint (and the last) tested on Market-1501, with the
     round's clustering statistics and the budget spent by its end (kept in RUN/curve.json:
     a rerun tests only rounds not tested yet)."""
-    log = read_jsonl(run / LOG_FILE)
+    log = read_jsonl(RunDir(run).log)
     cache = run / "curve.json"
     tested = {p["round"]: p for p in json.loads(cache.read_text())} if cache.is_file() else {}
     points = []
@@ -120,7 +121,7 @@ def to_zoo(args: argparse.Namespace, run: Path, minutes: float, final: dict, sco
         f"the reference MSMT17 OSNet x0.25 adapted to Market-1501 without labels by omnireid "
         f"adapt (AdaBN + clustering self-training), {minutes:g} {args.clock} minutes, 256x128"
     )
-    log = read_jsonl(run / LOG_FILE)
+    log = read_jsonl(RunDir(run).log)
     took = json.loads((run / "timing.json").read_text())
     # a resumed run's process time misses the rounds before the resume; its budget does not
     spent = log[-1]["budget_used"] * minutes if "resumed_after_round" in took else took["wall_min"]

@@ -1,4 +1,11 @@
-"""Inference images/s of the fast path against the plain model and the reference package.
+"""Inference images/s of the PyTorch fast path's variants against the plain model and the
+reference package.
+
+``omnireid bench`` (``omnireid.deploy.bench``) measures every deployable path (fast fp32 and
+bf16, ONNX Runtime fp32/int8, OpenVINO fp32/bf16/int8) with peaks per instruction class; this
+script keeps what it does not: PyTorch-internal variants (channels_last, ``level_streams``) and
+one timing window per path (not alternating rounds), with the fp32 FMA peak of
+``deploy.peak`` (it used a 2048^3 matmul before, which reaches ~40% of the FMA units here).
 
 Same weights (random, with BN statistics randomised), 256x128 input, fp32, torch's default
 threads. For each architecture and batch size it prints images/s of: the reference
@@ -8,9 +15,9 @@ ratios are against the reference measured in the same run (else our plain model)
 largest feature difference of each path against the plain model.
 With ``--onnx`` it adds ONNX Runtime (fp32, and int8 QDQ calibrated on ``--calib`` real images
 when ../shared has Market-1501, else on random ones: the speed is what counts here; the mAP
-cost is ``benchmarks/quantized_market.py``'s). It also measures this CPU's fp32 GEMM peak
-(a 2048^3 matmul) and prints each path's achieved GFLOP/s (2 x mult-adds x images/s) as a
-fraction of it. ONNX Runtime runs last: its idle worker threads spin and would slow torch.
+cost is ``benchmarks/quantized_market.py``'s). It also measures this CPU's fp32 FMA peak
+(``deploy.peak``) and prints each path's achieved GFLOP/s (2 x mult-adds x images/s) as a
+fraction of it (of the int8 VNNI peak for int8). ONNX Runtime runs last.
 Usage: python benchmarks/fast_inference.py [--arch osnet_x0_25 osnet_x1_0] [--batch 1 32]
        [--onnx]
 """
@@ -22,12 +29,12 @@ import os
 import platform
 import tempfile
 import time
-import warnings
 
 import torch
 from common import random_model
 from torch import nn
 
+from omnireid.deploy.bench import measure_peaks, reference_model
 from omnireid.models import build
 from omnireid.models.complexity import count_complexity
 from omnireid.models.fused import optimize_for_inference
@@ -42,17 +49,6 @@ def images_per_second(fn, x: torch.Tensor, min_seconds: float = 3.0) -> float:
             fn(x)
             count += x.shape[0]
     return count / (time.perf_counter() - start)
-
-
-def gemm_peak_gflops(n: int = 2048, seconds: float = 3.0) -> float:
-    """Achieved fp32 GFLOP/s of a large square matmul: the CPU's practical peak."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def calibration_images(count: int, height: int = 256, width: int = 128) -> torch.Tensor:
@@ -85,16 +81,6 @@ def onnx_paths(model: nn.Module, calib: int, folder: str) -> dict[str, object]:
     return out
 
 
-def reference_model(arch: str) -> nn.Module | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from torchreid.reid.models import osnet
-    except ImportError:
-        return None
-    return getattr(osnet, arch)(num_classes=10, pretrained=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arch", nargs="+", default=["osnet_x0_25", "osnet_x1_0"])
@@ -103,20 +89,21 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=256, help="int8 calibration images")
     args = parser.parse_args()
     tune_allocator()
-    peak = gemm_peak_gflops()
+    peaks = measure_peaks(torch.get_num_threads())
+    peak = peaks["fp32"].gops if peaks["fp32"] else float("nan")
+    int8_peak = peaks["int8"].gops if peaks["int8"] else float("nan")
     print(
         f"machine: {platform.machine()} {platform.processor()} {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32, 256x128; "
-        f"fp32 GEMM peak {peak:.0f} GFLOP/s"
+        f"fp32 FMA peak {peak:.0f} GFLOP/s, int8 VNNI peak {int8_peak:.0f} Gop/s"
     )
     tmp = tempfile.mkdtemp()
     for arch in args.arch:
         model = random_model(arch)
-        ref = reference_model(arch)
+        ref = reference_model(model)
         paths = {}
         if ref is not None:
-            ref.load_state_dict(_to_reference(model, ref))
-            paths["reference (torchreid)"] = ref.eval()
+            paths["reference (torchreid)"] = ref
         paths["plain"] = model
         plain_cl = build(arch, num_classes=10).eval()
         plain_cl.load_state_dict(model.state_dict())
@@ -137,31 +124,14 @@ def main() -> None:
             for name, fn in paths.items():
                 ips = images_per_second(fn, x)
                 base = base or ips
+                top = int8_peak if name.endswith("int8") else peak
                 with torch.inference_mode():
                     diff = (fn(x) - expected).abs().max().item()
                 print(
                     f"{arch:<12} batch {batch:>3}  {name:<22} {ips:8.1f} img/s  "
                     f"x{ips / base:5.2f}  max|diff| {diff:.1e}  "
-                    f"{ips * gflop:5.1f} GFLOP/s = {100 * ips * gflop / peak:4.1f}% peak"
+                    f"{ips * gflop:5.1f} GFLOP/s = {100 * ips * gflop / top:4.1f}% peak"
                 )
-
-
-def _to_reference(model: nn.Module, ref: nn.Module) -> dict[str, torch.Tensor]:
-    """Our state_dict renamed to the reference osnet.py layout (inverse of weights.py)."""
-    streams = "abcd"
-    out = {}
-    for k, v in model.state_dict().items():
-        parts = k.split(".")
-        if len(parts) > 5 and parts[2] == "conv2" and parts[4] == "layers":
-            t, j, rest = int(parts[3]), parts[5], ".".join(parts[6:])
-            k = f"{parts[0]}.{parts[1]}.conv2{streams[t]}." + (f"{j}.{rest}" if t else rest)
-        elif parts[0] in ("pool2", "pool3"):
-            k = f"conv{parts[0][-1]}.2." + ".".join(parts[1:])
-        out[k] = v
-    missing = set(ref.state_dict()) - set(out)
-    if missing:
-        raise RuntimeError(f"layout conversion incomplete: {sorted(missing)[:5]}")
-    return out
 
 
 if __name__ == "__main__":

@@ -1,59 +1,28 @@
-"""OpenVINO fp32 against ONNX Runtime fp32 on this CPU: images/s of the same exported graph.
+"""OpenVINO (fp32, bf16, int8) against ONNX Runtime fp32 on this CPU: images/s and ratios.
 
     python benchmarks/openvino_inference.py [--arch osnet_x0_25 osnet_x1_0] [--batch 1 32]
            [--rounds 3 --seconds 2] [--threads N]
 
-For each architecture the model (random weights, random BN statistics) is exported once to
-ONNX (``export_onnx``); ONNX Runtime runs that file (``open_session``, workers not spinning)
-and OpenVINO the IR made from it (``Core.read_model``), compiled for the CPU by
-``compile_openvino`` with an f32 precision hint, and once more in bf16. They are timed in
-alternating rounds of ``--seconds`` each and the median round is reported, with the ratio to
-ONNX Runtime and the largest feature difference against PyTorch. All use ``--threads``
-threads (default: torch's count). "openvino bf16" is OpenVINO's own default on CPUs with bf16
-units (AMX, AVX512-BF16): faster there, but its features miss PyTorch's by ~1e-1, not 1e-4.
+A view of ``omnireid bench`` (``omnireid.deploy.bench``, which it calls): the same seeded
+random model exported once to ONNX; ONNX Runtime runs the file (workers not spinning), OpenVINO
+the IR read from it, compiled for the CPU with an f32 hint, a bf16 hint, and its NNCF int8
+copy (calibrated on random images: speed only; ``benchmarks/quantized_market.py`` has the
+accuracy). Alternating rounds of ``--seconds`` each, median round, all with ``--threads``
+threads (default: torch's count). Printed per path: images/s, the ratio to ONNX Runtime fp32
+and the fraction of the precision's peak. "openvino bf16" is OpenVINO's own default on CPUs
+with bf16 units (AMX, AVX512-BF16); omnireid compiles with an explicit hint either way.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import tempfile
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
-from common import random_model
-from torch import nn
+from common import machine
 
-from omnireid.deploy.onnx import INPUT_NAME, export_onnx, open_session
-from omnireid.deploy.openvino import compile_openvino
+from omnireid.deploy.bench import bench, format_row, measure_peaks
 
-Run = Callable[[np.ndarray], np.ndarray]
-
-
-def images_per_second(run: Run, x: np.ndarray, seconds: float) -> float:
-    run(x)  # warm-up (first-call allocations, OpenVINO's shape inference)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        run(x)
-        count += len(x)
-    return count / (time.perf_counter() - start)
-
-
-def runners(model: nn.Module, folder: Path, threads: int) -> dict[str, Run]:
-    path = export_onnx(model, folder / f"{model.arch}.onnx")
-    session = open_session(path, threads=threads)
-    f32 = compile_openvino(path, "cpu", threads=threads)
-    bf16 = compile_openvino(path, "cpu", threads=threads, precision="bf16")
-    return {
-        "onnxruntime": lambda x: session.run(None, {INPUT_NAME: x})[0],
-        "openvino": lambda x: f32([x])[0],
-        "openvino bf16": lambda x: bf16([x])[0],
-    }
+PATHS = ("onnxruntime fp32", "openvino fp32", "openvino bf16", "openvino int8")
 
 
 def main() -> None:
@@ -64,37 +33,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     import onnxruntime
     import openvino
 
     print(
-        f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-        f"{args.threads} threads; onnxruntime {onnxruntime.__version__}, openvino "
-        f"{openvino.__version__}; fp32, 256x128, median of {args.rounds} alternating rounds"
+        f"machine: {machine()}; onnxruntime {onnxruntime.__version__}, openvino "
+        f"{openvino.__version__}; 256x128, median of {args.rounds} alternating rounds"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        for arch in args.arch:
-            model = random_model(arch)
-            runs = runners(model, Path(tmp), args.threads)
-            for batch in args.batch:
-                x = torch.randn(batch, 3, 256, 128, generator=torch.Generator().manual_seed(1))
-                with torch.inference_mode():
-                    expected = model(x).numpy()
-                x = x.numpy()
-                rounds: dict[str, list[float]] = {name: [] for name in runs}
-                for _ in range(args.rounds):
-                    for name, run in runs.items():
-                        rounds[name].append(images_per_second(run, x, args.seconds))
-                speed = {name: statistics.median(r) for name, r in rounds.items()}
-                for name, run in runs.items():
-                    diff = float(np.abs(run(x) - expected).max())
-                    print(
-                        f"{arch:<12} batch {batch:>3}  {name:<12} {speed[name]:7.1f} img/s  "
-                        f"max|diff| {diff:.1e}  rounds {[round(r, 1) for r in rounds[name]]}"
-                    )
-                for name in ("openvino", "openvino bf16"):
-                    ratio = speed[name] / speed["onnxruntime"]
-                    print(f"{arch:<12} batch {batch:>3}  {name} / onnxruntime: x{ratio:.2f}")
+    peaks = measure_peaks(args.threads)
+    for arch in args.arch:
+        for batch in args.batch:
+            rows = bench(
+                arch, batch, paths=PATHS, seconds=args.seconds, rounds=args.rounds, peaks=peaks
+            )
+            base = next(r for r in rows if r.path == "onnxruntime fp32").images_per_s
+            for row in rows:
+                rounds = [round(r, 1) for r in row.rounds]
+                print(f"{arch:<12} batch {batch:>3}  {format_row(row)}  rounds {rounds}")
+            for row in rows[1:]:
+                ratio = row.images_per_s / base
+                print(f"{arch:<12} batch {batch:>3}  {row.path} / onnxruntime fp32: x{ratio:.2f}")
 
 
 if __name__ == "__main__":

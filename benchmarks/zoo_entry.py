@@ -12,8 +12,9 @@ from typing import Any
 from common import machine
 
 from omnireid.config import Config, config_to_dict
-from omnireid.engine.callbacks import LOG_FILE, read_jsonl
+from omnireid.engine.callbacks import read_jsonl
 from omnireid.models.zoo import MARKET_LICENCE, add_to_zoo
+from omnireid.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = "omnireid evaluate --weights zoo:{name} --dataset {dataset} --root {root}"
@@ -22,7 +23,7 @@ EVAL = "omnireid evaluate --weights zoo:{name} --dataset {dataset} --root {root}
 def logged_run(run: Path) -> tuple[list[dict[str, Any]], float]:
     """A finished run's log records and its training minutes (the sum of its epochs' times,
     evaluation excluded): what a reused run reports instead of this process's time."""
-    records = read_jsonl(run / LOG_FILE)
+    records = read_jsonl(RunDir(run).log)
     return records, sum(r["seconds"] for r in records) / 60
 
 

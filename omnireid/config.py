@@ -11,6 +11,9 @@ config into typed arguments for the library's ``build_*`` functions). Example (Y
     train: {out_dir: runs/market_x0_25, eval_every: 10}
 
 Overrides on the command line use dotted keys: ``optim.lr=0.003 train.max_epoch=5``.
+
+A task may have defaults of its own (``TASK_DEFAULTS``): ``train.task: adapt`` trains with the
+adaptation recipe (``recipes.ADAPT``) unless the file or an override sets a key.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from omnireid.errors import ConfigError
+from omnireid.recipes import ADAPT
 
 __all__ = ["Config", "ConfigError", "config_from_dict", "config_to_dict", "load_config"]
 
@@ -379,9 +383,32 @@ def _section(cls: type, values: dict[Any, Any], name: str) -> Any:
     return cls(**{k: _coerce(v, hints[k], f"{name}.{k}") for k, v in values.items()})
 
 
+# train.task -> the settings it defaults to instead of the sections' own defaults
+TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {"adapt": ADAPT.as_config()}
+
+
+def with_task_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the defaults of its ``train.task`` (``TASK_DEFAULTS``) under every key it
+    does not set itself."""
+    train = raw.get("train")
+    task = train.get("task") if isinstance(train, dict) else None
+    defaults = TASK_DEFAULTS.get(task) if isinstance(task, str) else None
+    if not defaults:
+        return raw
+    merged = dict(raw)
+    for section, values in defaults.items():
+        given = merged.get(section)
+        if given is None or isinstance(given, dict):
+            merged[section] = {**values, **(given or {})}
+    return merged
+
+
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Validate a nested mapping (sections as in ``Config``) into a ``Config``: unknown keys,
-    wrong types and values outside a setting's legal range are ``ConfigError``s naming it."""
+    wrong types and values outside a setting's legal range are ``ConfigError``s naming it.
+    Keys ``raw`` does not set take their task's defaults (``TASK_DEFAULTS``), else the
+    sections' own."""
+    raw = with_task_defaults(raw)
     sections = {f.name: f.type for f in dataclasses.fields(Config)}
     unknown = sorted(str(k) for k in set(raw) - set(sections))
     if unknown:

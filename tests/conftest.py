@@ -35,11 +35,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Modules that start OpenVINO, whose thread pool does not survive a fork: once it runs, a
 # later test that forks DataLoader workers can crash the whole session. They run last.
-FORK_UNSAFE_MODULES = ("test_openvino.py", "test_evaluate_backends.py")
+FORK_UNSAFE_MODULES = (
+    "test_openvino.py",
+    "test_evaluate_backends.py",
+    "test_auto.py",
+    "test_quantize.py",
+    "test_bench.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name in FORK_UNSAFE_MODULES)  # stable: order kept
+
+
+@pytest.fixture(autouse=True)
+def _fp32_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs fp32 where the library would choose a precision ("auto"), so that
+    features are PyTorch's to 1e-6 and no test starts OpenVINO by default (its thread pool
+    does not survive the DataLoader forks of later tests); tests of "auto" itself delete
+    ``OMNIREID_PRECISION`` or pass a precision."""
+    monkeypatch.setenv("OMNIREID_PRECISION", "fp32")
 
 
 def _require(path: Path, what: str) -> Path:

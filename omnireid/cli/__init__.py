@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from omnireid.cli import (
     adapt,
+    bench,
     evaluate,
     export,
     gallery,
@@ -29,7 +30,7 @@ from omnireid.cli import (
 )
 from omnireid.errors import OmniReIDError, UsageError
 
-GROUPS = (models, train, adapt, evaluate, index, export, pipeline, visualize, serve, gallery)
+GROUPS = (models, train, adapt, evaluate, index, export, pipeline, visualize, serve, gallery, bench)
 
 
 class Parser(argparse.ArgumentParser):

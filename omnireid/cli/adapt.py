@@ -1,4 +1,10 @@
-"""``omnireid adapt``: adapt a trained model to a new site's unlabelled images."""
+"""``omnireid adapt``: adapt a trained model to a new site's unlabelled images.
+
+The recipe (optimiser, schedule, batches, augmentation, rounds) is the config defaults of
+``train.task: adapt`` (``recipes.ADAPT``, shared with ``omnireid.adapt.adapt()``); the input
+size is the source model's (its spec) unless ``--height``/``--width`` say otherwise, which the
+task then warns about.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +14,7 @@ from typing import Any
 
 from omnireid.cli.common import float_in, non_negative_int, pixels, positive_int
 from omnireid.errors import UsageError
-
-# Cluster Contrast's optimisation (Dai et al. 2021): Adam 3.5e-4, weight decay 5e-4; here with
-# a cosine decay over the rounds, P x K = 16 x 4 batches
-DEFAULTS = [
-    "train.task=adapt",
-    "optim.name=adam",
-    "optim.lr=0.00035",
-    "optim.weight_decay=0.0005",
-    "optim.schedule=cosine",
-    "data.batch_size=64",
-    "data.num_instances=4",
-    "data.workers=0",
-    "data.flip=true",
-    "data.random_crop=true",
-    "data.random_erasing=true",
-    "test.metric=cosine",
-]
+from omnireid.recipes import ADAPT
 
 
 def register(sub: Any) -> None:
@@ -35,16 +25,20 @@ def register(sub: Any) -> None:
                    "--images) and its query/gallery the test set")  # fmt: skip
     p.add_argument("--root", help="where --dataset lives")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curves.png)")
-    p.add_argument("--epochs", type=positive_int, default=30, help="rounds (default 30)")
+    p.add_argument(
+        "--epochs", type=positive_int, help=f"rounds (default {ADAPT.epochs}, the recipe's)"
+    )
     p.add_argument(
         "--minutes",
         type=float_in(0, open_lo=True),
         help="a wall-clock budget instead of --epochs",
     )
-    p.add_argument("--height", type=pixels, default=256, help="input height (default 256)")
-    p.add_argument("--width", type=pixels, default=128, help="input width (default 128)")
+    p.add_argument("--height", type=pixels, help="input height (default: the source model's)")
+    p.add_argument("--width", type=pixels, help="input width (default: the source model's)")
     p.add_argument(
-        "--eval-every", type=non_negative_int, default=5, help="rounds between evaluations"
+        "--eval-every",
+        type=non_negative_int,
+        help=f"rounds between evaluations (default {ADAPT.eval_every})",
     )
     p.add_argument("--adabn-only", action="store_true", help="only re-estimate BatchNorm stats")
     p.add_argument("--config", help="a config file with more settings ([adapt], [optim] ...)")
@@ -55,20 +49,22 @@ def register(sub: Any) -> None:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from omnireid.config import load_config
     from omnireid.tasks import fit_from_config
-    from omnireid.tasks.adapt import adabn_from_config
+    from omnireid.tasks.adapt import adabn_from_config, source_spec
 
     if not args.images and not args.dataset:
         raise UsageError("give --images (the site's crops) or --dataset/--root (a benchmark)")
     if args.dataset and not args.root:
         raise UsageError("--dataset needs --root")
+    height, width = source_spec(args.weights).input_size  # as trained, unless told otherwise
     settings = [
-        *DEFAULTS,
+        "train.task=adapt",
         f"model.weights={args.weights}",
-        f"data.height={args.height}",
-        f"data.width={args.width}",
+        f"data.height={args.height or height}",
+        f"data.width={args.width or width}",
         f"train.out_dir={args.out}",
-        f"train.eval_every={args.eval_every}",
     ]
+    if args.eval_every is not None:
+        settings.append(f"train.eval_every={args.eval_every}")
     if args.images:
         settings.append(f"adapt.images={args.images}")
     if args.dataset:
@@ -77,7 +73,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             settings += [f"data.target={args.dataset}", f"data.target_root={args.root}"]
     if args.minutes:
         settings += ["optim.max_epoch=1000", f"train.budget_minutes={args.minutes}"]
-    else:
+    elif args.epochs is not None:
         settings.append(f"optim.max_epoch={args.epochs}")
     config = load_config(args.config, [*settings, *args.overrides])
     if args.adabn_only:
@@ -88,9 +84,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     args.interrupt_note = f"{args.out} keeps every completed round; run again to resume"
     records = fit_from_config(config)
     if records:
+        from omnireid.rundir import RunDir
         from omnireid.visualize.curves import plot_training_curves, read_log
 
-        plot_training_curves(read_log(args.out), Path(args.out) / "curves.png")
+        plot_training_curves(read_log(args.out), RunDir(Path(args.out)).curves)
     final = records[-1] if records else {}
     keys = ("rank1", "mAP", "clusters", "outliers", "purity")
     shown = "  ".join(f"{k} {final[k]:.2f}" for k in keys if k in final)

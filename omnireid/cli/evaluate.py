@@ -21,7 +21,8 @@ from omnireid.cli.common import (
 
 log = logging.getLogger("omnireid.cli")
 
-BACKENDS = ("torch", "fast", "onnxruntime", "openvino")
+BACKENDS = ("auto", "torch", "fast", "onnxruntime", "openvino")
+GRAPH_MMAP_THRESHOLD = 128 << 10  # see cmd_evaluate
 
 # test settings a run stores (config [test]) and `evaluate` uses unless a flag says otherwise
 TEST_DEFAULTS: dict[str, Any] = {
@@ -38,16 +39,20 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="what runs the network (default: fast, the BN-folded PyTorch model; onnxruntime "
-        "and openvino score an exported graph: --onnx/--openvino FILE, else one exported from "
+        help="what runs the network (default: auto, the fastest path here within the stated "
+        "accuracy bound, see --precision; fast: the BN-folded PyTorch model; onnxruntime and "
+        "openvino score an exported graph: --onnx/--openvino FILE, else one exported from "
         "--weights)",
     )
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="bf16: OpenVINO's bf16 inference (fast on CPUs with bf16 units; not PyTorch's "
-        "features to 1e-4: this measures what it costs)",
+        choices=("auto", "fp32", "bf16", "int8"),
+        default="auto",
+        help="auto (default): the fastest path of this machine whose measured Market-1501 "
+        "cost is within 0.5 mAP (docs/deployment.md), checked against fp32 on the first batch, "
+        "named on stderr; fp32: the fast PyTorch path unless a backend or graph is given; "
+        "bf16: OpenVINO's bf16 inference; int8: a --onnx/--openvino graph calibrated by "
+        "`omnireid export --int8-calib`",
     )
     p.add_argument("--onnx", metavar="FILE", help="score this exported .onnx (its contract)")
     p.add_argument("--openvino", metavar="FILE", help="score this exported OpenVINO .xml")
@@ -177,6 +182,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from omnireid.tasks.reid import check_queries
 
     check_output_file(args.json, "--json")
+    backend = choose_backend(args)
+    if (backend == "openvino" or (backend == "auto" and args.openvino)) and args.workers:
+        # OpenVINO's thread pool does not survive a fork: a forked DataLoader worker can bring
+        # the whole process down (measured: a segfault in about 1 run in 5)
+        raise UsageError("--backend openvino reads images in the main process: use --workers 0")
     check_model_file(args.onnx, "--onnx", (".onnx",))
     check_model_file(args.openvino, "--openvino", (".xml",))
     if args.split_id is not None and args.dataset not in MULTI_SPLIT:
@@ -184,11 +194,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.split_id is not None and args.split_id >= MULTI_SPLIT[args.dataset]:
         count = MULTI_SPLIT[args.dataset]
         raise UsageError(f"--split-id {args.split_id}: {args.dataset} has splits 0 to {count - 1}")
-    backend = choose_backend(args)
-    if backend == "openvino" and args.workers:
-        # OpenVINO's thread pool does not survive a fork: a forked DataLoader worker can bring
-        # the whole process down (measured: a segfault in about 1 run in 5)
-        raise UsageError("--backend openvino reads images in the main process: use --workers 0")
     meta: dict[str, Any] = {}
     info = None
     if args.weights is not None:
@@ -207,13 +212,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)  # ONNX Runtime and OpenVINO take torch's count
     tune_allocator()
     if backend in ("torch", "fast"):
+        args.precision = "fp32"  # choose_backend refused the others
         model, pre = load_for_inference(info, height=args.height, width=args.width)
         if backend == "fast":
             from omnireid.models.fused import optimize_for_inference
 
             model = optimize_for_inference(model)
     else:
-        model, pre = graph_model(args, backend, info)
+        model, pre, route = graph_model(args, backend, info)
+        backend, args.precision = route.backend, route.precision
+        if backend in ("onnxruntime", "openvino"):
+            # glibc heap fragmentation grew ONNX Runtime's and OpenVINO's full Market-1501
+            # runs to 7.1 GB resident (1.5 GB in PyTorch); large blocks mapped on their own
+            # kept ONNX Runtime at 1.7 GB, and faster (docs/deployment.md, commit bfac38c)
+            tune_allocator(mmap_threshold=GRAPH_MMAP_THRESHOLD)
     model = model.to(args.device)
     arch = model.arch
     results, skipped = [], []
@@ -274,28 +286,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def choose_backend(args: argparse.Namespace) -> str:
-    """``--backend``, or what ``--onnx``/``--openvino``/``--no-fast`` imply; refuses clashes."""
+    """``--backend``, else "torch" for ``--no-fast``, else "auto" (an ``--onnx``/``--openvino``
+    file then fixes the runtime); refuses clashes."""
     from omnireid.errors import UsageError
 
     if args.onnx and args.openvino:
         raise UsageError("give --onnx or --openvino, not both")
-    implied = "onnxruntime" if args.onnx else "openvino" if args.openvino else None
-    if args.no_fast:
-        implied = implied or "torch"
-    backend = args.backend or implied or "fast"
-    if implied is not None and backend != implied:
-        given = "--onnx" if args.onnx else "--openvino" if args.openvino else "--no-fast"
-        raise UsageError(f"{given} runs with --backend {implied}, not {backend}")
+    graph = "onnxruntime" if args.onnx else "openvino" if args.openvino else None
+    backend = args.backend or ("torch" if args.no_fast and graph is None else "auto")
+    if graph is not None and backend not in (graph, "auto"):
+        given = "--onnx" if args.onnx else "--openvino"
+        raise UsageError(f"{given} runs with --backend {graph}, not {backend}")
+    if args.no_fast and graph is None and backend != "torch":
+        raise UsageError(f"--no-fast runs with --backend torch, not {backend}")
     if args.weights is None and not (args.onnx or args.openvino):
         raise UsageError("--weights is required (or an exported --onnx/--openvino FILE)")
-    if args.precision != "fp32" and backend != "openvino":
-        raise UsageError(f"--precision {args.precision} is for --backend openvino")
+    if args.precision == "bf16" and (backend not in ("auto", "openvino") or args.onnx):
+        raise UsageError("--precision bf16 is for --backend openvino")
+    if args.precision == "int8" and backend in ("torch", "fast"):
+        raise UsageError("--precision int8 runs an int8 --onnx/--openvino graph")
     return backend
 
 
-def graph_model(args: argparse.Namespace, backend: str, info: Any) -> tuple[Any, Any]:
-    """``(module giving raw features, preprocessing)`` of the exported graph ``--onnx`` /
-    ``--openvino``, or of one exported from ``--weights`` for ``backend``."""
+def graph_model(args: argparse.Namespace, backend: str, info: Any) -> tuple[Any, Any, Any]:
+    """``(module giving raw features, preprocessing, Route)`` of the exported graph ``--onnx``
+    / ``--openvino``, or of one exported from ``--weights`` for ``backend`` ("auto": the path
+    ``FeatureExtractor`` chooses, never OpenVINO when DataLoader workers will fork)."""
     from omnireid.deploy.backends import RunnerModule
     from omnireid.deploy.extractor import FeatureExtractor
     from omnireid.errors import UsageError
@@ -304,6 +320,8 @@ def graph_model(args: argparse.Namespace, backend: str, info: Any) -> tuple[Any,
     options: dict[str, Any] = dict(
         backend=backend, device=args.device, normalize=False, precision=args.precision
     )
+    if args.workers:
+        options["exclude_backends"] = ("openvino",)  # its thread pool does not survive a fork
     graph = args.onnx or args.openvino
     if graph is None:
         size = (args.height, args.width)  # None: the stored one
@@ -318,7 +336,8 @@ def graph_model(args: argparse.Namespace, backend: str, info: Any) -> tuple[Any,
         digest = extractor.contract.weights_sha256 if extractor.contract else ""
         if info is not None and digest and digest != file_sha256(info.file):
             log.warning("%s was exported from other weights than %s", graph, args.weights)
-    return RunnerModule(extractor.runner, extractor.arch), extractor.preprocessing
+    module = RunnerModule(extractor.runner, extractor.arch)
+    return module, extractor.preprocessing, extractor.route
 
 
 def _write_ranking_report(args: argparse.Namespace, arch: str, ev: Any, out_dir: Path) -> None:

@@ -47,24 +47,63 @@ def register(sub: Any) -> None:
     _add_common(p, ".onnx")
     p.add_argument("--dynamic-batch", action="store_true", help=argparse.SUPPRESS)  # the default
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument(
-        "--int8-calib",
-        metavar="DIR",
-        help="also write OUT.int8.onnx, int8-quantised with ranges calibrated on images in DIR "
-        "(use training images, not the test set; measure the accuracy cost)",
-    )
-    p.add_argument("--calib-count", type=positive_int, default=300, help="calibration images (300)")
+    _add_int8(p, ".int8.onnx", "ONNX Runtime's quantiser, QDQ")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
-    p.add_argument(
-        "--int8-full-range",
-        action="store_true",
-        help="8-bit weights (default 7-bit: full-range weights saturate the int8 dot products of "
-        "CPUs without VNNI and cost 4.6 mAP on Market-1501 instead of 0.8)",
-    )
     p.set_defaults(func=cmd_export_onnx)
     p = export_sub.add_parser("openvino", help="OpenVINO IR (.xml + .bin, fp32), verified")
     _add_common(p, ".xml")
+    _add_int8(p, ".int8.xml", "NNCF")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also write OUT.bf16.xml: the same fp32 weights marked to run in bf16 on CPUs with "
+        "bf16 units (checked against fp32 first)",
+    )
     p.set_defaults(func=cmd_export_openvino)
+
+
+def _add_int8(p: argparse.ArgumentParser, suffix: str, tool: str) -> None:
+    p.add_argument(
+        "--int8-calib",
+        metavar="DIR",
+        help=f"also write OUT{suffix}, int8-quantised ({tool}) with ranges calibrated on images "
+        "in DIR (training images, never the test set), checked against fp32 on images of DIR "
+        "held out of the calibration",
+    )
+    p.add_argument("--calib-count", type=positive_int, default=300, help="calibration images (300)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--int8-full-range",
+        action="store_true",
+        help="8-bit weights (the default on a CPU with VNNI, which int8 runs fast on)",
+    )
+    weights.add_argument(
+        "--int8-reduce-range",
+        action="store_true",
+        help="7-bit weights (the default on a CPU without VNNI: full-range weights saturate its "
+        "int8 dot products, -4.6 mAP on Market-1501 against -0.8 on an AVX2 CPU)",
+    )
+
+
+def _full_range(args: argparse.Namespace) -> bool:
+    """8-bit weights unless asked otherwise or this CPU has no VNNI (``_add_int8``)."""
+    from omnireid.deploy.auto import has_units
+    from omnireid.deploy.peak import cpu_flags
+
+    if args.int8_full_range or args.int8_reduce_range:
+        return bool(args.int8_full_range)
+    return has_units("int8", cpu_flags())
+
+
+def _calibration(args: argparse.Namespace, contract: ModelContract) -> tuple[Any, Any, str]:
+    """``(calibration, held-out check images, how: one line)`` from ``--int8-calib``."""
+    from omnireid.deploy.quantize import CHECK_IMAGES, calibration_split
+
+    calib, check = calibration_split(
+        args.int8_calib, contract.preprocessing, args.calib_count, CHECK_IMAGES
+    )
+    bits = "8-bit" if _full_range(args) else "7-bit"
+    return calib, check, f"calibrated on {len(calib)} images of {args.int8_calib}, {bits} weights"
 
 
 def model_and_contract(
@@ -108,7 +147,7 @@ def _describe(contract: ModelContract, args: argparse.Namespace) -> str:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from omnireid.deploy.onnx import check_opset, export_verified_onnx, write_onnx_contract
+    from omnireid.deploy.onnx import check_opset, export_verified_onnx
 
     check_opset(args.opset)
     model, contract, out = model_and_contract(args, ".onnx")
@@ -118,18 +157,21 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     print(f"exported {_describe(contract, args)}, opset {args.opset} -> {out}")
     print(f"ONNX Runtime vs PyTorch: max abs diff {diff:.3g} (tolerance 1e-4)")
     if args.int8_calib:
-        from omnireid.deploy.quantize import calibration_images, quantize_onnx
+        from omnireid.deploy.quantize import export_onnx_int8
 
-        calib = calibration_images(args.int8_calib, contract.preprocessing, args.calib_count)
-        int8 = quantize_onnx(
+        calib, check, how = _calibration(args, contract)
+        int8 = out.with_suffix(".int8.onnx")
+        found = export_onnx_int8(  # raises (exit 2, nothing written) below the int8 bound
             out,
-            out.with_suffix(".int8.onnx"),
+            int8,
+            contract,
             calib,
+            check,
             method=args.calib_method,
-            reduce_range=not args.int8_full_range,
+            full_range=_full_range(args),
         )
-        write_onnx_contract(int8, contract)
-        print(f"int8 (calibrated on {len(calib)} images, {args.calib_method}) -> {int8}")
+        print(f"int8 ({how}, {args.calib_method}) -> {int8}")
+        print(f"int8 vs fp32 on held-out images: {found}")
     return 0
 
 
@@ -140,4 +182,21 @@ def cmd_export_openvino(args: argparse.Namespace) -> int:
     diff = export_openvino(model, out, contract, dynamic_batch=not args.fixed_batch)
     print(f"exported {_describe(contract, args)}, fp32 -> {out} (+ {out.with_suffix('.bin')})")
     print(f"OpenVINO vs PyTorch: max abs diff {diff:.3g} (tolerance 1e-4)")
+    if args.bf16:
+        from omnireid.deploy.openvino import export_openvino_bf16
+
+        bf16 = out.with_suffix(".bf16.xml")
+        found = export_openvino_bf16(out, bf16, contract)
+        print(f"bf16 (fp32 weights, runtime hint bf16) -> {bf16}")
+        print(f"bf16 vs fp32 on a seeded random batch: {found}")
+    if args.int8_calib:
+        from omnireid.deploy.quantize import export_openvino_int8
+
+        calib, check, how = _calibration(args, contract)
+        int8 = out.with_suffix(".int8.xml")
+        found = export_openvino_int8(
+            out, int8, contract, calib, check, full_range=_full_range(args)
+        )
+        print(f"int8 ({how}, NNCF) -> {int8} (+ {int8.with_suffix('.bin')})")
+        print(f"int8 vs fp32 on held-out images: {found}")
     return 0

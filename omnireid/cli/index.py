@@ -25,6 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--ef-search", type=positive_int, help="hnsw search beam")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="cpu")
+    _add_precision(p)
     p.set_defaults(func=cmd_index_build)
 
     p = index_sub.add_parser("query", help="the top-k gallery images of query images")
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
     p.add_argument("--html", help="also write a self-contained HTML page")
     p.add_argument("--weights", help="extractor weights (default: those the index was built with)")
     p.add_argument("--device", default="cpu")
+    _add_precision(p)
     p.set_defaults(func=cmd_index_query)
 
     p = sub.add_parser(  # any arguments are taken, to answer with what replaced it
@@ -46,6 +48,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument("rest", nargs="*")
     p.set_defaults(func=cmd_search_removed)
+
+
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto (default): the fastest path here within the stated accuracy bound "
+        "(docs/deployment.md), named on stderr; fp32: the fast PyTorch path; bf16: OpenVINO's",
+    )
 
 
 def cmd_search_removed(_: argparse.Namespace) -> int:
@@ -91,6 +103,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         device=args.device,
         image_size=size,
         batch_size=args.batch_size,
+        precision=args.precision,
     )
     options: dict[str, Any] = dict(
         kind=args.kind, metric=args.metric, extra={"weights": weights_provenance(args.weights)}
@@ -132,6 +145,7 @@ def cmd_index_query(args: argparse.Namespace) -> int:
         weights=weights,
         device=args.device,
         image_size=tuple(header["image_size"]) if header.get("image_size") else None,
+        precision=args.precision,
     )
     index = GalleryIndex.load(
         args.index, expect_dim=extractor.feature_dim, expect_arch=extractor.arch

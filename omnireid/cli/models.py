@@ -119,7 +119,7 @@ def cmd_summary(_: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from omnireid.visualize.card import format_card, read_card
+    from omnireid.models.card import format_card, read_card
 
     card = read_card(args.weights, arch=args.arch, height=args.height, width=args.width)
     if args.json:
@@ -137,39 +137,53 @@ def _headline(card: dict[str, Any]) -> str:
 
 
 def cmd_zoo_list(_: argparse.Namespace) -> int:
-    from omnireid.models.zoo import list_zoo
+    from omnireid.models.zoo import list_pretrained
 
-    cards = list_zoo()
-    if not cards:
+    entries = list_pretrained()
+    if not entries:
         print("the zoo is empty")
         return 0
-    rows = [("name", "arch", "trained on", "Market R1 / mAP", "size")]
+    rows = [("name", "arch", "input", "trained on", "Market R1 / mAP", "size")]
     rows += [
-        (c["name"], c["arch"], c["trained_on"], _headline(c), f"{c['file']['bytes'] / 1e6:.1f} MB")
-        for c in cards
+        (
+            e.name,
+            e.spec.arch,
+            "{}x{}".format(*e.spec.input_size),
+            e.card["trained_on"],
+            _headline(e.card),
+            f"{e.size_bytes / 1e6:.1f} MB",
+        )
+        for e in entries
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:  # text columns left-aligned, numbers right-aligned, two spaces apart
         pairs = enumerate(zip(row, widths, strict=True))
-        cells = [f"{v:<{w}}" if i < 3 else f"{v:>{w}}" for i, (v, w) in pairs]
+        cells = [f"{v:<{w}}" if i < 4 else f"{v:>{w}}" for i, (v, w) in pairs]
         print("  ".join(cells).rstrip())
     print("\nuse one with --weights zoo:NAME; `omnireid zoo info NAME` shows its card")
     return 0
 
 
 def cmd_zoo_info(args: argparse.Namespace) -> int:
-    from omnireid.models.zoo import read_zoo_card
+    from omnireid.models.zoo import zoo_entry
 
-    card = read_zoo_card(args.name)
+    entry = zoo_entry(args.name)
+    card, spec = entry.card, entry.spec
     if args.json:
-        print_json(card)
+        print_json({**card, "spec": spec.to_dict()})
         return 0
     t = card["training"]
+    pre = entry.preprocessing
     print(f"{card['name']}: {card['summary']}")
-    print(f"  architecture  {card['arch']} {card.get('model_options') or ''}".rstrip())
-    pre = card.get("preprocessing", {})
-    print(f"  input         {pre.get('height')}x{pre.get('width')}, mean {pre.get('mean')}")
+    print(f"  architecture  {spec.arch} {spec.options or ''}".rstrip())
+    print(
+        f"  input         {pre.height}x{pre.width}, mean {list(pre.mean)}, std {list(pre.std)}, "
+        f"values {list(pre.value_range)}, output {pre.output_norm}"
+    )
     print(f"  trained on    {card['trained_on']}, seed {t['seed']}, {t['epochs']} epochs")
+    if spec.provenance.adapted_from is not None:
+        source = spec.provenance.adapted_from
+        print(f"  adapted from  {source.path} (sha256 {source.sha256[:12]}...)")
     print(f"  training      {t['wall_minutes']:.0f} min on {t['machine']} (code {t['code']})")
     print(f"  command       {t['command']}")
     if t.get("note"):
@@ -179,6 +193,6 @@ def cmd_zoo_info(args: argparse.Namespace) -> int:
         print(f"  {data:<13} {values}")
         if "command" in m:
             print(f"  {'':<13} reproduce: {m['command']}")
-    print(f"  file          {card['file']['name']}, sha256 {card['file']['sha256']}")
+    print(f"  file          {card['file']['name']}, sha256 {entry.sha256}")
     print(f"  licence       {card['licence']}")
     return 0

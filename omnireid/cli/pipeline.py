@@ -85,10 +85,12 @@ def _engines(args: argparse.Namespace) -> tuple[Any, Any]:
                                   **common)  # fmt: skip
         return engine, None
     reference = FeatureExtractor(args.arch, args.weights, backend="fast", image_size=size, **common)
+    # the runtime named, not auto's choice: the file runs in its own precision, fp32 unless it
+    # is int8 (the drift measured is the integration's, not a reduced precision's)
     if args.onnx:
-        engine = FeatureExtractor.from_onnx(args.onnx, **common)
+        engine = FeatureExtractor.from_onnx(args.onnx, backend="onnxruntime", **common)
     else:
-        engine = FeatureExtractor.from_openvino(args.openvino, **common)
+        engine = FeatureExtractor.from_openvino(args.openvino, backend="openvino", **common)
     graph, weights = engine.preprocessing, reference.preprocessing
     if (graph.size, graph.mean, graph.std) != (weights.size, weights.mean, weights.std):
         raise UsageError(

@@ -55,7 +55,11 @@ def register(sub: Any) -> None:
         "across requests (32)",
     )
     p.add_argument(
-        "--extractor", choices=("torch", "fast", "onnxruntime"), default="fast", help="(fast)"
+        "--extractor",
+        choices=("auto", "torch", "fast", "onnxruntime"),
+        default="auto",
+        help="auto (default): the fastest path here within the stated accuracy bound "
+        "(docs/deployment.md), named in the log; fast: the BN-folded PyTorch model, fp32",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
@@ -63,18 +67,22 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _threshold(args: argparse.Namespace, arch: str) -> Any:
-    from omnireid.serve.service import Threshold, read_threshold
-
+def _check_threshold_options(args: argparse.Namespace) -> None:
+    """Refuses contradictory threshold flags before anything is loaded."""
     if args.threshold is not None and args.verification:
         raise UsageError("give --threshold or --verification, not both")
     if args.target_fpr is not None and not args.verification:
         raise UsageError("--target-fpr picks a threshold from --verification FILE")
+    if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
+        raise UsageError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
+
+
+def _threshold(args: argparse.Namespace, arch: str) -> Any:
+    from omnireid.serve.service import Threshold, read_threshold
+
     if args.verification:
         return read_threshold(args.verification, arch, args.target_fpr)
     if args.threshold is not None:
-        if not -1.0 <= args.threshold <= 1.0:
-            raise UsageError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
         return Threshold(args.threshold)
     log.warning("no same-person threshold (--verification or --threshold): matches are ranked only")
     return None
@@ -112,6 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "no API keys: give --keys FILE or set OMNIREID_READ_KEYS / OMNIREID_WRITE_KEYS "
             "(or --no-auth on 127.0.0.1)"
         )
+    _check_threshold_options(args)
     side = args.max_image_side
     request_pixels = int(args.max_request_megapixels * 1_000_000)
     if min(args.max_images, args.max_features, side, request_pixels) < 1:

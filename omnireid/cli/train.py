@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from omnireid.cli.common import int_in, positive_int
@@ -79,7 +80,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = fit_all_splits(config)
         mean = "  ".join(f"{k} {v:.2f}" for k, v in summary["mean"].items())
         print(f"{summary['dataset']}, mean of {len(summary['splits'])} splits: {mean}")
-        print(f"per split: {config.train.out_dir}/splits.json")
+        from omnireid.rundir import RunDir
+
+        print(f"per split: {RunDir(Path(config.train.out_dir)).splits}")
         return 0
     records = fit_from_config(config)
     final = records[-1] if records else {}
@@ -100,7 +103,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name in ("untrained", "trained"):
         m = result[name]
         print(f"{name:>10}: R1 {m['rank1']:5.1f}  R5 {m['rank5']:5.1f}  mAP {m['mAP']:5.1f}")
-    print(f"report: {args.out}/report.md (curves.png, ranking/index.html, metrics.json beside it)")
+    from omnireid.rundir import RunDir
+
+    beside = f"{RunDir.CURVES}, ranking/index.html, {RunDir.METRICS}"
+    print(f"report: {args.out}/report.md ({beside} beside it)")
     return 0
 
 

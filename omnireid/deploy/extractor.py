@@ -5,7 +5,9 @@ checkpoint folder or a weights file; a run's stored input size, mean and std are
 from the contract an exported model carries (``from_onnx``, ``from_openvino``), so features
 equal ``omnireid evaluate``'s: RGB, PIL bilinear resize, normalisation. Backends: ``"torch"``
 (the eval model), ``"fast"`` (``models.fused.optimize_for_inference``), ``"onnxruntime"`` and
-``"openvino"`` (an exported graph, or the file given as ``onnx_path`` / ``openvino_path``).
+``"openvino"`` (an exported graph, or the file given as ``onnx_path`` / ``openvino_path``), or
+``"auto"`` (the default): with ``precision="auto"`` the fastest path of this machine within
+the stated accuracy bound (``deploy.auto``), checked against fp32 on its first batch.
 ``extract_boxes`` takes a video frame and detector boxes, for a tracker's appearance model.
 """
 
@@ -24,6 +26,7 @@ from PIL import Image
 
 from omnireid.data.images import read_image, to_rgb
 from omnireid.data.transforms import transform_for
+from omnireid.deploy.auto import CheckedRunner, Route, resolve_route, sibling_graphs
 from omnireid.deploy.backends import PRECISIONS, OnnxRunner, OpenVinoRunner, TorchRunner
 from omnireid.deploy.boxes import crop_boxes
 from omnireid.deploy.contract import MissingContractError, ModelContract
@@ -35,8 +38,8 @@ from omnireid.progress import progress
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "fast", "onnxruntime", "openvino")
-GRAPH_OPTION = {"onnxruntime": "onnx_path", "openvino": "openvino_path"}
+BACKENDS = ("auto", "torch", "fast", "onnxruntime", "openvino")
+PRECISION_CHOICES = ("auto", *PRECISIONS, "int8")
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
@@ -54,10 +57,23 @@ class FeatureExtractor:
     ``normalize`` (default: the contract's ``output_norm``, "l2"). Runs ``batch_size`` images
     at a time.
 
-    ``precision``: ``"fp32"``, or for the torch backends ``"bf16"`` (CPU or GPU autocast; fast
-    only where the hardware has bf16 arithmetic: on an AVX2 CPU it is ~12x slower than fp32)
-    or ``"fp16"`` (GPU), for OpenVINO ``"bf16"`` (its inference precision hint; OpenVINO's own
-    default on CPUs with bf16 units). Features come back as float32 either way.
+    ``backend="auto"`` with ``precision="auto"`` (the defaults): the fastest path this machine
+    has whose measured Market-1501 cost is within ``deploy.auto.MAX_MAP_COST`` (OpenVINO bf16
+    on a CPU with bf16 units and OpenVINO installed; an int8 graph when one is given or lies
+    beside the given graph, the CPU has VNNI and its cost is measured within the bound; else
+    fp32: ONNX Runtime's when installed, else the fast PyTorch path), checked against fp32 on
+    the first batch (``deploy.auto.CheckedRunner``), named once in the log (``self.route``,
+    ``self.why``). ``$OMNIREID_PRECISION`` pins what auto means. ``exclude_backends`` keeps
+    auto off backends, e.g. OpenVINO in a process that forks later (its thread pool does not
+    survive a fork). Naming a backend runs it in fp32 unless ``precision`` or the graph file
+    says otherwise.
+
+    ``precision``: ``"fp32"`` (with ``backend="auto"``: the fast PyTorch path, or the given
+    graph's runtime), ``"bf16"`` (OpenVINO's bf16 inference; for the torch backends CPU or GPU
+    autocast, fast only where the hardware has bf16 arithmetic: on an AVX2 CPU it is ~12x
+    slower than fp32), ``"fp16"`` (torch backends on a GPU), ``"int8"`` (a graph calibrated by
+    ``omnireid export --int8-calib``, as ``onnx_path`` / ``openvino_path``). Features come
+    back as float32 either way.
     """
 
     def __init__(
@@ -66,7 +82,7 @@ class FeatureExtractor:
         weights: str | Path | None = None,
         device: str = "cpu",
         image_size: tuple[int, int] | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
         batch_size: int = 32,
         normalize: bool | None = None,
         num_classes: int | None = None,
@@ -75,15 +91,17 @@ class FeatureExtractor:
         openvino_path: str | Path | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
+        exclude_backends: Sequence[str] = (),
     ) -> None:
         graph = _check_options(backend, precision, device, batch_size, onnx_path, openvino_path)
         if graph is not None and weights is not None:
-            raise UsageError(f"give weights or {GRAPH_OPTION[backend]}, not both: it holds weights")
+            option = "onnx_path" if onnx_path is not None else "openvino_path"
+            raise UsageError(f"give weights or {option}, not both: it holds weights")
         if weights is None and arch is None and graph is None:
             raise UsageError("give weights (a run, checkpoint or weights file) or an arch")
-        self.precision, self.device, self.backend = precision, device, backend
-        self.batch_size = batch_size
+        self.device, self.batch_size = device, batch_size
+        family = "onnxruntime" if onnx_path is not None else "openvino"  # when a graph is given
         self.contract: ModelContract | None = None
         model = None
         if weights is not None:
@@ -92,7 +110,7 @@ class FeatureExtractor:
                 weights, arch, height=h, width=w, num_classes=num_classes
             )
         elif graph is not None:
-            self.contract = _graph_contract(backend, graph)
+            self.contract = _graph_contract(family, graph)
             pre = self.contract.preprocessing if self.contract else Preprocessing()
             if image_size is not None:
                 pre = replace(pre, height=image_size[0], width=image_size[1])
@@ -110,7 +128,21 @@ class FeatureExtractor:
         self.normalize = pre.output_norm == "l2" if normalize is None else normalize
         self.arch = arch if model is None else model.arch
         self.transform = transform_for(pre)
-        self.runner = self._make_runner(model, graph)
+        given = None if graph is None else (graph, _graph_precision(graph, family), family)
+        graphs = sibling_graphs(*given[:2]) if given else {}
+        self.route, self.why, checked = resolve_route(
+            backend, precision, given, model is not None, device, tuple(exclude_backends)
+        )
+        self.backend, self.precision = self.route.backend, self.route.precision
+        graph = graphs.get(self.precision) or graphs.get("fp32")
+        self.runner = self._make_runner(self.route, model, graph)
+        if checked and (model is not None or "fp32" in graphs):  # an fp32 model to check with
+            fp32 = Route("fast" if model is not None else self.backend, "fp32")
+            self.runner = CheckedRunner(
+                self.runner, self._make_runner(fp32, model, graphs.get("fp32")), self.route
+            )
+        if backend == "auto":
+            log.info("inference path: %s (%s)", self.route, self.why)
         self.feature_dim: int = self.runner.feature_dim
 
     @classmethod
@@ -122,29 +154,35 @@ class FeatureExtractor:
     @classmethod
     def from_onnx(cls, path: str | Path, **options: Any) -> FeatureExtractor:
         """An exported ``.onnx`` run in ONNX Runtime, fed as its contract says (an
-        ``ExportError`` when the file carries none)."""
+        ``ExportError`` when the file carries none); with the default ``precision="auto"`` its
+        int8 sibling ``*.int8.onnx`` when auto's rule allows it."""
         from omnireid.deploy.onnx import read_onnx_contract
 
         read_onnx_contract(path)
-        return cls(backend="onnxruntime", onnx_path=path, **options)
+        return cls(onnx_path=path, **options)
 
     @classmethod
     def from_openvino(cls, path: str | Path, **options: Any) -> FeatureExtractor:
-        """An exported OpenVINO IR (``.xml`` with its ``.bin``), fed as its contract says."""
+        """An exported OpenVINO IR (``.xml`` with its ``.bin``), fed as its contract says; with
+        the default ``precision="auto"`` in bf16 or its int8 sibling ``*.int8.xml`` when auto's
+        rule allows it."""
         from omnireid.deploy.openvino import read_openvino_contract
 
         read_openvino_contract(path)
-        return cls(backend="openvino", openvino_path=path, **options)
+        return cls(openvino_path=path, **options)
 
-    def _make_runner(self, model: torch.nn.Module | None, graph: Path | None) -> Any:
-        if self.backend in ("torch", "fast"):
-            if self.backend == "fast":
+    def _make_runner(self, route: Route, model: torch.nn.Module | None, graph: Path | None) -> Any:
+        """The runner of ``route``: ``model`` (a fresh export of it for the graph runtimes) or
+        the ``graph`` file of the route's precision."""
+        if route.backend in ("torch", "fast"):
+            if route.backend == "fast":
                 from omnireid.models.fused import optimize_for_inference
 
                 model = optimize_for_inference(model)
-            return TorchRunner(model, self.device, self.precision)
+            return TorchRunner(model, self.device, route.precision)
         from omnireid.deploy.onnx import check_onnx_weights, export_onnx, open_session
         from omnireid.deploy.openvino import (
+            HINTS,
             check_openvino_weights,
             compile_openvino,
             read_openvino_model,
@@ -153,13 +191,12 @@ class FeatureExtractor:
         with tempfile.TemporaryDirectory(prefix="omnireid-export-") as tmp:
             if graph is None:  # the runtime keeps the graph in memory: the file may go
                 graph = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
-            if self.backend == "onnxruntime":
+            if route.backend == "onnxruntime":
                 check_onnx_weights(graph)
                 return OnnxRunner(open_session(graph, self.device), self.image_size, graph)
-            hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]
             ir = read_openvino_model(graph)
             check_openvino_weights(ir, graph)
-            compiled = compile_openvino(ir, self.device, precision=hint)
+            compiled = compile_openvino(ir, self.device, precision=HINTS[route.precision])
             return OpenVinoRunner(compiled, self.image_size, graph)
 
     # --- input handling ---------------------------------------------------------------------
@@ -276,27 +313,36 @@ def _check_options(
     """Refuse options that cannot work together; the graph file given, if any."""
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    allowed = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}.get(backend, PRECISIONS)
-    if precision not in allowed:
-        raise UsageError(
-            f"precision={precision!r} is for the torch backends (and 'bf16' for openvino); for "
-            "ONNX Runtime export an int8 graph (omnireid export onnx --int8-calib) and pass it "
-            "as onnx_path"
-        )
+    if precision not in PRECISION_CHOICES:
+        raise UsageError(f"precision must be one of {sorted(PRECISION_CHOICES)}, got {precision!r}")
+    if precision == "fp16" and backend in ("onnxruntime", "openvino"):
+        raise UsageError("precision='fp16' is for the torch backends (on a CUDA device)")
     if precision == "fp16" and torch.device(device).type != "cuda":
         raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    if onnx_path is not None and openvino_path is not None:
+        raise UsageError("give onnx_path or openvino_path, not both")
     for name, path, wanted in (
         ("onnx_path", onnx_path, "onnxruntime"),
         ("openvino_path", openvino_path, "openvino"),
     ):
-        if path is not None and backend != wanted:
+        if path is not None and backend not in (wanted, "auto"):
             raise UsageError(f"{name} is for backend={wanted!r}, not {backend!r}")
     graph = onnx_path if onnx_path is not None else openvino_path
     return Path(graph) if graph is not None else None
+
+
+def _graph_precision(path: Path, backend: str) -> str:
+    """What the graph file for ``backend`` holds: "int8", "bf16" (an OpenVINO IR marked to run
+    in bf16) or "fp32"."""
+    if backend == "onnxruntime":
+        from omnireid.deploy.onnx import onnx_precision
+
+        return onnx_precision(path)
+    from omnireid.deploy.openvino import openvino_precision, read_openvino_model
+
+    return openvino_precision(read_openvino_model(path))
 
 
 def _graph_contract(backend: str, path: Path) -> ModelContract | None:

@@ -250,3 +250,14 @@ def compare_with_torch(
     if not diff <= atol:  # NaN fails too
         raise error(f"{source}: {engine} differs from PyTorch by {diff:.3g} (max abs) > {atol:g}")
     return diff
+
+
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"})
+
+
+def onnx_precision(path: str | Path) -> str:
+    """ "int8" for a quantised graph (``QuantizeLinear`` or integer convolutions), else "fp32"."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return "int8" if any(node.op_type in QUANTIZED_OPS for node in graph.node) else "fp32"

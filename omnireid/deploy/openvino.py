@@ -6,7 +6,10 @@ in the conversion tools and their telemetry hooks), and saved with fp32 weights
 (``save_model`` compresses to fp16 unless told not to). The contract goes into the IR's
 ``rt_info`` section ``omnireid``. Models are compiled with ``INFERENCE_PRECISION_HINT=f32``:
 on CPUs with bf16 units (AMX, AVX512-BF16) OpenVINO would otherwise run in bf16 by default
-and the features would no longer match PyTorch's to 1e-4.
+and the features would no longer match PyTorch's to 1e-4. The IR also says so itself for other
+programs: ``rt_info`` ``runtime_options/INFERENCE_PRECISION_HINT`` (which
+``Core.compile_model`` applies when given no hint) is ``f32`` in an fp32 IR and ``bf16`` in
+the bf16 one (``export_openvino_bf16``: the same fp32 weights, meant to run in bf16).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from omnireid.deploy.agreement import Agreement, check_against_fp32
 from omnireid.deploy.contract import ModelContract
 from omnireid.deploy.onnx import compare_with_torch, export_onnx
 from omnireid.errors import ExportError, UsageError
 
 SECTION = "omnireid"
+RUNTIME_HINT = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what stays in floating point
 
 
 class OpenVinoVerificationError(ExportError):
@@ -132,8 +138,6 @@ def export_openvino(
     """Write ``model`` as an fp32 OpenVINO IR ``out`` (``.xml``, with its ``.bin``) carrying
     ``contract``, verified on the CPU against PyTorch first: on failure nothing is written and
     ``OpenVinoVerificationError`` says by how much it missed. Returns the max abs difference."""
-    import openvino as ov
-
     out = Path(out)
     if out.suffix != ".xml":
         raise UsageError(f"an OpenVINO IR is an .xml file (with its .bin), got {out}")
@@ -141,11 +145,8 @@ def export_openvino(
     size = contract.preprocessing.size
     with tempfile.TemporaryDirectory(prefix=".omnireid-ov-", dir=out.parent) as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size, dynamic_batch)
-        graph = _core().read_model(str(onnx_path))
-        for key, value in contract.to_props().items():
-            graph.set_rt_info(value, [SECTION, key])
         xml = Path(tmp) / out.name
-        ov.save_model(graph, str(xml), compress_to_fp16=False)
+        save_openvino(_core().read_model(str(onnx_path)), xml, contract, "fp32")
         compiled = compile_openvino(xml, "cpu")
         diff = verify_openvino(
             model, compiled, size, batch=2 if dynamic_batch else 1, atol=atol, source=out
@@ -153,3 +154,57 @@ def export_openvino(
         xml.with_suffix(".bin").replace(out.with_suffix(".bin"))
         xml.replace(out)
     return diff
+
+
+def save_openvino(graph: Any, out: str | Path, contract: ModelContract, precision: str) -> None:
+    """Write ``graph`` (an ``openvino.Model``) to ``out`` (``.xml`` + ``.bin``) with fp32
+    weights, ``contract`` in ``rt_info`` and the runtime hint of ``precision`` ("fp32", "bf16",
+    "int8")."""
+    import openvino as ov
+
+    for key, value in contract.to_props().items():
+        graph.set_rt_info(value, [SECTION, key])
+    graph.set_rt_info(HINTS[precision], RUNTIME_HINT)
+    ov.save_model(graph, str(out), compress_to_fp16=False)
+
+
+def openvino_precision(model: Any) -> str:
+    """ "int8" for an IR with quantisation (``FakeQuantize`` ops or 8-bit integer weights),
+    "bf16" for one whose runtime hint says bf16, else "fp32"."""
+    import openvino as ov
+
+    for op in model.get_ops():
+        kind = op.get_type_name()
+        if kind == "FakeQuantize" or (
+            kind == "Constant" and op.get_element_type() in (ov.Type.i8, ov.Type.u8)
+        ):
+            return "int8"
+    if model.has_rt_info(RUNTIME_HINT):
+        hint = model.get_rt_info(RUNTIME_HINT).astype(str)
+        return "bf16" if hint == "bf16" else "fp32"
+    return "fp32"
+
+
+def export_openvino_bf16(
+    fp32_xml: str | Path, out: str | Path, contract: ModelContract
+) -> Agreement:
+    """Write the fp32 IR ``fp32_xml`` as ``out`` marked to run in bf16 (its runtime hint; the
+    weights stay fp32), after checking on a seeded random batch that OpenVINO's bf16 features
+    are within the bf16 bound of its fp32 ones (``PrecisionCheckError`` and nothing written
+    otherwise). Compiled on a CPU without bf16 units the hint gives fp32."""
+    out = Path(out)
+    size = contract.preprocessing.size
+    x = torch.randn(8, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
+    with tempfile.TemporaryDirectory(prefix=".omnireid-ov-", dir=out.parent) as tmp:
+        xml = Path(tmp) / out.name
+        save_openvino(read_openvino_model(fp32_xml), xml, contract, "bf16")
+        compiled = [
+            compile_openvino(fp32_xml, "cpu"),
+            compile_openvino(xml, "cpu", precision="bf16"),
+        ]
+        runs = [(lambda b, c=c: c([b])[c.outputs[0]]) for c in compiled]
+        found = check_against_fp32(*runs, x, "bf16", out)
+        del compiled, runs
+        xml.with_suffix(".bin").replace(out.with_suffix(".bin"))
+        xml.replace(out)
+    return found

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,11 +30,10 @@ from omnireid.engine.files import disk_error, write_atomic
 from omnireid.engine.loop import Callback, Loop
 from omnireid.engine.optim import open_all, open_layers
 from omnireid.errors import NonFiniteLossError, TrainingError
+from omnireid.models.spec import ModelSpec
+from omnireid.rundir import RunDir
 
 log = logging.getLogger("omnireid.train")
-
-LOG_FILE = "log.jsonl"
-METRICS_FILE = "metrics.json"
 
 
 class HasSetEpoch(Protocol):
@@ -113,7 +113,7 @@ class EpochLog(JsonlLog):
     """Append each record to ``out_dir/log.jsonl`` and log one line per epoch."""
 
     def __init__(self, out_dir: str | Path, shown: Sequence[str] = ()) -> None:
-        super().__init__(Path(out_dir) / LOG_FILE)
+        super().__init__(RunDir(Path(out_dir)).log)
         self.shown = tuple(shown)
 
     def on_epoch_end(self, loop: Loop) -> None:
@@ -189,7 +189,7 @@ class TensorBoard(Callback):
         except ImportError:
             log.warning("tensorboard is not installed: no TensorBoard logs")
             return
-        self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+        self.writer = SummaryWriter(str(RunDir(self.out_dir).tensorboard))
 
     def on_epoch_end(self, loop: Loop) -> None:
         if self.writer is None:
@@ -218,9 +218,10 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tens
 
 
 class Checkpointer(Callback):
-    """Write a resumable checkpoint folder every epoch (``engine.checkpoint``). Main process
-    only. Weights and optimiser state are checked first: a non-finite value stops training
-    and the previous checkpoint stays the latest."""
+    """Write a resumable checkpoint folder every epoch (``engine.checkpoint``), with ``spec``
+    (the run's ``ModelSpec``) and the epoch's record in it. Main process only. Weights and
+    optimiser state are checked first: a non-finite value stops training and the previous
+    checkpoint stays the latest."""
 
     def __init__(
         self,
@@ -229,11 +230,11 @@ class Checkpointer(Callback):
         optimizer: torch.optim.Optimizer,
         scheduler: Any = None,
         scaler: torch.amp.GradScaler | None = None,
-        meta: dict[str, Any] | None = None,
+        spec: ModelSpec | None = None,
         keep: int | None = 3,
     ) -> None:
         self.out_dir, self.optimizer, self.scheduler = Path(out_dir), optimizer, scheduler
-        self.scaler, self.meta, self.keep = scaler, meta or {}, keep
+        self.scaler, self.spec, self.keep = scaler, spec, keep
 
     def on_epoch_end(self, loop: Loop) -> None:
         if not is_main_process():
@@ -253,7 +254,7 @@ class Checkpointer(Callback):
             loop.epoch + 1,
             optimizer=self.optimizer,
             scheduler=self.scheduler,
-            meta={**self.meta, "log": loop.record},
+            spec=None if self.spec is None else replace(self.spec, record=dict(loop.record)),
             keep=self.keep,
             scaler=self.scaler,
         )
@@ -293,7 +294,7 @@ class FinalMetrics(Callback):
     """Write the last record of the run (with its evaluation) to ``out_dir/metrics.json``."""
 
     def __init__(self, out_dir: str | Path) -> None:
-        self.path = Path(out_dir) / METRICS_FILE
+        self.path = RunDir(Path(out_dir)).metrics
 
     def on_fit_end(self, loop: Loop) -> None:
         if loop.records and is_main_process():

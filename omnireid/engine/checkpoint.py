@@ -1,12 +1,14 @@
 """Training checkpoints: weights in safetensors, the rest of the training state beside them.
 
-A checkpoint is a folder::
+A checkpoint is a folder (its file names are ``rundir.CheckpointDir``'s)::
 
     epoch-0012/
       model.safetensors   the model's state_dict (loadable by ``models.weights.load_weights``)
       state.pt            optimizer, scheduler, RNG states, epoch (tensors, numbers, strings only:
                           read back with ``torch.load(weights_only=True)``)
-      meta.json           epoch, architecture, preprocessing, config, metrics (human-readable)
+      meta.json           the model spec (``models.spec.ModelSpec``): architecture,
+                          preprocessing, the weights' SHA-256, provenance, config, the epoch's
+                          record (human-readable JSON)
 
 It is written to a temporary folder and renamed into place, so a kill mid-write never leaves a
 half-written checkpoint under the final name; ``latest`` is a small text file naming the newest
@@ -17,14 +19,15 @@ folder, the earlier checkpoints untouched. Resuming checks a checkpoint before t
 
 from __future__ import annotations
 
+import hashlib
 import io
-import json
 import logging
 import os
 import random
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +40,10 @@ from torch import nn
 from omnireid.engine import files as files_on_disk
 from omnireid.engine.distributed import unwrap
 from omnireid.errors import CheckpointError
-from omnireid.models.weights import LATEST, MODEL_FILE, latest_checkpoint, read_meta
+from omnireid.models.spec import ModelSpec, load_spec
+from omnireid.rundir import EPOCH_PREFIX, CheckpointDir, RunDir
 
 log = logging.getLogger(__name__)
-STATE_FILE = "state.pt"
 
 __all__ = [
     "TrainingState",
@@ -57,10 +60,16 @@ __all__ = [
 
 @dataclass
 class TrainingState:
-    """What ``load_checkpoint`` restores besides the weights."""
+    """What ``load_checkpoint`` restores besides the weights, and the checkpoint's spec."""
 
     epoch: int
-    meta: dict[str, Any] = field(default_factory=dict)
+    spec: ModelSpec | None = None
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run folder (None if there is none)."""
+    latest = RunDir(Path(directory)).latest()
+    return None if latest is None else latest.path
 
 
 def capture_rng() -> dict[str, Any]:
@@ -102,18 +111,24 @@ def save_checkpoint(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
-    meta: dict[str, Any] | None = None,
+    spec: ModelSpec | None = None,
+    meta: Mapping[str, Any] | None = None,
     keep: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
     """Write ``directory/epoch-XXXX`` atomically and point ``directory/latest`` at it.
 
-    ``keep`` limits how many epoch checkpoints stay (oldest removed first, never the new one);
-    ``None`` or 0 keeps them all. A write that fails (a full disk) leaves the earlier
-    checkpoints and ``latest`` as they were and raises ``TrainingError`` naming the folder.
+    ``spec`` is written beside the weights with this ``epoch`` and the SHA-256 of the weights
+    file (none is written without one). ``meta``, a format-1 ``meta.json`` dict, is read as
+    its spec (for callers not yet moved to ``ModelSpec``). ``keep`` limits how many epoch
+    checkpoints stay (oldest removed first, never the new one); ``None`` or 0 keeps them all.
+    A write that fails (a full disk) leaves the earlier checkpoints and ``latest`` as they were
+    and raises ``TrainingError`` naming the folder.
     """
-    directory = Path(directory)
-    final = directory / f"epoch-{epoch:04d}"
+    run = RunDir(Path(directory))
+    directory, final = run.path, run.checkpoint(epoch).path
+    if spec is None and meta is not None:
+        spec = ModelSpec.from_dict(meta, source="the meta given to save_checkpoint")
     weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     state: dict[str, Any] = {"epoch": epoch, "rng": capture_rng()}
     if optimizer is not None:
@@ -124,17 +139,19 @@ def save_checkpoint(
         state["scaler"] = scaler.state_dict()
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    files = {
-        MODEL_FILE: save_safetensors(weights),
-        STATE_FILE: buffer.getvalue(),
-        "meta.json": json.dumps({"epoch": epoch, **(meta or {})}, indent=2).encode(),
-    }
+    tensors = save_safetensors(weights)
+    files = {CheckpointDir.MODEL: tensors, CheckpointDir.STATE: buffer.getvalue()}
+    if spec is not None:
+        digest = hashlib.sha256(tensors).hexdigest()
+        files[CheckpointDir.SPEC] = replace(spec, epoch=epoch, weights_sha256=digest).to_json()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=directory))
         try:
             for name, data in files.items():
-                files_on_disk.write_synced(tmp / name, data)
+                files_on_disk.write_synced(
+                    tmp / name, data.encode() if isinstance(data, str) else data
+                )
             old = None
             if final.exists():  # an epoch trained again after a fallback: swap, then remove
                 old = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=directory))
@@ -145,13 +162,13 @@ def save_checkpoint(
             raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        files_on_disk.write_atomic(directory / LATEST, final.name + "\n")
+        files_on_disk.write_atomic(run.latest_pointer, final.name + "\n")
     except OSError as e:
         raise files_on_disk.disk_error(
             e, f"the checkpoint of epoch {epoch}", directory, "the earlier checkpoints are"
         ) from e
     if keep:
-        for old_epoch in sorted(directory.glob("epoch-*"))[:-keep]:
+        for old_epoch in sorted(directory.glob(f"{EPOCH_PREFIX}*"))[:-keep]:
             if old_epoch != final:
                 shutil.rmtree(old_epoch, ignore_errors=True)
     return final
@@ -183,19 +200,20 @@ def read_checkpoint(
     the state holding ``epoch``, ``rng`` and the ``need``-ed entries, every float tensor of
     the weights and the optimiser state finite. Anything else is a ``CheckpointError`` whose
     message names the folder and what is wrong."""
-    path = Path(path)
-    if not (path / MODEL_FILE).is_file():
-        raise CheckpointError(f"{path} is not a checkpoint folder (no {MODEL_FILE})")
+    folder = CheckpointDir(Path(path))
+    path = folder.path
+    if not folder.is_complete:
+        raise CheckpointError(f"{path} is not a checkpoint folder (no {folder.MODEL})")
     try:
-        weights = load_file(str(path / MODEL_FILE))
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        weights = load_file(str(folder.model))
+        state = torch.load(folder.state, map_location="cpu", weights_only=True)
     except Exception as e:  # safetensors, zip and unpickling errors of damaged files
         raise CheckpointError(f"{path} is damaged and cannot be read ({e})") from e
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}/{STATE_FILE} is damaged: not a training state")
+        raise CheckpointError(f"{folder.state} is damaged: not a training state")
     missing = [k for k in ("epoch", "rng", *need) if k not in state]
     if missing or not isinstance(state["epoch"], int):
-        raise CheckpointError(f"{path}/{STATE_FILE} is damaged: it lacks {missing or ['epoch']}")
+        raise CheckpointError(f"{folder.state} is damaged: it lacks {missing or ['epoch']}")
     bad = _non_finite(weights) + _non_finite(_optimizer_tensors(state.get("optimizer")))
     if bad:
         raise CheckpointError(
@@ -219,7 +237,7 @@ def load_checkpoint(
     path = Path(path)
     need = tuple(k for k, part in (("optimizer", optimizer), ("scheduler", scheduler)) if part)
     weights, state = read_checkpoint(path, need=need)
-    meta = read_meta(path)
+    spec = load_spec(path)  # either format; a damaged one makes the checkpoint unusable
     try:
         unwrap(model).load_state_dict(weights, strict=True)
         if optimizer is not None:
@@ -233,20 +251,15 @@ def load_checkpoint(
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
         reason = " ".join(str(e).split())[:300]
         raise CheckpointError(f"{path} does not fit this run: {reason}") from e
-    return TrainingState(epoch=state["epoch"], meta=meta)
+    return TrainingState(epoch=state["epoch"], spec=spec)
 
 
 def checkpoint_candidates(directory: str | Path) -> list[Path]:
     """The checkpoint folders of a run folder to resume from, in order: the one ``latest``
     names, then every ``epoch-*`` folder newest first."""
-    directory = Path(directory)
-    candidates = sorted(
-        (p for p in directory.glob("epoch-[0-9]*") if (p / MODEL_FILE).is_file()), reverse=True
-    )
-    try:
-        named = directory / (directory / LATEST).read_text().strip()
-    except (OSError, UnicodeDecodeError, ValueError):  # no pointer, or a damaged one
-        return candidates
+    run = RunDir(Path(directory))
+    candidates = [c.path for c in run.checkpoints()]
+    named = run.named_latest()
     if named in candidates:
         candidates = [named] + [c for c in candidates if c != named]
     return candidates

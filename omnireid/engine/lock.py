@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from omnireid.errors import OmniReIDError
+from omnireid.rundir import RunDir
 
 log = logging.getLogger(__name__)
-LOCK_FILE = ".lock"
 
 
 class RunLockedError(OmniReIDError, RuntimeError):
@@ -70,7 +70,7 @@ def _describe(owner: dict) -> str:
 
 class RunLock:
     def __init__(self, out_dir: str | Path) -> None:
-        self.path = Path(out_dir) / LOCK_FILE
+        self.path = RunDir(Path(out_dir)).lock
         self.fd: int | None = None
 
     @property

@@ -25,13 +25,17 @@ def classification_metrics(
 ) -> dict[str, float]:
     """``{"accuracy", "error"}`` in percent of ``model``'s argmax over ``(N, H, W, 3)`` images.
 
-    ``model`` maps images to ``(N, C)`` logits (for an OSNet: its classifier on the embedding).
+    ``model`` gives ``(N, C)`` logits in eval mode through its head, ``forward_head(
+    forward_features(x))`` (an OSNet, timm's interface), or else through its ``forward``.
     """
     loader = DataLoader(ArrayImageDataset(images, labels, transform), batch_size=batch_size)
     model.eval()
+    head = getattr(model, "forward_head", None)
     correct = total = 0
     for x, y, _ in loader:
-        predicted = model(x.to(device)).argmax(1).cpu()
+        x = x.to(device)
+        logits = head(model.forward_features(x)) if head is not None else model(x)
+        predicted = logits.argmax(1).cpu()
         correct += int((predicted == y).sum())
         total += len(y)
     accuracy = 100.0 * correct / max(total, 1)

@@ -231,6 +231,7 @@ class FastOSNet(nn.Module):
         self.bnneck = model.bnneck.eval() if model.bnneck is not None else None
         self.feature_dim = model.feature_dim
         self.arch = model.arch
+        self.spec = getattr(model, "spec", None)  # the ModelSpec travels with the weights
         if channels_last:
             self.to(memory_format=torch.channels_last)
         self.eval()
@@ -260,7 +261,9 @@ def optimize_for_inference(
     """
     if isinstance(model, MutualPair):
         fast = [optimize_for_inference(m, channels_last, level_streams) for m in model.networks()]
-        return MutualPair(*fast, use=model.use).eval()
+        pair = MutualPair(*fast, use=model.use)
+        pair.spec = getattr(model, "spec", None)
+        return pair.eval()
     if not isinstance(model, OSNet):
         raise TypeError(f"expected an OSNet, got {type(model).__name__}")
     fast = FastOSNet(copy.deepcopy(model).eval(), channels_last, level_streams)

@@ -167,6 +167,34 @@ class OSNet(nn.Module):
         """``(N, C, h, w)`` feature maps -> ``(N, feature_dim)`` embedding (GAP then fc)."""
         return self.fc(F.adaptive_avg_pool2d(fmap, 1).flatten(1))
 
+    def forward_head(self, fmap: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``(N, C, h, w)`` conv5 feature maps -> ``(N, num_classes)`` logits in any mode, or
+        with ``pre_logits`` the ``(N, feature_dim)`` embedding the classifier sees (after the
+        BNNeck when there is one): what a classification task evaluates with (timm's head)."""
+        v = self.forward_embedding(fmap)
+        normed = v if self.bnneck is None else self.bnneck(v)
+        return normed if pre_logits else self.classifier(normed)
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the classifier (0: none, ``reset_classifier(0)``)."""
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier over ``num_classes`` outputs, initialised as at build time (0: no
+        classifier at all, for a model that only embeds: its weights then hold no classifier
+        tensors)."""
+        if num_classes < 0:
+            raise UsageError(f"num_classes must be >= 0, got {num_classes}")
+        old = self.classifier
+        head: nn.Module = nn.Identity()
+        if num_classes > 0:
+            head = nn.Linear(self.feature_dim, num_classes)
+            init_weights(head)
+        if isinstance(old, nn.Linear):
+            head.to(old.weight.device)
+        self.classifier = head
+
     def forward(
         self, x: torch.Tensor, return_features: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

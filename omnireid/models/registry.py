@@ -18,6 +18,7 @@ from typing import Any
 from omnireid.errors import UsageError
 from omnireid.models import osnet
 from omnireid.models.osnet import IN_FIXED, OSNet
+from omnireid.models.zoo import zoo_names
 
 # The plain name -> builder table. Add a model by adding a line here.
 MODELS: dict[str, Callable[..., OSNet]] = {
@@ -41,8 +42,12 @@ OPTIONS: tuple[str, ...] = tuple(
 )
 
 
-def list_models() -> list[str]:
-    """Names accepted by ``build``, sorted."""
+def list_models(pretrained: bool = False) -> list[str]:
+    """Names accepted by ``build``, sorted; with ``pretrained``, the names of the trained
+    models shipped in the zoo instead (``models.zoo.list_pretrained`` gives their specs and
+    cards; load one with ``load_pretrained(name)`` or ``--weights zoo:NAME``)."""
+    if pretrained:
+        return zoo_names()
     return sorted(MODELS)
 
 

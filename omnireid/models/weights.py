@@ -5,15 +5,13 @@ transitions ``pool2``/``pool3``), so it loads as is. ``osnet.py``'s names the st
 ``conv2a``, ``conv2b.{j}``..., keeps the transitions inside the stages (``conv2.2.0.conv``)
 and calls the post-residual instance norm ``IN``; ``to_native_layout`` renames those keys.
 
-It also knows where an omnireid training run keeps its weights (``resolve_weights``): a
-checkpoint folder holds ``model.safetensors`` and ``meta.json``; a run folder names its newest
-complete checkpoint in the text file ``latest``.
+A weights argument may also be a checkpoint folder, a training run folder (its latest
+checkpoint: the layout is ``rundir``'s) or ``zoo:NAME`` (``models.zoo``); ``resolve_weights``
+turns each into the tensor file it means.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import warnings
 from collections.abc import Mapping
@@ -24,14 +22,26 @@ import torch
 from torch import nn
 
 from omnireid.errors import CheckpointError
+from omnireid.models.spec import InitRecord, file_sha256
+from omnireid.models.zoo import check_card, expand_zoo
+from omnireid.rundir import CheckpointDir, checkpoint_folder
 
 StateDict = dict[str, torch.Tensor]
-LATEST = "latest"  # a run folder's pointer to its newest complete checkpoint
-MODEL_FILE = "model.safetensors"
-META_FILE = "meta.json"
 
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 _STREAM_NAMES = {"conv2a": 0, "conv2b": 1, "conv2c": 2, "conv2d": 3}
+
+__all__ = [
+    "InitReport",
+    "LoadReport",
+    "file_sha256",
+    "init_from_weights",
+    "load_weights",
+    "read_state_dict",
+    "resolve_weights",
+    "to_native_layout",
+    "weights_provenance",
+]
 
 
 @dataclass
@@ -42,66 +52,6 @@ class LoadReport:
     skipped_classifier: bool = False
 
 
-def latest_checkpoint(directory: str | Path) -> Path | None:
-    """The newest complete checkpoint folder of a run folder (None if there is none)."""
-    directory = Path(directory)
-    pointer = directory / LATEST
-    if pointer.is_file():
-        try:
-            name = pointer.read_text().strip()
-        except (UnicodeDecodeError, OSError):
-            return None  # a damaged pointer names nothing
-        path = directory / name
-        if name and (path / MODEL_FILE).is_file():
-            return path
-    return None
-
-
-def checkpoint_folder(path: str | Path) -> Path | None:
-    """``path`` when it is a checkpoint folder, a run folder's latest checkpoint, else None."""
-    path = Path(path)
-    if (path / MODEL_FILE).is_file():
-        return path
-    return latest_checkpoint(path) if path.is_dir() else None
-
-
-def read_meta(folder: str | Path) -> dict:
-    """A checkpoint folder's ``meta.json`` (empty when it has none)."""
-    meta = Path(folder) / META_FILE
-    if not meta.is_file():
-        return {}
-    try:
-        return json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{meta} is not valid JSON ({e})") from e
-
-
-# The model zoo: checkpoint folders shipped inside the package, named as "zoo:NAME"; each
-# has a model card whose "file" entry records its weights file's name and SHA-256
-ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
-ZOO_PREFIX = "zoo:"
-CARD_FILE = "card.json"
-
-
-def zoo_names() -> list[str]:
-    """Names of the models shipped in the zoo, sorted."""
-    if not ZOO_DIR.is_dir():
-        return []
-    return sorted(p.name for p in ZOO_DIR.iterdir() if (p / MODEL_FILE).is_file())
-
-
-def expand_zoo(weights: str | Path) -> Path:
-    """``"zoo:NAME"`` -> the zoo's checkpoint folder of NAME; any other path unchanged."""
-    text = str(weights)
-    if not text.startswith(ZOO_PREFIX):
-        return Path(weights)
-    name = text.removeprefix(ZOO_PREFIX)
-    if name not in zoo_names():
-        known = ", ".join(zoo_names()) or "none"
-        raise CheckpointError(f"no model {name!r} in the zoo; it has: {known}")
-    return ZOO_DIR / name
-
-
 def resolve_weights(path: str | Path) -> Path:
     """A weights file as given; a checkpoint folder -> its ``model.safetensors``; a training run
     folder -> its latest checkpoint's; ``zoo:NAME`` -> the zoo model's."""
@@ -110,46 +60,8 @@ def resolve_weights(path: str | Path) -> Path:
         return path
     folder = checkpoint_folder(path)
     if folder is None:
-        raise CheckpointError(f"{path} holds no {MODEL_FILE} and no latest checkpoint")
-    return folder / MODEL_FILE
-
-
-def check_card(file: Path) -> None:
-    """Refuse a zoo model's weights ``file`` whose SHA-256 is not the one its card records.
-
-    Applies to a file beside a ``card.json`` (a zoo folder, in the package or copied) and to
-    every file of the package's zoo, which must have its card. One ``CheckpointError`` line.
-    """
-    card_path = file.parent / CARD_FILE
-    if not card_path.is_file():
-        if file.parent.parent.resolve() == ZOO_DIR.resolve():
-            raise CheckpointError(
-                f"{file.parent} has no {CARD_FILE}: its weights cannot be verified"
-            )
-        return
-    try:
-        entry = json.loads(card_path.read_text()).get("file") or {}
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-        raise CheckpointError(f"{card_path} is not a valid model card ({e})") from e
-    if not isinstance(entry, dict) or entry.get("name", file.name) != file.name:
-        return  # the card describes another file of the folder
-    expected = entry.get("sha256")
-    if not isinstance(expected, str) or len(expected) != 64:
-        raise CheckpointError(f"{card_path} records no SHA-256 of {file.name}: cannot verify it")
-    if file_sha256(file) != expected.lower():
-        raise CheckpointError(
-            f"{file} is not the file its model card {card_path} describes (SHA-256 mismatch): "
-            "changed or damaged; restore it (reinstall omnireid for a shipped zoo model)"
-        )
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        raise CheckpointError(f"{path} holds no {CheckpointDir.MODEL} and no latest checkpoint")
+    return folder.model
 
 
 def weights_provenance(weights: str | Path) -> dict[str, str]:
@@ -369,18 +281,18 @@ class InitReport:
             counts[module] = counts.get(module, 0) + 1
         return counts
 
-    def as_meta(self) -> dict:
-        """The record a run stores in its ``meta.json`` (``init``)."""
-        return {
-            "weights": self.source,
-            "sha256": self.sha256,
-            "loaded": len(self.loaded),
-            "fresh": len(self.fresh),
-            "unused": len(self.unused),
-            "backbone_share": round(self.share, 6),
-            "fresh_groups": self.groups(self.fresh),
-            "unused_groups": self.groups(self.unused),
-        }
+    def record(self) -> InitRecord:
+        """The record a run's spec keeps of it (``ModelSpec.provenance.init``)."""
+        return InitRecord(
+            weights=self.source,
+            sha256=self.sha256,
+            loaded=len(self.loaded),
+            fresh=len(self.fresh),
+            unused=len(self.unused),
+            backbone_share=round(self.share, 6),
+            fresh_groups=self.groups(self.fresh),
+            unused_groups=self.groups(self.unused),
+        )
 
     def summary(self) -> str:
         """One line for the log: counts, the share and the groups that did not load."""

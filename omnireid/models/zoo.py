@@ -1,116 +1,213 @@
 """The model zoo: models trained by this project's benchmarks on real data, shipped with it.
 
-Each entry is a checkpoint folder in ``omnireid/zoo/NAME/``: ``model.safetensors`` (weights
-only), ``meta.json`` (architecture, builder options, preprocessing, training config: what
-``load_for_inference`` reads) and ``card.json``, the model card: what it is, how it was trained
+Each entry is a checkpoint folder ``omnireid/zoo/NAME/``: ``model.safetensors`` (weights
+only), ``meta.json`` (its ``ModelSpec``: architecture, builder options, preprocessing, the
+weights' SHA-256, provenance) and ``card.json``, the model card: what it is, how it was trained
 (the exact command and config, data, wall time, machine, seed, code version), the metrics it
 reached on every test set it was evaluated on with the command that reproduces them, the
-file's SHA-256 (checked whenever the weights are read: a changed file is refused) and the data
-licence. ``--weights zoo:NAME`` works wherever a weights path does; ``load_pretrained(NAME)`` in
-Python. Nothing is downloaded: the files are in the package.
-A benchmark that trains on real data writes its model here with ``add_to_zoo``, so adding a
-model is rerunning a benchmark and committing its folder.
+file's name, size and SHA-256 (checked whenever the weights are read: a changed file is
+refused) and the data licence. ``list_pretrained()`` gives every entry typed (``ZooEntry``:
+spec + card + file hash), ``models.list_models(pretrained=True)`` their names, and
+``--weights zoo:NAME`` / ``models.load_pretrained(NAME)`` load one. Nothing is downloaded: the
+files are in the package. A benchmark that trains on real data writes its model here with
+``add_to_zoo``, so adding a model is rerunning a benchmark and committing its folder.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from omnireid.errors import CheckpointError
-from omnireid.models.loader import load_for_inference
-from omnireid.models.weights import (
-    CARD_FILE,
-    META_FILE,
-    MODEL_FILE,
-    ZOO_DIR,
-    checkpoint_folder,
-    expand_zoo,
+from omnireid.models.spec import (
+    ModelSpec,
+    card_spec_fields,
     file_sha256,
-    read_meta,
-    zoo_names,
+    load_spec,
+    migrate_card,
+    save_spec,
 )
 from omnireid.preprocessing import Preprocessing
+from omnireid.rundir import CheckpointDir, checkpoint_folder
+
+ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
+ZOO_PREFIX = "zoo:"  # a weights argument naming a zoo entry
 
 # What every card must say (checked by the tests for every entry)
-CARD_KEYS = (
-    "name",
-    "arch",
-    "summary",
-    "trained_on",
-    "licence",
-    "training",
-    "metrics",
-    "file",
-)
+CARD_KEYS = ("name", "summary", "trained_on", "licence", "training", "metrics", "file")
 TRAINING_KEYS = ("command", "config", "epochs", "wall_minutes", "machine", "seed", "code")
 MARKET_LICENCE = (
     "Trained on Market-1501 (Zheng et al., ICCV 2015), whose licence allows research use only: "
     "these weights are for research use only."
 )
 
-__all__ = ["CARD_KEYS", "add_to_zoo", "list_zoo", "load_pretrained", "read_zoo_card", "zoo_names"]
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model: its folder, its spec (``weights_sha256`` is the card's), its card."""
+
+    name: str
+    folder: Path
+    spec: ModelSpec
+    card: dict[str, Any]
+
+    @property
+    def weights(self) -> Path:
+        return CheckpointDir(self.folder).model
+
+    @property
+    def sha256(self) -> str:
+        return self.spec.weights_sha256
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self.card["file"]["bytes"])
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What an image goes through before this model (``data.transforms.transform_for``)."""
+        return self.spec.preprocessing or Preprocessing()
 
 
-def read_zoo_card(name: str, zoo: Path = ZOO_DIR) -> dict[str, Any]:
-    """The card of zoo model ``name``."""
-    folder = expand_zoo(f"zoo:{name}") if zoo == ZOO_DIR else zoo / name
-    path = folder / CARD_FILE
-    if not path.is_file():
-        raise CheckpointError(f"zoo model {name} has no {CARD_FILE}")
-    return json.loads(path.read_text())
+def _zoo(zoo: Path | None) -> Path:
+    return ZOO_DIR if zoo is None else Path(zoo)
 
 
-def list_zoo(zoo: Path = ZOO_DIR) -> list[dict[str, Any]]:
-    """Every zoo model's card, by name."""
-    if zoo == ZOO_DIR:
-        return [read_zoo_card(name) for name in zoo_names()]
-    return [json.loads(p.read_text()) for p in sorted(zoo.glob(f"*/{CARD_FILE}"))]
+def zoo_names(zoo: Path | None = None) -> list[str]:
+    """Names of the models in the zoo (default: the shipped one), sorted."""
+    folder = _zoo(zoo)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if CheckpointDir(p).is_complete)
 
 
-def load_pretrained(name: str, **options: Any) -> tuple[nn.Module, Preprocessing]:
-    """``(model, preprocessing)`` of zoo model ``name`` (``load_for_inference``'s options)."""
-    return load_for_inference(f"zoo:{name}", **options)
+def expand_zoo(weights: str | Path) -> Path:
+    """``"zoo:NAME"`` -> the zoo's checkpoint folder of NAME; any other path unchanged."""
+    text = str(weights)
+    if not text.startswith(ZOO_PREFIX):
+        return Path(weights)
+    name = text.removeprefix(ZOO_PREFIX)
+    if name not in zoo_names():
+        known = ", ".join(zoo_names()) or "none"
+        raise CheckpointError(f"no model {name!r} in the zoo; it has: {known}")
+    return ZOO_DIR / name
 
 
-def add_to_zoo(
-    run: str | Path,
-    name: str,
-    card: dict[str, Any],
-    zoo: Path = ZOO_DIR,
-) -> Path:
-    """Copy a run's latest (or a checkpoint folder's) weights and metadata into ``zoo/name`` and
-    write its card: ``card`` gives everything but the name, architecture and file entries, which
-    are filled in here. Returns the folder."""
+def _read_card(path: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not a valid model card ({e})") from e
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path} is not a valid model card (not a JSON object)")
+    return card
+
+
+def check_card(file: Path) -> None:
+    """Refuse a zoo model's weights ``file`` whose SHA-256 is not the one its card records.
+
+    Applies to a file beside a ``card.json`` (a zoo folder, in the package or copied) and to
+    every file of the package's zoo, which must have its card. One ``CheckpointError`` line.
+    """
+    card_path = CheckpointDir(file.parent).card
+    if not card_path.is_file():
+        if file.parent.parent.resolve() == ZOO_DIR.resolve():
+            raise CheckpointError(
+                f"{file.parent} has no {card_path.name}: its weights cannot be verified"
+            )
+        return
+    entry = _read_card(card_path).get("file") or {}
+    if not isinstance(entry, dict) or entry.get("name", file.name) != file.name:
+        return  # the card describes another file of the folder
+    expected = entry.get("sha256")
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise CheckpointError(f"{card_path} records no SHA-256 of {file.name}: cannot verify it")
+    if file_sha256(file) != expected.lower():
+        raise CheckpointError(
+            f"{file} is not the file its model card {card_path} describes (SHA-256 mismatch): "
+            "changed or damaged; restore it (reinstall omnireid for a shipped zoo model)"
+        )
+
+
+def read_entry(folder: str | Path) -> ZooEntry:
+    """The zoo entry in ``folder`` (either spec format; a format-1 card that repeats the
+    architecture or preprocessing must agree with the spec)."""
+    folder = Path(folder)
+    raw = _read_card(CheckpointDir(folder).card)
+    spec = load_spec(folder)
+    if spec is None:
+        raise CheckpointError(f"zoo entry {folder} has no {CheckpointDir.SPEC}")
+    sha = str((raw.get("file") or {}).get("sha256", "")).lower()
+    if spec.weights_sha256 and sha and spec.weights_sha256 != sha:
+        raise CheckpointError(f"{folder}: its spec and its card name different weights files")
+    spec = replace(spec, weights_sha256=spec.weights_sha256 or sha)
+    repeated = card_spec_fields(raw)
+    differs = [k for k, v in repeated.items() if getattr(spec, k) != v]
+    if differs:
+        raise CheckpointError(f"{folder}: its card and its spec disagree on {differs}")
+    return ZooEntry(folder.name, folder, spec, migrate_card(raw))
+
+
+def zoo_entry(name: str, zoo: Path | None = None) -> ZooEntry:
+    """The entry ``name`` of the zoo (default: the shipped one)."""
+    folder = expand_zoo(f"{ZOO_PREFIX}{name}") if zoo is None else Path(zoo) / name
+    if not CheckpointDir(folder).card.is_file():
+        raise CheckpointError(f"zoo model {name} has no {CheckpointDir.CARD}")
+    return read_entry(folder)
+
+
+def list_pretrained(zoo: Path | None = None) -> list[ZooEntry]:
+    """Every entry of the zoo (default: the shipped one), by name."""
+    return [zoo_entry(name, zoo) for name in zoo_names(zoo)]
+
+
+def read_zoo_card(name: str, zoo: Path | None = None) -> dict[str, Any]:
+    """The card of zoo model ``name`` (its descriptive part; the spec holds the rest)."""
+    return zoo_entry(name, zoo).card
+
+
+def add_to_zoo(run: str | Path, name: str, card: dict[str, Any], zoo: Path | None = None) -> Path:
+    """Copy a run's latest (or a checkpoint folder's) weights and spec into ``zoo/name`` and
+    write its card: ``card`` gives everything but the name and file entries, which are filled
+    in here. Returns the folder."""
     folder = checkpoint_folder(run)
     if folder is None:
         raise CheckpointError(f"{run} holds no checkpoint to put in the zoo")
-    meta = read_meta(folder)
-    meta.pop("log", None)  # the last epoch's record: the card has the measured metrics
-    target = Path(zoo) / name
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / MODEL_FILE, target / MODEL_FILE)
-    (target / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    weights = target / MODEL_FILE
-    full = {
-        "name": name,
-        "arch": meta.get("arch"),
-        "model_options": meta.get("model_options", {}),
-        "preprocessing": meta.get("preprocessing", {}),
-        **card,
-        "file": {
-            "name": MODEL_FILE,
-            "sha256": file_sha256(weights),
-            "bytes": weights.stat().st_size,
-        },
+    spec = load_spec(folder.path)
+    if spec is None:
+        raise CheckpointError(f"{folder.path} has no {CheckpointDir.SPEC}: not a training run's")
+    target = CheckpointDir(_zoo(zoo) / name)
+    full = {"name": name, **migrate_card(card)}
+    full["file"] = {
+        "name": CheckpointDir.MODEL,
+        "sha256": file_sha256(folder.model),
+        "bytes": folder.model.stat().st_size,
     }
     missing = [k for k in CARD_KEYS if k not in full]
     missing += [f"training.{k}" for k in TRAINING_KEYS if k not in full.get("training", {})]
     if missing:
         raise CheckpointError(f"the card of {name} lacks {missing}")
-    (target / CARD_FILE).write_text(json.dumps(full, indent=2) + "\n")
-    return target
+    target.path.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder.model, target.model)
+    # the last epoch's record stays with the run: the card has the measured metrics
+    save_spec(replace(spec, weights_sha256=full["file"]["sha256"], record={}), target.path)
+    target.card.write_text(json.dumps(full, indent=2) + "\n")
+    return target.path
+
+
+__all__ = [
+    "CARD_KEYS",
+    "ZOO_DIR",
+    "ZooEntry",
+    "add_to_zoo",
+    "check_card",
+    "expand_zoo",
+    "list_pretrained",
+    "read_entry",
+    "read_zoo_card",
+    "zoo_entry",
+    "zoo_names",
+]

@@ -20,7 +20,6 @@ import torch
 
 from omnireid.config import Config, config_to_dict
 from omnireid.engine.callbacks import (
-    LOG_FILE,
     Checkpointer,
     EpochLog,
     Evaluator,
@@ -37,6 +36,7 @@ from omnireid.engine.loop import Callback, check_amp, fit, training_layout
 from omnireid.engine.optim import build_optimizer, check_layer_names
 from omnireid.engine.schedules import LRSchedule, TimeBudget
 from omnireid.errors import ConfigError
+from omnireid.rundir import RunDir
 from omnireid.tasks.adapt import adapt_run
 from omnireid.tasks.attributes import attributes_run
 from omnireid.tasks.classify import classify_run
@@ -125,11 +125,12 @@ def _fit(config: Config) -> list[dict[str, Any]]:
             lr_schedule.step()
     callbacks = _callbacks(config, run, model, optimizer, lr_schedule, scaler)
     if rank() == 0:  # everything is checked: the run starts
+        folder = RunDir(out_dir)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(out_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
+            write_atomic(folder.config, json.dumps(config_to_dict(config), indent=2))
         except OSError as e:
-            raise disk_error(e, "config.json", out_dir, "the checkpoints are") from e
+            raise disk_error(e, folder.CONFIG, out_dir, "the checkpoints are") from e
         if extension:
             record_extension(out_dir, start, extension)
     return fit(
@@ -197,7 +198,7 @@ def _callbacks(
                 warmup_epochs=o.warmup_epochs,
                 reserve=reserve,
                 clock=t.budget_clock,
-                log=out_dir / LOG_FILE,
+                log=RunDir(out_dir).log,
             )
         )
     else:
@@ -213,7 +214,7 @@ def _callbacks(
         optimizer=optimizer,
         scheduler=lr_schedule,
         scaler=scaler,
-        meta=run.meta,
+        spec=run.spec,
         keep=t.keep,
     )
     return [*callbacks, checkpointer, FinalMetrics(out_dir)]
@@ -232,13 +233,13 @@ def fit_all_splits(config: Config) -> dict[str, Any]:
     name = split_dataset_of(config)
     if name is None:
         raise ConfigError(f"--all-splits needs a multi-split dataset ({sorted(MULTI_SPLIT)})")
-    out = Path(config.train.out_dir)
+    out = RunDir(Path(config.train.out_dir))
     per_split = []
     for k in range(MULTI_SPLIT[name]):
         split_config = replace(
             config,
             data=replace(config.data, split_id=k),
-            train=replace(config.train, out_dir=str(out / f"split{k}")),
+            train=replace(config.train, out_dir=str(out.split(k).path)),
         )
         log.info(
             "%s split %d of %d -> %s", name, k + 1, MULTI_SPLIT[name], split_config.train.out_dir
@@ -253,15 +254,15 @@ def fit_all_splits(config: Config) -> dict[str, Any]:
         "mean": {k: sum(m[k] for m in per_split) / len(per_split) for k in keys},
     }
     if rank() == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "splits.json", json.dumps(summary, indent=2))
+        out.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(out.splits, json.dumps(summary, indent=2))
     return summary
 
 
 def _stored_metrics(run: Path) -> dict[str, Any]:
-    path = run / "metrics.json"
+    path = RunDir(run).metrics
     if not path.is_file():
-        raise ConfigError(f"{run} finished without metrics.json; remove it and run again")
+        raise ConfigError(f"{run} finished without {path.name}; remove it and run again")
     return json.loads(path.read_text())
 
 

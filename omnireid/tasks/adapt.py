@@ -5,11 +5,17 @@ and options it was trained with), the unlabelled target images (``adapt.images``
 CSV of crops, or the train split of ``data.dataset``), the per-round clustering callback, the
 cluster memory and its contrastive loss, a P x K sampler over pseudo-identities, and, when a
 labelled test set is named (``data.dataset``'s query/gallery, or ``data.target``), the
-evaluator. The result is an ordinary re-ID checkpoint that records what it was adapted from.
+evaluator. The result is an ordinary re-ID checkpoint whose spec is the source's (architecture,
+options, preprocessing: size, value range, mean/std, output norm) and records what it was
+adapted from. The input size is ``data.height x data.width``; ``omnireid adapt`` sets it to the
+source's unless told otherwise, and a size other than the source's is used with a warning.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +31,15 @@ from omnireid.data.transforms import transform_for
 from omnireid.errors import ConfigError
 from omnireid.models import load_for_inference
 from omnireid.models.loader import read_weights
-from omnireid.models.weights import weights_provenance
+from omnireid.models.spec import ModelSpec, SourceWeights
+from omnireid.models.zoo import expand_zoo
 from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress
-from omnireid.tasks.common import Run, run_meta, train_transform
+from omnireid.rundir import RunDir
+from omnireid.tasks.common import Run, run_spec, train_transform
 from omnireid.tasks.reid import make_evaluator
+
+log = logging.getLogger("omnireid.train")
 
 
 def target_samples(config: Config) -> tuple[list[Sample], np.ndarray | None, ReIDDataset | None]:
@@ -51,25 +61,47 @@ def target_samples(config: Config) -> tuple[list[Sample], np.ndarray | None, ReI
     return samples_of(list_images(path)), None, test  # cameras from Market-style names
 
 
-def _source(config: Config, method: str | None = None) -> tuple[nn.Module, Preprocessing, dict]:
-    """The model to adapt (in eval mode), the preprocessing (the source's mean/std at
-    ``data.height x data.width``), and the metadata the adapted checkpoints carry: the source
-    weights' path and SHA-256 (and ``method`` when not the full self-training)."""
+def source_spec(weights: str | Path) -> ModelSpec:
+    """The spec of the model to adapt (stored with it, or inferred for a plain file), read
+    before a config is made: ``omnireid adapt`` takes its input size from it."""
+    return read_weights(weights).spec
+
+
+def _source(config: Config, method: str = "") -> tuple[nn.Module, Preprocessing, ModelSpec]:
+    """The model to adapt (in eval mode), the preprocessing (the source's, at ``data.height x
+    data.width``: a size other than the one it was trained at is used with a warning), and the
+    spec the adapted checkpoints carry: the source's, recording its weights' path and SHA-256
+    (and ``method`` when not the full self-training)."""
     d = config.data
     info = read_weights(config.model.weights)
-    model, source = load_for_inference(info)
-    pre = Preprocessing(d.height, d.width, source.mean, source.std)
-    adapted_from = weights_provenance(config.model.weights)
-    meta = run_meta(
+    model, _ = load_for_inference(info)
+    source: ModelSpec = model.spec
+    stored = source.preprocessing or Preprocessing()
+    pre = replace(stored, height=d.height, width=d.width)
+    recorded = info.stored is not None and info.stored.preprocessing is not None
+    if recorded and pre.size != stored.size:
+        log.warning(
+            "%s was trained at %dx%d; adapting it at %dx%d as configured (data.height/width)",
+            config.model.weights,
+            *stored.size,
+            *pre.size,
+        )
+    origin = SourceWeights(
+        path=str(expand_zoo(config.model.weights).resolve()),
+        sha256=source.weights_sha256,
+        method=method,
+    )
+    spec = run_spec(
         config,
         pre,
         "reid",
-        arch=model.arch,
-        model_options=info.meta.get("model_options", {}),
-        num_classes=model.classifier.out_features,
-        adapted_from={**adapted_from, "method": method} if method else adapted_from,
+        arch=source.arch,
+        options=source.options,
+        num_classes=source.num_classes,
+        feature_dim=source.feature_dim,
+        adapted_from=origin,
     )
-    return model, pre, meta
+    return model, pre, spec
 
 
 def adapt_run(config: Config) -> Run:
@@ -79,7 +111,7 @@ def adapt_run(config: Config) -> Run:
     if config.model.mutual:
         raise ConfigError("train.task=adapt adapts one network; model.mutual is not supported")
     a, d = config.adapt, config.data
-    model, pre, meta = _source(config)
+    model, pre, spec = _source(config)
     model.train()
     samples, true_pids, test = target_samples(config)
     k = d.num_instances or 4
@@ -110,7 +142,7 @@ def adapt_run(config: Config) -> Run:
         model=model,
         loader=parts.loader,
         loss_fn=parts.memory,
-        meta=meta,
+        spec=spec,
         monitor=parts.memory.accuracy,
         evaluate=make_evaluator(config, test, pre) if test is not None else None,
         epoch_parts=parts.parts,
@@ -122,19 +154,17 @@ def adapt_run(config: Config) -> Run:
 def adabn_from_config(config: Config) -> dict[str, float]:
     """The zero-training baseline: AdaBN on the target images, saved as ``train.out_dir``'s
     checkpoint (epoch 0) and evaluated when a test set is named; returns the metrics."""
-    import json
-
     from torch.utils.data import DataLoader
 
     from omnireid.engine.checkpoint import save_checkpoint
 
-    model, pre, meta = _source(config, method="adabn")
+    model, pre, spec = _source(config, method="adabn")
     samples, _, test = target_samples(config)
     loader = DataLoader(ImageDataset(samples, transform_for(pre)), batch_size=64)
     batches = (x for x, *_ in progress(loader, desc="AdaBN", unit="batch"))
     adapt_batchnorm(model, batches, config.train.device)
-    out = Path(config.train.out_dir)
-    save_checkpoint(out, model, 0, meta=meta)
+    run = RunDir(Path(config.train.out_dir))
+    save_checkpoint(run.path, model, 0, spec=spec)
     metrics = make_evaluator(config, test, pre)(model) if test is not None else {}
-    (out / "metrics.json").write_text(json.dumps({"epoch": 0, **metrics}, indent=2))
+    run.metrics.write_text(json.dumps({"epoch": 0, **metrics}, indent=2))
     return metrics

@@ -28,7 +28,7 @@ from omnireid.losses.attributes import attribute_losses, positive_ratios
 from omnireid.models.attributes import build_attribute_model
 from omnireid.models.fused import optimize_for_inference
 from omnireid.preprocessing import Preprocessing
-from omnireid.tasks.common import Run, preprocessing, run_meta, train_loader, train_transform
+from omnireid.tasks.common import Run, preprocessing, run_spec, train_loader, train_transform
 
 log = logging.getLogger("omnireid.train")
 
@@ -75,20 +75,21 @@ def attributes_run(config: Config) -> Run:
     pre = preprocessing(config, [s.path for s in dataset.train])
     images = AttributeImageDataset(dataset.train, train_transform(config, pre))
     loader, parts = train_loader(config, images)
-    meta = run_meta(
+    spec = run_spec(
         config,
         pre,
         "attributes",
-        arch=config.model.arch,
-        num_attributes=dataset.num_attributes,
-        attributes=dataset.attributes,
-        positive_ratios=[round(v, 6) for v in ratios.tolist()],
+        num_classes=dataset.num_attributes,
+        feature_dim=model.backbone.feature_dim,
+        options={},
+        labels=dataset.attributes,
+        label_priors=[round(v, 6) for v in ratios.tolist()],
     )
     return Run(
         model=model,
         loader=loader,
         loss_fn=loss_fn,
-        meta=meta,
+        spec=spec,
         monitor=label_accuracy,
         evaluate=make_attribute_evaluator(config, dataset, pre),
         epoch_parts=parts,

@@ -12,7 +12,7 @@ import numpy as np
 from torch import nn
 from torchvision.transforms import v2
 
-from omnireid.config import Config, config_to_dict
+from omnireid.config import Config
 from omnireid.data.datasets import load_classification_dataset
 from omnireid.data.image_dataset import ArrayImageDataset
 from omnireid.data.transforms import ToNormalizedTensor
@@ -21,7 +21,7 @@ from omnireid.evaluation.classification import classification_metrics
 from omnireid.models import build
 from omnireid.models.weights import load_weights
 from omnireid.preprocessing import Preprocessing
-from omnireid.tasks.common import Run, model_options, reid_loss, train_loader
+from omnireid.tasks.common import Run, model_options, reid_loss, run_spec, train_loader
 from omnireid.tasks.reid import accuracy
 
 
@@ -29,18 +29,6 @@ def array_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float
     """Per-channel mean and std in ``[0, 1]`` units of ``(N, H, W, 3)`` uint8 images."""
     pixels = images.reshape(-1, 3).astype(np.float64) / 255.0
     return tuple(pixels.mean(0).tolist()), tuple(pixels.std(0).tolist())
-
-
-class Classifier(nn.Module):
-    """An OSNet's logits in eval mode too (its embedding through its classifier)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        m = self.model
-        return m.classifier(m.forward_embedding(m.forward_features(x)))
 
 
 def classify_run(config: Config) -> Run:
@@ -77,23 +65,21 @@ def classify_run(config: Config) -> Run:
     test, device = dataset.test, config.train.device
 
     def evaluate(trained: nn.Module) -> dict[str, float]:
-        head = Classifier(trained).to(device)
-        return classification_metrics(head, test.images, test.labels, plain, device=device)
+        return classification_metrics(trained, test.images, test.labels, plain, device=device)
 
-    meta = {
-        "task": "classify",
-        "arch": config.model.arch,
-        "model_options": model_options(config),
-        "num_classes": dataset.num_classes,
-        "classes": dataset.classes,
-        "preprocessing": pre.to_meta(),
-        "config": config_to_dict(config),
-    }
+    spec = run_spec(
+        config,
+        pre,
+        "classify",
+        num_classes=dataset.num_classes,
+        feature_dim=model.feature_dim,
+        labels=dataset.classes,
+    )
     return Run(
         model=model,
         loader=loader,
         loss_fn=reid_loss(config),
-        meta=meta,
+        spec=spec,
         monitor=accuracy,
         evaluate=evaluate,
         epoch_parts=parts,

@@ -1,5 +1,6 @@
 """What every task shares: the run a task hands to ``fit_from_config``, and the pieces of a
-config that mean the same thing in every task (seed, augmentation, loader, schedule)."""
+config that mean the same thing in every task (seed, augmentation, loader, schedule, the
+``ModelSpec`` its checkpoints carry)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from omnireid.engine.loop import Callback, LossFn, Monitor
 from omnireid.engine.optim import build_scheduler
 from omnireid.errors import ConfigError
 from omnireid.losses import ReIDLoss
+from omnireid.models.spec import InitRecord, ModelSpec, Provenance, SourceWeights, Split
 from omnireid.preprocessing import Preprocessing
 
 log = logging.getLogger("omnireid.train")
@@ -39,12 +41,13 @@ class Run:
     model's); ``extra_groups`` are further parameter groups with their own settings.
     ``callbacks`` run after evaluation and before logging and checkpointing.
     ``shown``: record keys printed in each epoch's log line besides the loss.
+    ``spec``: what every checkpoint of the run says the model is (``run_spec``).
     """
 
     model: nn.Module
     loader: DataLoader
     loss_fn: LossFn
-    meta: dict[str, Any]
+    spec: ModelSpec
     monitor: Monitor | None = None
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None
     epoch_parts: list[HasSetEpoch] = field(default_factory=list)
@@ -84,15 +87,49 @@ def model_options(config: Config) -> dict[str, Any]:
     return options
 
 
-def run_meta(config: Config, pre: Preprocessing, task: str, **extra: Any) -> dict[str, Any]:
-    """What every checkpoint of a run stores in ``meta.json`` besides the epoch: the task, the
-    preprocessing, the whole config, and the task's own ``extra`` entries."""
-    return {
-        "task": task,
-        **extra,
-        "preprocessing": pre.to_meta(),
-        "config": config_to_dict(config),
-    }
+def trained_on(config: Config) -> str:
+    """What a run learns from, as its spec records it: an adaptation's target images (a folder
+    or CSV), else ``data.dataset`` joined by its extra sources' names with "+"."""
+    if config.train.task == "adapt" and config.adapt.images:
+        return config.adapt.images
+    extra = [entry.partition("=")[0].strip() for entry in config.data.extra_sources]
+    return "+".join([config.data.dataset, *extra])
+
+
+def run_spec(
+    config: Config,
+    pre: Preprocessing,
+    task: str,
+    *,
+    num_classes: int | None,
+    feature_dim: int,
+    arch: str | None = None,
+    options: dict[str, Any] | None = None,
+    mutual: bool = False,
+    labels: Sequence[str] = (),
+    label_priors: Sequence[float] = (),
+    init: InitRecord | None = None,
+    adapted_from: SourceWeights | None = None,
+    split: Split | None = None,
+) -> ModelSpec:
+    """The ``ModelSpec`` every checkpoint of a run stores (the checkpointer adds the epoch,
+    its record and the weights' SHA-256): ``arch`` and ``options`` default to the config's
+    (``model.arch``, ``model_options``); the whole config goes with it."""
+    return ModelSpec(
+        arch=config.model.arch if arch is None else arch,
+        task=task,
+        options=model_options(config) if options is None else dict(options),
+        num_classes=num_classes,
+        feature_dim=feature_dim,
+        mutual=mutual,
+        labels=tuple(labels),
+        label_priors=tuple(label_priors),
+        preprocessing=pre,
+        provenance=Provenance(
+            trained_on=trained_on(config), adapted_from=adapted_from, init=init, split=split
+        ),
+        config=config_to_dict(config),
+    )
 
 
 def reid_loss(config: Config) -> ReIDLoss:
@@ -108,18 +145,20 @@ def reid_loss(config: Config) -> ReIDLoss:
 
 
 def train_transform(config: Config, pre: Preprocessing):
-    """The training augmentation ``config.data`` asks for (any task), normalised as ``pre``."""
+    """The training augmentation ``config.data`` asks for (any task), at ``pre``'s input size
+    and normalised as ``pre`` says (its mean and std in units of its value range)."""
     d = config.data
+    mean, std = pre.unit_mean_std
     return build_train_transform(
-        d.height,
-        d.width,
+        pre.height,
+        pre.width,
         flip=d.flip,
         random_crop=d.random_crop,
         random_patch=d.random_patch,
         random_erasing=d.random_erasing,
         color_jitter=d.color_jitter,
-        mean=pre.mean,
-        std=pre.std,
+        mean=mean,
+        std=std,
     )
 
 

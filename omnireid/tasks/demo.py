@@ -15,6 +15,7 @@ from omnireid.data.transforms import build_eval_transform, transform_for
 from omnireid.evaluation.evaluate import evaluate_model
 from omnireid.models import build, load_for_inference
 from omnireid.models.fused import optimize_for_inference
+from omnireid.rundir import RunDir
 from omnireid.tasks import fit_from_config
 from omnireid.tasks.common import seed_everything
 from omnireid.visualize.curves import plot_training_curves
@@ -87,7 +88,7 @@ def write_report(out: Path, records: list[dict[str, Any]], baseline: dict[str, f
         "| untrained (random init) | " + " | ".join(f"{baseline[k]:.1f}" for k in METRICS) + " |",
         "| trained | " + " | ".join(f"{final[k]:.1f}" for k in METRICS) + " |",
         "",
-        "![training curves](curves.png)",
+        f"![training curves]({RunDir.CURVES})",
         "",
         "Ranked results, worst queries first: [ranking/index.html](ranking/index.html).",
         "",
@@ -99,12 +100,10 @@ def write_report(out: Path, records: list[dict[str, Any]], baseline: dict[str, f
         f"{r['seconds']:.0f} |"
         for r in records
     ]
-    plot_training_curves(records, out / "curves.png")
+    plot_training_curves(records, RunDir(out).curves)
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
-    (out / "metrics.json").write_text(
-        json.dumps({"trained": final, "untrained": baseline}, indent=2)
-    )
+    RunDir(out).metrics.write_text(json.dumps({"trained": final, "untrained": baseline}, indent=2))
     return report
 
 

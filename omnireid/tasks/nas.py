@@ -6,7 +6,7 @@ group, with ``search.arch_lr`` and ``search.arch_weight_decay``), under DDP like
 Three callbacks make it a search: ``TemperatureSchedule`` sets lambda at every epoch's start,
 ``ArchLog`` logs softmax(pi) per block after every epoch (``arch.jsonl``), and ``DeriveChild``
 writes ``child_arch.json`` (the derived child, buildable by ``models.build``) and ``pi.png``
-at the end.
+at the end (the run folder's names: ``rundir.RunDir``).
 """
 
 from __future__ import annotations
@@ -34,14 +34,11 @@ from omnireid.models.supernet import (
     derive_spec,
     temperature_at,
 )
-from omnireid.tasks.common import Run, preprocessing, reid_loss, run_meta
+from omnireid.rundir import RunDir
+from omnireid.tasks.common import Run, preprocessing, reid_loss, run_spec
 from omnireid.tasks.reid import accuracy, reid_train_loader
 
 log = logging.getLogger("omnireid.train")
-
-ARCH_LOG = "arch.jsonl"
-SPEC_FILE = "child_arch.json"
-PLOT_FILE = "pi.png"
 
 
 def sampled_losses(
@@ -106,7 +103,7 @@ class ArchLog(JsonlLog):
     """After every epoch: log softmax(pi) per block and append pi to ``arch.jsonl``."""
 
     def __init__(self, model: SearchOSNet, out_dir: str | Path) -> None:
-        super().__init__(Path(out_dir) / ARCH_LOG)
+        super().__init__(RunDir(Path(out_dir)).arch_log)
         self.model = model
 
     def on_epoch_end(self, loop: Loop) -> None:
@@ -127,11 +124,12 @@ class DeriveChild(Callback):
         if not is_main_process():
             return
         spec = derive_spec(self.model)
-        path = self.out_dir / SPEC_FILE
+        run = RunDir(self.out_dir)
+        path = run.child_arch
         path.write_text(json.dumps(spec, indent=2) + "\n")
-        records = read_arch_log(self.out_dir / ARCH_LOG)
+        records = read_arch_log(run.arch_log)
         if records:
-            plot_pi(records, self.out_dir / PLOT_FILE)
+            plot_pi(records, run.pi_plot)
         stages = "; ".join(
             f"{stage} {norms}"
             for stage, norms in zip(("conv2", "conv3", "conv4"), spec["block_norms"], strict=True)
@@ -217,12 +215,20 @@ def nas_run(config: Config) -> Run:
         step=s.temperature_step,
         minimum=s.min_temperature,
     )
-    meta = run_meta(config, pre, "nas", arch=f"search:{config.model.arch}")
+    spec = run_spec(
+        config,
+        pre,
+        "nas",
+        arch=f"search:{config.model.arch}",
+        num_classes=dataset.num_train_pids,
+        feature_dim=model.feature_dim,
+        options={},
+    )
     return Run(
         model=model,
         loader=loader,
         loss_fn=loss_fn,
-        meta=meta,
+        spec=spec,
         monitor=accuracy,
         epoch_parts=parts,
         parameters=model.network_parameters(),

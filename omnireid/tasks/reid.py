@@ -29,6 +29,7 @@ from omnireid.losses import embedding_statistics, mutual_losses
 from omnireid.models import build
 from omnireid.models.fused import optimize_for_inference
 from omnireid.models.mutual import MutualPair
+from omnireid.models.spec import InitRecord, Split
 from omnireid.models.weights import init_from_weights
 from omnireid.preprocessing import Preprocessing
 from omnireid.tasks.common import (
@@ -36,7 +37,7 @@ from omnireid.tasks.common import (
     model_options,
     preprocessing,
     reid_loss,
-    run_meta,
+    run_spec,
     train_loader,
     train_transform,
 )
@@ -149,9 +150,9 @@ def make_evaluator(config: Config, dataset: ReIDDataset, pre: Preprocessing | No
     return evaluate
 
 
-def build_model(config: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any] | None]:
+def build_model(config: Config, num_classes: int) -> tuple[nn.Module, InitRecord | None]:
     """The network (or, with ``model.mutual``, two networks from the same initial weights) and,
-    when it starts from ``model.weights``, the record of what loaded (``InitReport.as_meta``)."""
+    when it starts from ``model.weights``, the record of what loaded (``InitReport.record``)."""
     share = config.model.min_loaded_share
     networks, report = [], None
     for _ in range(2 if config.model.mutual else 1):
@@ -165,7 +166,7 @@ def build_model(config: Config, num_classes: int) -> tuple[nn.Module, dict[str, 
     if report is not None:
         log.info("%s", report.summary())
     model = MutualPair(*networks) if config.model.mutual else networks[0]
-    return model, (report.as_meta() if report is not None else None)
+    return model, (report.record() if report is not None else None)
 
 
 def reid_statistics(
@@ -221,23 +222,22 @@ def reid_run(config: Config) -> Run:
     pre = preprocessing(config, [s.path for s in dataset.train])
     loader, parts = reid_train_loader(config, dataset, pre)
     split = split_dataset_of(config)
-    meta = run_meta(
+    spec = run_spec(
         config,
         pre,
         "reid",
-        arch=config.model.arch,
-        model_options=model_options(config),
-        mutual=config.model.mutual,
         num_classes=dataset.num_train_pids,
-        **({"init": init} if init else {}),
-        **({"split": {"dataset": split, "split_id": config.data.split_id}} if split else {}),
+        feature_dim=model.feature_dim,
+        mutual=config.model.mutual,
+        init=init,
+        split=Split(split, config.data.split_id) if split else None,
     )
     networks = list(model.networks()) if isinstance(model, MutualPair) else [model]
     return Run(
         model=model,
         loader=loader,
         loss_fn=loss_fn,
-        meta=meta,
+        spec=spec,
         monitor=partial(reid_statistics, margin=config.loss.triplet_margin),
         evaluate=make_evaluator(config, test_dataset, pre),
         epoch_parts=parts,

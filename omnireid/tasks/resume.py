@@ -19,6 +19,7 @@ from omnireid.config import Config, config_to_dict
 from omnireid.engine.checkpoint import checkpoint_candidates
 from omnireid.engine.files import disk_error
 from omnireid.errors import ConfigError
+from omnireid.rundir import CheckpointDir, RunDir
 
 # Keys that may differ between a run and its resumption (they do not change what is trained)
 FREE = {
@@ -72,8 +73,8 @@ def config_changes(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tup
 
 def epochs_trained(out_dir: Path) -> int:
     """The epoch of the newest checkpoint folder of a run (0: none)."""
-    epochs = [p.name.removeprefix("epoch-") for p in checkpoint_candidates(out_dir)]
-    return max((int(e) for e in epochs if e.isascii() and e.isdigit()), default=0)
+    epochs = [CheckpointDir(p).epoch for p in checkpoint_candidates(out_dir)]
+    return max((e for e in epochs if e is not None), default=0)
 
 
 def check_resume(config: Config) -> dict[str, tuple[Any, Any]]:
@@ -81,7 +82,7 @@ def check_resume(config: Config) -> dict[str, tuple[Any, Any]]:
     raises ``ConfigError`` for a change that would make the resumed run lie about itself, and
     for an extension to fewer epochs than the run has trained."""
     out_dir = Path(config.train.out_dir)
-    stored_file = out_dir / "config.json"
+    stored_file = RunDir(out_dir).config
     if not config.train.resume or not checkpoint_candidates(out_dir) or not stored_file.is_file():
         return {}
     try:
@@ -113,8 +114,9 @@ def check_resume(config: Config) -> dict[str, tuple[Any, Any]]:
 def record_extension(out_dir: Path, epoch: int, changes: dict[str, tuple[Any, Any]]) -> None:
     """Append what an extension changed, and from which epoch, to ``changes.jsonl``."""
     entry = {"epoch": epoch, "changes": {k: list(v) for k, v in changes.items()}}
+    path = RunDir(out_dir).changes
     try:
-        with open(out_dir / "changes.jsonl", "a") as f:
+        with open(path, "a") as f:
             f.write(json.dumps(entry) + "\n")
     except OSError as e:
-        raise disk_error(e, "changes.jsonl", out_dir, "the checkpoints are") from e
+        raise disk_error(e, path.name, out_dir, "the checkpoints are") from e

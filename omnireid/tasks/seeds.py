@@ -21,15 +21,15 @@ from typing import Any
 
 from omnireid.config import Config
 from omnireid.errors import ConfigError
+from omnireid.rundir import RunDir
 from omnireid.tasks import fit_from_config
-from omnireid.tasks.nas import SPEC_FILE
 
 log = logging.getLogger("omnireid.train")
 KEYS = ("rank1", "rank5", "mAP")
 
 
 def _metrics(records: list[dict[str, Any]], run: Path) -> dict[str, float]:
-    final = records[-1] if records else json.loads((run / "metrics.json").read_text())
+    final = records[-1] if records else json.loads(RunDir(run).metrics.read_text())
     return {k: final[k] for k in KEYS}
 
 
@@ -53,7 +53,7 @@ def search_seeds(search: Config, retrain: Config, seeds: list[int]) -> dict[str,
         fit_from_config(
             replace(search, train=replace(search.train, seed=seed, out_dir=str(search_dir)))
         )
-        spec = search_dir / SPEC_FILE
+        spec = RunDir(search_dir).child_arch
         log.info("seed %d: retrain the child %s -> %s", seed, spec, retrain_dir)
         child = replace(
             retrain,
@@ -64,14 +64,15 @@ def search_seeds(search: Config, retrain: Config, seeds: list[int]) -> dict[str,
         blocks = json.loads(spec.read_text())["block_norms"]
         rows.append({"seed": seed, "block_norms": blocks, "spec": str(spec), **metrics})
     best = max(rows, key=lambda r: (r["mAP"], r["rank1"]))
-    shutil.copyfile(best["spec"], out / "chosen_child.json")
+    chosen = RunDir(out) / RunDir.CHOSEN_CHILD
+    shutil.copyfile(best["spec"], chosen)
     summary = {
         "target": retrain.data.target,
         "seeds": rows,
-        "chosen": {"seed": best["seed"], "spec": str(out / "chosen_child.json")},
+        "chosen": {"seed": best["seed"], "spec": str(chosen)},
     }
-    (out / "seeds.json").write_text(json.dumps(summary, indent=2))
-    (out / "seeds.md").write_text(format_table(summary))
+    (RunDir(out) / RunDir.SEEDS).write_text(json.dumps(summary, indent=2))
+    (RunDir(out) / RunDir.SEEDS_TABLE).write_text(format_table(summary))
     return summary
 
 

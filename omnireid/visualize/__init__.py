@@ -1,2 +1,2 @@
-"""Pictures and cards of what a model learned: ranked lists, gallery lookups, activation maps,
-gate clusters, training curves, ROC, and the model card."""
+"""Pictures of what a model learned: ranked lists, gallery lookups, activation maps, gate
+clusters, training curves, ROC (the model card is ``models.card``)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omnireid.rundir import RunDir
 from omnireid.visualize.canvas import pyplot
 
 # Record fields that are not loss terms (every other numeric field of a record is one).
@@ -18,7 +19,7 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     """Records of ``path`` (a ``log.jsonl`` or the run folder holding one), in epoch order."""
     path = Path(path)
     if path.is_dir():
-        path = path / "log.jsonl"
+        path = RunDir(path).log
     if not path.is_file():
         raise FileNotFoundError(f"no training log at {path} (expected a run's log.jsonl)")
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

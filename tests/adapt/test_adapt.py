@@ -22,9 +22,9 @@ from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
 from omnireid.data.synthetic import generate_world
 from omnireid.models import load_for_inference
+from omnireid.models.card import format_card, read_card
 from omnireid.tasks import fit_from_config
 from omnireid.tasks.reid import make_evaluator
-from omnireid.visualize.card import format_card, read_card
 
 SOURCE_CAMS, TARGET_CAMS = {1, 2, 3}, {4, 5, 6}
 SIZE = ["--height", "64", "--width", "32"]

@@ -162,7 +162,7 @@ def test_bf16_features_stay_close_to_fp32(market_weights, market_mini):
     # every query image stays nearest to its own fp32 feature.
     paths = [s.path for s in load_dataset("market1501", market_mini).query[:8]]
     fp32 = FeatureExtractor("osnet_x0_25", market_weights)(paths)
-    bf16 = FeatureExtractor("osnet_x0_25", market_weights, precision="bf16")(paths)
+    bf16 = FeatureExtractor("osnet_x0_25", market_weights, backend="torch", precision="bf16")(paths)
     assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
     cosine = (fp32 * bf16).sum(1)  # both L2-normalised
     assert cosine.min() > 0.999, cosine  # measured 0.9995-0.9998

@@ -21,6 +21,7 @@ from omnireid.engine.checkpoint import (
 )
 from omnireid.errors import CheckpointError, TrainingError
 from omnireid.models import build
+from omnireid.models.spec import ModelSpec, file_sha256, load_spec
 from omnireid.models.weights import load_weights
 
 
@@ -73,11 +74,28 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 def test_weights_are_plain_safetensors_loadable_as_a_model_checkpoint(tmp_path):
     model = build("osnet_x0_25", num_classes=5)
-    path = save_checkpoint(tmp_path, model, epoch=1, meta={"arch": "osnet_x0_25"})
+    path = save_checkpoint(tmp_path, model, epoch=1, spec=ModelSpec("osnet_x0_25", num_classes=5))
     other = build("osnet_x0_25", num_classes=5)
     load_weights(other, path / "model.safetensors")
     assert torch.equal(other.conv1.conv.weight, model.conv1.conv.weight)
     assert (path / "meta.json").read_text().count('"arch": "osnet_x0_25"') == 1
+    spec = load_spec(path)  # the checkpoint's epoch and the digest of the file beside it
+    assert (spec.arch, spec.num_classes, spec.epoch) == ("osnet_x0_25", 5, 1)
+    assert spec.weights_sha256 == file_sha256(path / "model.safetensors")
+
+
+def test_a_format_1_meta_given_to_save_checkpoint_is_written_as_a_spec(tmp_path):
+    """Callers not yet moved to ModelSpec still pass the old dict; it is migrated."""
+    model = build("osnet_x0_25", num_classes=5)
+    pre = {"height": 64, "width": 32, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
+    path = save_checkpoint(tmp_path, model, 3, meta={"arch": "osnet_x0_25", "preprocessing": pre})
+    spec = load_spec(path)
+    assert (spec.arch, spec.epoch, spec.input_size, spec.preprocessing.mean) == (
+        "osnet_x0_25",
+        3,
+        (64, 32),
+        (0.5, 0.4, 0.3),
+    )
 
 
 def test_keep_limits_old_checkpoints_and_latest_points_to_the_newest(tmp_path):

@@ -30,7 +30,8 @@ def test_a_run_folder_brings_arch_and_preprocessing(run):
     same, _ = load_for_inference(run / "epoch-0002")  # the checkpoint folder itself
     for a, b in zip(model.state_dict().values(), same.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert read_weights(run).meta["config"]["test"]["metric"] == "cosine"
+    assert read_weights(run).spec.config["test"]["metric"] == "cosine"
+    assert model.spec.preprocessing == pre and model.spec.arch == "osnet_x0_25"
 
 
 def test_arguments_override_and_a_contradiction_warns(run, caplog):
@@ -55,6 +56,28 @@ def test_a_plain_file_gets_its_arch_from_the_tensors_and_default_preprocessing(t
     model, pre = load_for_inference(tmp_path / "ain.safetensors")
     assert model.arch == "osnet_ain_x0_25" and model.classifier.out_features == 7
     assert pre.size == (256, 128) and pre.mean == IMAGENET_MEAN
+    assert (model.spec.arch, model.spec.num_classes, model.spec.preprocessing) == (
+        "osnet_ain_x0_25",
+        7,
+        pre,
+    )
+
+
+def test_weights_without_a_classifier_load_with_none(tmp_path):
+    """Features need no classifier: a file without one loads into a model that has none
+    (``reset_classifier(0)``), instead of a stand-in classifier."""
+    torch.manual_seed(0)
+    full = build("osnet_x0_25", num_classes=7).eval()
+    state = {k: v for k, v in full.state_dict().items() if not k.startswith("classifier.")}
+    assert infer_arch(state) == "osnet_x0_25"
+    save_file(state, str(tmp_path / "backbone.safetensors"))
+    model, _ = load_for_inference(tmp_path / "backbone.safetensors")
+    assert model.num_classes == 0
+    assert not any(k.startswith("classifier") for k in model.state_dict())
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), full(x))
+    assert model.spec.num_classes == 0
 
 
 def test_unknown_shapes_and_wrong_kinds_are_clear_errors(tmp_path):
@@ -79,8 +102,8 @@ def test_unknown_shapes_and_wrong_kinds_are_clear_errors(tmp_path):
 
 
 def test_a_run_whose_latest_pointer_is_binary_names_no_checkpoint(tmp_path):
+    from omnireid.engine.checkpoint import latest_checkpoint
     from omnireid.errors import CheckpointError
-    from omnireid.models.weights import latest_checkpoint
 
     (tmp_path / "latest").write_bytes(b"\xff\xfe\x00garbage")
     assert latest_checkpoint(tmp_path) is None

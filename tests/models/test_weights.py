@@ -186,7 +186,7 @@ def test_a_start_copies_the_backbone_and_leaves_a_new_classifier_fresh(tmp_path)
     assert torch.equal(model.classifier.weight, before)
     assert torch.equal(model.conv4[1].gate.fc2.weight, source.conv4[1].gate.fc2.weight)
     assert torch.equal(model.pool3[0].bn.running_var, source.pool3[0].bn.running_var)
-    assert report.as_meta()["fresh_groups"] == {"classifier": 2}
+    assert report.record().fresh_groups == {"classifier": 2}
     assert report.sha256 == file_sha256(path)
 
 
@@ -196,16 +196,16 @@ def test_an_ain_network_starts_from_plain_weights_with_its_new_norms_fresh(tmp_p
     path = _saved(_tiny(), tmp_path)
     model = _tiny(block_norms=AIN_BLOCKS, stem_norm="in")
     report = init_from_weights(model, path)
-    meta = report.as_meta()
+    meta = report.record()
     # TPAMI Table 1: IN inside the residual of conv2.0, conv2.1, conv3.1 and conv4.0 (new, with
     # no BN after their last 1x1 conv); the stem's IN takes the BN's scale and shift
-    assert meta["fresh_groups"] == {
+    assert meta.fresh_groups == {
         "conv2.0.IN": 2,
         "conv2.1.IN": 2,
         "conv3.1.IN": 2,
         "conv4.0.IN": 2,
     }
-    assert meta["unused_groups"] == {
+    assert meta.unused_groups == {
         "conv1.bn": 3,  # the BN's running mean, variance and counter: IN keeps no statistics
         "conv2.0.conv3.bn": 5,
         "conv2.1.conv3.bn": 5,
@@ -221,7 +221,7 @@ def test_an_ibn_network_starts_with_only_its_conv2_output_norms_fresh(tmp_path):
 
     path = _saved(_tiny(), tmp_path)
     report = init_from_weights(_tiny(block_norms=IBN_BLOCKS, stem_norm="in"), path)
-    assert report.as_meta()["fresh_groups"] == {"conv2.0.IN_out": 2, "conv2.1.IN_out": 2}
+    assert report.record().fresh_groups == {"conv2.0.IN_out": 2, "conv2.1.IN_out": 2}
 
 
 def test_the_share_is_counted_in_elements_and_a_low_share_is_refused(tmp_path):
@@ -316,5 +316,5 @@ def test_the_reference_imagenet_checkpoint_starts_every_x0_25_variant(imagenet_w
         ("osnet_ain_x0_25", {"classifier", "conv2.0.IN", "conv2.1.IN", "conv3.1.IN", "conv4.0.IN"}),
     ]:
         report = init_from_weights(build(arch, num_classes=751), imagenet_weights)
-        assert set(report.as_meta()["fresh_groups"]) == fresh
+        assert set(report.record().fresh_groups) == fresh
         assert report.share > 0.99

@@ -1,4 +1,5 @@
-"""The model zoo: every shipped entry is intact, loads strictly and has a complete card."""
+"""The model zoo: every shipped entry is intact, loads strictly, has a complete card and a
+spec that names its weights."""
 
 from __future__ import annotations
 
@@ -7,32 +8,57 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from omnireid.config import load_config
+from omnireid.data.transforms import transform_for
 from omnireid.errors import CheckpointError
-from omnireid.models import load_for_inference
-from omnireid.models.weights import ZOO_DIR, file_sha256, zoo_names
-from omnireid.models.zoo import CARD_KEYS, TRAINING_KEYS, add_to_zoo, list_zoo, read_zoo_card
+from omnireid.models import list_models, list_pretrained, load_for_inference, load_pretrained
+from omnireid.models.spec import FORMAT_VERSION, file_sha256
+from omnireid.models.zoo import (
+    CARD_KEYS,
+    TRAINING_KEYS,
+    ZOO_DIR,
+    ZooEntry,
+    add_to_zoo,
+    read_entry,
+    zoo_entry,
+    zoo_names,
+)
 from omnireid.tasks import fit_from_config
 from tests.conftest import tiny_training
 
 
-def _check_entry(folder: Path, card: dict) -> None:
+def _check_entry(entry: ZooEntry) -> None:
+    card = entry.card
     assert set(CARD_KEYS) <= set(card), sorted(set(CARD_KEYS) - set(card))
     assert set(TRAINING_KEYS) <= set(card["training"])
-    assert card["file"]["sha256"] == file_sha256(folder / "model.safetensors")
+    assert card["file"]["sha256"] == entry.sha256 == file_sha256(entry.weights)
     assert card["licence"] and card["metrics"]
     for data, metrics in card["metrics"].items():
         assert {"rank1", "mAP", "command"} <= set(metrics), data
-    model, pre = load_for_inference(folder)  # strict: every tensor fits the architecture
-    assert model.arch == card["arch"] and pre.height == card["preprocessing"]["height"]
+    model, pre = load_for_inference(entry.folder)  # strict: every tensor fits the architecture
+    assert model.arch == entry.spec.arch and pre == entry.preprocessing
+    assert model.spec.weights_sha256 == entry.sha256
 
 
 @pytest.mark.parametrize("name", zoo_names())
 def test_every_zoo_model_is_intact_and_described(name):
-    _check_entry(ZOO_DIR / name, read_zoo_card(name))
-    model, _ = load_for_inference(f"zoo:{name}")
-    assert model.arch == read_zoo_card(name)["arch"]
+    entry = zoo_entry(name)
+    _check_entry(entry)
+    stored = json.loads((entry.folder / "meta.json").read_text())
+    assert stored["format_version"] == FORMAT_VERSION  # shipped in the current format
+    model, pre = load_pretrained(name)
+    assert model.arch == entry.spec.arch and pre.size == entry.spec.input_size
+
+
+def test_the_zoo_is_listed_with_specs_and_transforms():
+    entries = list_pretrained()
+    assert [e.name for e in entries] == list_models(pretrained=True) == zoo_names()
+    assert "osnet_x0_25" in list_models() and "osnet_x0_25" not in list_models(pretrained=True)
+    for entry in entries:  # the transform comes from the spec: the size it was trained at
+        image = Image.new("RGB", (40, 90))
+        assert transform_for(entry.preprocessing)(image).shape == (3, *entry.spec.input_size)
 
 
 def test_a_trained_run_becomes_a_zoo_entry(tiny_world, tmp_path):
@@ -54,9 +80,10 @@ def test_a_trained_run_becomes_a_zoo_entry(tiny_world, tmp_path):
         "metrics": {"tiny": {"rank1": metrics["rank1"], "mAP": metrics["mAP"], "command": "x"}},
     }
     folder = add_to_zoo(tmp_path / "run", "tiny", card, zoo=tmp_path / "zoo")
-    _check_entry(folder, json.loads((folder / "card.json").read_text()))
-    assert "log" not in json.loads((folder / "meta.json").read_text())
-    assert [c["name"] for c in list_zoo(tmp_path / "zoo")] == ["tiny"]
+    _check_entry(read_entry(folder))
+    assert json.loads((folder / "meta.json").read_text())["record"] == {}  # the card has them
+    assert "arch" not in json.loads((folder / "card.json").read_text())  # the spec has it
+    assert [e.name for e in list_pretrained(tmp_path / "zoo")] == ["tiny"]
     with pytest.raises(CheckpointError, match=r"lacks \['licence'\]"):
         add_to_zoo(tmp_path / "run", "bad", {k: v for k, v in card.items() if k != "licence"},
                    zoo=tmp_path / "zoo")  # fmt: skip
@@ -75,19 +102,22 @@ def test_an_unknown_zoo_name_lists_what_exists(capsys):
 def test_zoo_list_keeps_its_columns_apart_for_long_names(monkeypatch, capsys):
     import omnireid.models.zoo as zoo
     from omnireid.cli import main
+    from omnireid.models.spec import ModelSpec
+    from omnireid.preprocessing import Preprocessing
 
-    def card(name, trained_on):
+    def entry(name, trained_on):
         metrics = {"market1501": {"rank1": 80.76, "mAP": 59.27}}
-        file = {"bytes": 2_431_924}
-        return {"name": name, "arch": "osnet_x0_25", "trained_on": trained_on,
-                "metrics": metrics, "file": file}  # fmt: skip
+        card = {"name": name, "trained_on": trained_on, "metrics": metrics,
+                "file": {"bytes": 2_431_924}}  # fmt: skip
+        spec = ModelSpec("osnet_x0_25", preprocessing=Preprocessing(128, 64))
+        return ZooEntry(name, Path(name), spec, card)
 
     long = "osnet_ain_x0_25_market_tpami_cpu_s0_and_then_some"
-    cards = [card("short", "MSMT17 (labelled) + Market-1501 (unlabelled)"), card(long, "x")]
-    monkeypatch.setattr(zoo, "list_zoo", lambda: cards)
+    entries = [entry("short", "MSMT17 (labelled) + Market-1501 (unlabelled)"), entry(long, "x")]
+    monkeypatch.setattr(zoo, "list_pretrained", lambda: entries)
     assert main(["zoo", "list"]) == 0
     header, first, second = capsys.readouterr().out.splitlines()[:3]
-    assert second.startswith(long + "  osnet_x0_25")  # the name never runs into the arch
+    assert second.startswith(long + "  osnet_x0_25  128x64")  # the name never runs into the arch
     assert first.index("osnet_x0_25") == second.index("osnet_x0_25") == header.index("arch")
     assert first.endswith("80.8 / 59.3  2.4 MB")
 
@@ -111,7 +141,7 @@ def _tamper(weights: Path) -> None:
 
 def test_a_tampered_zoo_model_is_refused_by_path_and_by_name(zoo_copy, monkeypatch, capsys):
     from omnireid.cli import main
-    from omnireid.models import weights as weights_module
+    from omnireid.models import zoo as zoo_module
 
     load_for_inference(zoo_copy)  # intact: loads
     _tamper(zoo_copy / "model.safetensors")
@@ -123,7 +153,7 @@ def test_a_tampered_zoo_model_is_refused_by_path_and_by_name(zoo_copy, monkeypat
     assert len(err) == 1 and err[0].startswith("omnireid info: error:")
     assert "model.safetensors is not the file its model card" in err[0]
     assert "SHA-256 mismatch" in err[0]
-    monkeypatch.setattr(weights_module, "ZOO_DIR", zoo_copy.parent)
+    monkeypatch.setattr(zoo_module, "ZOO_DIR", zoo_copy.parent)
     with pytest.raises(CheckpointError, match=tampered):
         load_for_inference(f"zoo:{zoo_copy.name}")
     assert main(["info", "--weights", f"zoo:{zoo_copy.name}"]) == 2
@@ -131,7 +161,7 @@ def test_a_tampered_zoo_model_is_refused_by_path_and_by_name(zoo_copy, monkeypat
 
 
 def test_a_zoo_model_without_a_checksum_to_verify_is_refused(zoo_copy, monkeypatch):
-    from omnireid.models import weights as weights_module
+    from omnireid.models import zoo as zoo_module
 
     card = json.loads((zoo_copy / "card.json").read_text())
     del card["file"]["sha256"]
@@ -140,6 +170,6 @@ def test_a_zoo_model_without_a_checksum_to_verify_is_refused(zoo_copy, monkeypat
         load_for_inference(zoo_copy)
     (zoo_copy / "card.json").unlink()  # a checkpoint folder elsewhere needs no card...
     load_for_inference(zoo_copy)
-    monkeypatch.setattr(weights_module, "ZOO_DIR", zoo_copy.parent)  # ...a zoo entry does
+    monkeypatch.setattr(zoo_module, "ZOO_DIR", zoo_copy.parent)  # ...a zoo entry does
     with pytest.raises(CheckpointError, match=r"has no card\.json: its weights cannot be verified"):
         load_for_inference(f"zoo:{zoo_copy.name}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,9 @@ from omnireid.config import load_config
 from omnireid.data.image_dataset import ArrayImageDataset
 from omnireid.evaluation.classification import classification_metrics
 from omnireid.models import build
+from omnireid.models.spec import load_spec
 from omnireid.tasks import fit_from_config
-from omnireid.tasks.classify import Classifier, array_statistics
+from omnireid.tasks.classify import array_statistics
 from tests.data.datasets.test_cifar import write_cifar10_python
 
 
@@ -68,8 +68,8 @@ def test_a_cifar_run_trains_and_reports_its_error_rate(tmp_path: Path):
     records = fit_from_config(load_config(None, overrides))
     assert records[-1]["images"] == 40 and 0 <= records[-1]["error"] <= 100
     assert records[-1]["error"] == pytest.approx(100 - records[-1]["accuracy"])
-    meta = json.loads((tmp_path / "run" / "epoch-0001" / "meta.json").read_text())
-    assert meta["task"] == "classify" and meta["num_classes"] == 10
-    assert meta["preprocessing"]["height"] == 32 and meta["model_options"] == {"stem": "cifar"}
-    model = build("osnet_x0_25", num_classes=10).eval()
-    assert Classifier(model)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    spec = load_spec(tmp_path / "run" / "epoch-0001")
+    assert spec.task == "classify" and spec.num_classes == 10 and len(spec.labels) == 10
+    assert spec.preprocessing.height == 32 and spec.options == {"stem": "cifar"}
+    model = build("osnet_x0_25", num_classes=10).eval()  # logits in eval mode: timm's head
+    assert model.forward_head(model.forward_features(torch.zeros(2, 3, 32, 32))).shape == (2, 10)

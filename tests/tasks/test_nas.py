@@ -11,6 +11,7 @@ from omnireid.config import ConfigError, load_config
 from omnireid.engine.loop import Loop
 from omnireid.losses import ReIDLoss, compute_losses
 from omnireid.models import build
+from omnireid.models.spec import load_spec
 from omnireid.models.supernet import SearchOSNet
 from omnireid.tasks import fit_from_config
 from omnireid.tasks.nas import TemperatureSchedule, sampled_losses
@@ -163,10 +164,8 @@ def test_several_seeds_search_retrain_and_keep_the_best_child(world, tmp_path, c
     chosen = json.loads((out / "chosen_child.json").read_text())
     assert chosen["block_norms"] == best["block_norms"]
     for seed in (0, 1):
-        meta = json.loads(
-            (out / f"seed{seed}" / "retrain" / "epoch-0001" / "meta.json").read_text()
-        )
-        assert meta["arch"].endswith(f"seed{seed}/search/child_arch.json")
+        spec = load_spec(out / f"seed{seed}" / "retrain" / "epoch-0001")
+        assert spec.arch.endswith(f"seed{seed}/search/child_arch.json")
     table = (out / "seeds.md").read_text()
     assert "| seed | conv2 | conv3 | conv4 | market1501 R1 |" in table and "chosen" in table
     assert "chosen child: seed" in capsys.readouterr().out

@@ -12,6 +12,8 @@ from omnireid.config import load_config
 from omnireid.errors import ConfigError, TrainingError
 from omnireid.models import build, load_for_inference
 from omnireid.models.mutual import MutualPair
+from omnireid.models.spec import file_sha256, load_spec
+from omnireid.preprocessing import Preprocessing
 from omnireid.tasks import fit_from_config
 from omnireid.tasks.reid import accuracy, load_datasets
 from tests.conftest import TINY_TRAIN_IDS, tiny_training
@@ -71,19 +73,16 @@ def test_a_run_stores_its_preprocessing_and_test_settings(tiny_world: Path, tmp_
     overrides = tiny_training(tiny_world, tmp_path, "test.metric=cosine")
     records = fit_from_config(load_config(None, overrides))
     assert {"rank1", "mAP", "acc", "loss", "ce"} <= set(records[-1])
-    meta = json.loads((tmp_path / "epoch-0001" / "meta.json").read_text())
-    assert meta["preprocessing"] == {
-        "height": 64,
-        "width": 32,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "channel_order": "RGB",
-        "value_range": [0.0, 1.0],
-        "interpolation": "bilinear",
-        "resize": "stretch",
-        "output_norm": "l2",
-    }
-    assert meta["config"]["test"]["metric"] == "cosine" and meta["num_classes"] == TINY_TRAIN_IDS
+    spec = load_spec(tmp_path / "epoch-0001")
+    assert spec.preprocessing == Preprocessing(64, 32)  # RGB, [0, 1], ImageNet, stretch, L2
+    assert spec.config["test"]["metric"] == "cosine" and spec.num_classes == TINY_TRAIN_IDS
+    assert (spec.epoch, spec.task, spec.feature_dim, spec.provenance.trained_on) == (
+        1,
+        "reid",
+        512,
+        "market1501",
+    )
+    assert spec.weights_sha256 == file_sha256(tmp_path / "epoch-0001" / "model.safetensors")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["rank1"] == records[-1]["rank1"]
     model, pre = load_for_inference(tmp_path)
@@ -94,8 +93,7 @@ def test_mutual_training_reports_ensemble_and_single_model(tiny_world: Path, tmp
     overrides = tiny_training(tiny_world, tmp_path, "model.mutual=true", "optim.fixbase_epochs=1")
     records = fit_from_config(load_config(None, overrides))
     assert {"ce_1", "ce_2", "mutual_1", "mutual_2", "rank1", "model1_rank1"} <= set(records[0])
-    meta = json.loads((tmp_path / "epoch-0001" / "meta.json").read_text())
-    assert meta["mutual"] is True
+    assert load_spec(tmp_path / "epoch-0001").mutual is True
     pair, _ = load_for_inference(tmp_path)  # the paper's ensemble: both features concatenated
     assert isinstance(pair, MutualPair) and pair.feature_dim == 1024
     with torch.no_grad():
@@ -124,8 +122,7 @@ def test_model_options_and_bnneck_travel_with_the_checkpoint(tiny_world: Path, t
         tiny_world, tmp_path, 'model.options={"streams": 2}', "model.bnneck=true"
     )
     fit_from_config(load_config(None, overrides))
-    meta = json.loads((tmp_path / "epoch-0001" / "meta.json").read_text())
-    assert meta["model_options"] == {"streams": 2, "bnneck": True}
+    assert load_spec(tmp_path / "epoch-0001").options == {"streams": 2, "bnneck": True}
     model, _ = load_for_inference(tmp_path)
     assert len(model.conv2[0].conv2) == 2 and model.bnneck is not None
     with pytest.raises(ConfigError, match=r"model.arch/model.options.*does not take.*layers"):
@@ -240,16 +237,16 @@ def test_a_run_started_from_other_weights_records_what_loaded(tiny_world: Path, 
         tiny_world, out, "model.arch=osnet_ain_x0_25", f"model.weights={start}"
     )
     fit_from_config(load_config(None, overrides))
-    init = json.loads((out / "epoch-0001" / "meta.json").read_text())["init"]
-    assert init["weights"] == str(start) and init["fresh"] == 10  # 4 new INs (2 each), classifier
-    assert set(init["fresh_groups"]) == {
+    init = load_spec(out / "epoch-0001").provenance.init
+    assert init.weights == str(start) and init.fresh == 10  # 4 new INs (2 each), classifier
+    assert set(init.fresh_groups) == {
         "conv2.0.IN",
         "conv2.1.IN",
         "conv3.1.IN",
         "conv4.0.IN",
         "classifier",
     }
-    assert init["backbone_share"] > 0.99
+    assert init.backbone_share > 0.99
 
 
 def test_a_start_that_fits_little_stops_with_one_line(tiny_world: Path, tmp_path: Path, capsys):

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from omnireid.cli import main
+from omnireid.models.spec import Split, load_spec
 
 
 @pytest.fixture
@@ -46,8 +47,7 @@ def test_all_splits_trains_one_model_per_split_and_averages(viper: Path, tmp_pat
     summary = json.loads((out / "splits.json").read_text())
     assert summary["dataset"] == "viper" and len(summary["splits"]) == 10
     for k in range(10):
-        meta = json.loads((out / f"split{k}" / "epoch-0001" / "meta.json").read_text())
-        assert meta["split"] == {"dataset": "viper", "split_id": k}
+        assert load_spec(out / f"split{k}" / "epoch-0001").provenance.split == Split("viper", k)
     ranks = [s["rank1"] for s in summary["splits"]]
     assert summary["mean"]["rank1"] == pytest.approx(sum(ranks) / 10)
     assert "viper, mean of 10 splits" in capsys.readouterr().out

@@ -1,3 +1,5 @@
+"""The model card (``models.card``): what a checkpoint is, costs, was trained on and scored."""
+
 import json
 import shutil
 
@@ -9,8 +11,8 @@ from omnireid.cli import main
 from omnireid.data.synthetic import generate_world
 from omnireid.errors import CheckpointError
 from omnireid.models import build
+from omnireid.models.card import format_card, read_card
 from omnireid.models.complexity import count_complexity
-from omnireid.visualize.card import format_card, read_card
 from tests.conftest import TINY_TRAIN_IDS, tiny_training
 
 

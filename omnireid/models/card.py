@@ -1,27 +1,30 @@
 """Model card: what a checkpoint is, what it costs, how it was trained and how it scored.
 
-``read_card(path)`` accepts what ``models.load_for_inference`` accepts: a training run folder
-(``config.json``, ``metrics.json``, ``latest`` -> ``epoch-XXXX/{model.safetensors,
-meta.json}``), one checkpoint folder, or a plain weights file (``.pt``/``.pth``/
-``.safetensors``, e.g. the reference's). The architecture comes from the checkpoint's
-``meta.json``; for a plain file it is inferred from the tensor names and shapes (or given as
-``arch``). The weights are loaded into the built model, so a card is only printed for a
-checkpoint that really fits it. For a mutual-learning pair the card describes one network.
+``read_card(path)`` accepts what ``models.load_for_inference`` accepts: a training run folder,
+one checkpoint folder, a plain weights file (``.pt``/``.pth``/``.safetensors``, e.g. the
+reference's) or ``zoo:NAME``. What the card says comes from the model's ``ModelSpec`` (for a
+plain file: the architecture inferred from the tensor names and shapes, or given as ``arch``),
+the cost from counting the built model; a spec without the training config or the evaluation
+(format 1 kept both) falls back on the run folder's ``config.json`` and ``metrics.json``. The
+weights are loaded into the built model, so a card is only printed for a checkpoint that
+really fits it. For a mutual-learning pair the card describes one network.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omnireid.models.complexity import count_complexity
 from omnireid.models.loader import build_for, read_weights
 from omnireid.models.mutual import MutualPair
+from omnireid.models.spec import ModelSpec
+from omnireid.rundir import RunDir
 
 EVAL_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "mA", "accuracy", "precision")
-EVAL_KEYS += ("recall", "f1")
+EVAL_KEYS += ("recall", "f1", "error")
 
 
 @dataclass
@@ -29,8 +32,8 @@ class ModelCard:
     source: str
     arch: str
     arch_from: str  # "checkpoint", "tensor shapes" or "argument"
-    task: str  # "reid" or "attributes"
-    outputs: int  # identities of the classifier, or attributes
+    task: str  # "reid", "attributes" or "classify"
+    outputs: int  # identities or classes of the classifier, or attributes
     params: int  # classifier / attribute head excluded (the papers' convention)
     params_total: int
     mult_adds: int
@@ -38,12 +41,20 @@ class ModelCard:
     width: int
     epoch: int | None = None
     attributes: list[str] = field(default_factory=list)
-    preprocessing: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # as stored (empty: none)
     config: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    # an ``omnireid adapt`` result: the source weights (path, SHA-256, method when not the
-    # full self-training)
+    # an ``omnireid adapt`` result: the source weights (path, SHA-256, method: "" for the full
+    # self-training, "adabn")
     adapted_from: dict[str, Any] | None = None
+    trained_on: str = ""
+    weights_sha256: str = ""
+
+
+def _run_of(source: Path, folder: Path | None) -> RunDir:
+    """The run folder of a weights argument: the parent of the checkpoint it resolved to, else
+    the argument itself (a checkpoint folder or a plain file: no run files beside it)."""
+    return RunDir(folder.parent if folder is not None and folder != source else source)
 
 
 def read_card(
@@ -56,58 +67,60 @@ def read_card(
     """
     info = read_weights(path, arch)
     model = build_for(info)
+    spec: ModelSpec = model.spec
+    stored = info.stored.preprocessing if info.stored is not None else None
     network = model.model1 if isinstance(model, MutualPair) else model
-    if info.task == "attributes":
-        outputs, exclude = network.num_attributes, ("head",)
-    else:
-        outputs, exclude = network.classifier.out_features, ("classifier",)
-    pre = info.meta.get("preprocessing", {})
-    h, w = height or pre.get("height", 256), width or pre.get("width", 128)
+    exclude = ("head",) if info.task == "attributes" else ("classifier",)
+    h, w = height or spec.input_size[0], width or spec.input_size[1]
     cost = count_complexity(network, h, w, exclude=exclude)
-    source = Path(path)
-    run = info.folder.parent if info.folder is not None and info.folder != source else source
-    config = info.meta.get("config")
-    if config is None and (run / "config.json").is_file():
-        config = json.loads((run / "config.json").read_text())
-    record = info.meta.get("log", {})
-    if not any(k in record for k in EVAL_KEYS) and (run / "metrics.json").is_file():
-        record = json.loads((run / "metrics.json").read_text())
+    run = _run_of(info.source, info.folder)
+    config = spec.config
+    if config is None and run.config.is_file():
+        config = json.loads(run.config.read_text())
+    record = spec.record
+    if not any(k in record for k in EVAL_KEYS) and run.metrics.is_file():
+        record = json.loads(run.metrics.read_text())
     metrics = {k: v for k, v in record.items() if k in EVAL_KEYS or k.startswith("model1_")}
+    origin = spec.provenance.adapted_from
     return ModelCard(
         source=str(path),
         arch=info.arch + (" (mutual-learning pair)" if isinstance(model, MutualPair) else ""),
         arch_from=info.arch_from,
         task=info.task,
-        outputs=outputs,
+        outputs=int(spec.num_classes or 0),
         params=cost.params,
         params_total=sum(p.numel() for p in network.parameters()),
         mult_adds=cost.mult_adds,
         height=h,
         width=w,
-        epoch=info.meta.get("epoch"),
-        attributes=list(info.meta.get("attributes", [])),
-        preprocessing=pre,
+        epoch=spec.epoch,
+        attributes=list(spec.labels) if info.task == "attributes" else [],
+        preprocessing={} if stored is None else stored.to_meta(),
         config=config,
         metrics=metrics,
-        adapted_from=info.meta.get("adapted_from"),
+        adapted_from=None if origin is None else asdict(origin),
+        trained_on=spec.provenance.trained_on,
+        weights_sha256=spec.weights_sha256,
     )
 
 
 def format_card(card: ModelCard) -> str:
     """The card as text."""
-    head = "identities" if card.task == "reid" else "attributes"
+    head = {"reid": "identities", "classify": "classes"}.get(card.task, "attributes")
     lines = [
         f"model card: {card.source}",
         f"  architecture   {card.arch} (from {card.arch_from})",
         f"  task           {card.task}, {card.outputs} {head}"
         + (f": {', '.join(card.attributes)}" if card.attributes else ""),
         f"  parameters     {card.params / 1e6:.3f}M without the "
-        f"{'classifier' if card.task == 'reid' else 'attribute head'} "
+        f"{'attribute head' if card.task == 'attributes' else 'classifier'} "
         f"({card.params_total / 1e6:.3f}M with it)",
         f"  mult-adds      {card.mult_adds / 1e6:.1f}M at {card.height}x{card.width}",
     ]
     if card.epoch is not None:
         lines.append(f"  epoch          {card.epoch}")
+    if card.trained_on:
+        lines.append(f"  trained on     {card.trained_on}")
     if card.adapted_from:
         a = card.adapted_from
         how = "AdaBN only" if a.get("method") == "adabn" else "omnireid adapt, without labels"
@@ -138,3 +151,6 @@ def format_card(card: ModelCard) -> str:
     else:
         lines.append("  training config (none stored with the checkpoint)")
     return "\n".join(lines)
+
+
+__all__ = ["ModelCard", "format_card", "read_card"]
