@@ -10,7 +10,7 @@ config into typed arguments for the library's ``build_*`` functions). Example (Y
     test: {metric: cosine}
     train: {out_dir: runs/market_x0_25, eval_every: 10}
 
-Overrides on the command line use dotted keys: ``optim.lr=0.003 train.max_epoch=5``.
+Overrides on the command line use dotted keys: ``optim.lr=0.003 optim.max_epoch=5``.
 
 A task may have defaults of its own (``TASK_DEFAULTS``): ``train.task: adapt`` trains with the
 adaptation recipe (``recipes.ADAPT``) unless the file or an override sets a key.

@@ -3,6 +3,7 @@ from typing import get_args, get_type_hints
 
 import pytest
 
+from omnireid import config as config_module
 from omnireid.config import Config, ConfigError, OptimConfig, config_to_dict, load_config
 
 
@@ -240,3 +241,17 @@ def test_a_flag_that_contradicts_the_file_is_refused(tmp_path):
         load_config(None, ["train.task=reid"], flags=flags)
     assert load_config(None, flags=flags).train.task == "nas"
     assert load_config(None, ["train.task=nas"], flags=flags).train.task == "nas"
+
+
+def test_the_settings_named_in_messages_exist():
+    """The module docstring's override example and the collapse hint name real keys."""
+    example = config_module.__doc__.split("Overrides on the command line use dotted keys: ``")
+    overrides = example[1].split("``")[0].split()
+    assert overrides == ["optim.lr=0.003", "optim.max_epoch=5"]
+    config = load_config(None, overrides)
+    assert config.optim.lr == 0.003 and config.optim.max_epoch == 5
+    assert load_config(None, ["model.bnneck=true"]).model.bnneck is True
+    with pytest.raises(ConfigError):
+        load_config(None, ["train.max_epoch=5"])
+    with pytest.raises(ConfigError):
+        load_config(None, ["loss.bnneck=true"])

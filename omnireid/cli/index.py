@@ -62,7 +62,7 @@ def _add_precision(p: argparse.ArgumentParser) -> None:
 
 def cmd_search_removed(_: argparse.Namespace) -> int:
     raise UsageError(
-        "`omnireid search` was removed in 0.2: look up a gallery with `omnireid index query "
+        "`omnireid search` was removed: look up a gallery with `omnireid index query "
         "--index INDEX --query IMG...`; run the architecture search with `omnireid train "
         "--config FILE train.task=nas`"
     )

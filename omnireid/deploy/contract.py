@@ -69,7 +69,7 @@ class ModelContract:
         if "format_version" not in props:
             raise MissingContractError(
                 f"{source} carries no omnireid preprocessing contract (exported by another tool "
-                "or an omnireid before 0.2); re-export it with `omnireid export`"
+                "or an older omnireid); re-export it with `omnireid export`"
             )
         try:
             values = {k: v if k in TEXT_FIELDS else json.loads(v) for k, v in props.items()}

@@ -285,7 +285,7 @@ class CollapseDetector(Callback):
         )
         if self.action == "stop":
             raise TrainingError(
-                message + "; training stopped (try a triplet warm-up, loss.bnneck, or a lower lr)"
+                message + "; training stopped (try a triplet warm-up, model.bnneck, or a lower lr)"
             )
         log.warning("%s", message)
 

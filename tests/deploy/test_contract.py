@@ -59,8 +59,9 @@ def test_contract_properties_round_trip_as_plain_text():
 
 
 def test_a_missing_or_newer_contract_is_refused_naming_the_file():
-    with pytest.raises(MissingContractError, match=r"other\.onnx carries no omnireid"):
+    with pytest.raises(MissingContractError, match=r"other\.onnx carries no omnireid") as missing:
         ModelContract.from_props({}, "other.onnx")
+    assert "or an older omnireid)" in str(missing.value) and "0.2" not in str(missing.value)
     props = ModelContract("osnet_x0_25", 512).to_props()
     with pytest.raises(ExportError, match=r"m\.xml has contract format 99.*upgrade"):
         ModelContract.from_props({**props, "format_version": "99"}, "m.xml")

@@ -49,8 +49,9 @@ def test_collapse_detector_warns_or_stops_below_its_threshold(caplog):
         CollapseDetector("feat_dist", 0.05, "warn").on_epoch_end(collapsed)
     assert collapsed.record["collapsed"] == 1.0
     assert "epoch 4: the embedding has collapsed (feat_dist 0.001 < 0.05)" in caplog.text
-    with pytest.raises(TrainingError, match="training stopped"):
+    with pytest.raises(TrainingError, match="training stopped") as stopped:
         CollapseDetector("feat_dist", 0.05, "stop").on_epoch_end(collapsed)
+    assert "try a triplet warm-up, model.bnneck, or a lower lr" in str(stopped.value)
 
 
 def test_checkpointer_refuses_non_finite_weights_and_keeps_the_previous_latest(tmp_path):
