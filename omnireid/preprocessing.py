@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from omnireid.errors import CheckpointError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -30,6 +32,12 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
     "resize": ("stretch",),  # the whole crop to height x width; the aspect ratio is not kept
     "output_norm": ("l2", "none"),
 }
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+    """``(N, D)`` rows scaled to unit length (``output_norm == "l2"``); an all-zero row stays
+    zero."""
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:

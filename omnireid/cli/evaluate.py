@@ -18,6 +18,7 @@ from omnireid.cli.common import (
     pixels,
     positive_int,
 )
+from omnireid.config import TestConfig
 
 log = logging.getLogger("omnireid.cli")
 
@@ -26,10 +27,7 @@ GRAPH_MMAP_THRESHOLD = 128 << 10  # see cmd_evaluate
 
 # test settings a run stores (config [test]) and `evaluate` uses unless a flag says otherwise
 TEST_DEFAULTS: dict[str, Any] = {
-    "metric": "euclidean",
-    "normalize": False,
-    "flip": False,
-    "rerank": False,
+    k: getattr(TestConfig(), k) for k in ("metric", "normalize", "flip", "rerank")
 }
 
 

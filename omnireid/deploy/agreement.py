@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from omnireid.errors import ExportError
+from omnireid.preprocessing import l2_normalize
 
 # The lowest per-image cosine to fp32 accepted, per precision. bf16: the x0.25 Market-1501
 # checkpoint gave >= 0.9995 on the mini queries (torch autocast and OpenVINO). int8: it gave
@@ -46,8 +47,7 @@ class Agreement:
 
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
     """``Agreement`` of ``candidate`` ``(N, D)`` features with ``reference`` ``(N, D)``."""
-    ref = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
-    got = candidate / np.maximum(np.linalg.norm(candidate, axis=1, keepdims=True), 1e-12)
+    ref, got = l2_normalize(reference), l2_normalize(candidate)
     cosine = (ref * got).sum(1)
     twins = bool((np.argmax(got @ ref.T, axis=1) == np.arange(len(ref))).all())
     return Agreement(float(cosine.mean()), float(cosine.min()), twins, len(ref))

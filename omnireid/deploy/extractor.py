@@ -33,7 +33,7 @@ from omnireid.deploy.contract import MissingContractError, ModelContract
 from omnireid.errors import UsageError
 from omnireid.evaluation.features import FeatureCheck
 from omnireid.models import build, load_for_inference
-from omnireid.preprocessing import Preprocessing
+from omnireid.preprocessing import Preprocessing, l2_normalize
 from omnireid.progress import progress
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class FeatureExtractor:
         out = np.concatenate(feats) if feats else np.zeros((0, self.feature_dim), np.float32)
         guard.check(out)
         if self.normalize and len(out):
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+            out = l2_normalize(out)
         return out
 
     def __call__(self, inputs: ImageInput | Sequence[ImageInput], bgr: bool = False) -> np.ndarray:

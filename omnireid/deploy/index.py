@@ -28,6 +28,7 @@ import numpy as np
 from omnireid.data.images import list_images, parse_market_name
 from omnireid.deploy.index_file import read_header, read_index_dir, write_index_dir
 from omnireid.errors import IndexFileError
+from omnireid.preprocessing import l2_normalize
 
 KINDS = ("flat", "ivf", "hnsw")
 METRICS = ("ip", "l2")
@@ -147,7 +148,7 @@ class GalleryIndex:
         if not np.isfinite(x).all():
             raise ValueError(f"{what} contain NaN or infinite values")
         if self.normalize:
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            x = l2_normalize(x)
         return x
 
     def add(

@@ -25,7 +25,7 @@ from omnireid.data.transforms import ToNormalizedTensor
 from omnireid.evaluation.distance import compute_distance_matrix
 from omnireid.evaluation.features import FeatureCheck
 from omnireid.evaluation.metrics import evaluate_rank
-from omnireid.preprocessing import Preprocessing
+from omnireid.preprocessing import Preprocessing, l2_normalize
 from omnireid.progress import progress
 
 LETTERBOX_FILL = 114  # the grey YOLO-style letterboxing pads with
@@ -136,10 +136,6 @@ def _rank(feats: np.ndarray, labels: Labels) -> dict[str, float]:
     return {"rank1": result["rank1"], "mAP": result["mAP"]}
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def variant_features(
     runs: dict[str, tuple[Callable[[torch.Tensor], np.ndarray], Prepare]],
     paths: Sequence[str | Path],
@@ -194,12 +190,12 @@ def check_pipeline(
     base = "deployed graph" if reference is not None else "reference"  # no_l2 leaves it raw
     runs = {v.name: (engines[v.name], v.prepare) for v in rows if v.l2}
     feats = variant_features(runs, paths, pre, batch_size, show_progress)
-    truth = _unit(feats["reference"])
+    truth = l2_normalize(feats["reference"])
     results = []
     for v in rows:
         raw = feats[v.name if v.l2 else base]
-        cos = (_unit(raw) * truth).sum(1)
-        metrics = _rank(_unit(raw) if v.l2 else raw, labels) if labels is not None else {}
+        cos = (l2_normalize(raw) * truth).sum(1)
+        metrics = _rank(l2_normalize(raw) if v.l2 else raw, labels) if labels is not None else {}
         results.append(
             VariantResult(v.name, v.description, float(cos.mean()), float(cos.min()), metrics)
         )

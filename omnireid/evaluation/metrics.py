@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+CMC_RANKS = (1, 5, 10)  # the ranks every report shows
+RANK_KEYS = (*(f"rank{k}" for k in CMC_RANKS), "mAP", "mINP")  # RankResult.as_dict's keys
+
 
 @dataclass(frozen=True)
 class RankResult:
@@ -28,8 +31,8 @@ class RankResult:
     num_skipped_queries: int
 
     def as_dict(self) -> dict[str, float]:
-        """Percentages with the keys ``rank1, rank5, rank10, mAP, mINP``."""
-        out = {f"rank{k}": 100.0 * float(self.cmc[k - 1]) for k in (1, 5, 10) if k <= len(self.cmc)}
+        """Percentages with the keys ``RANK_KEYS`` (a rank beyond the gallery left out)."""
+        out = {f"rank{k}": 100.0 * float(self.cmc[k - 1]) for k in CMC_RANKS if k <= len(self.cmc)}
         out.update(mAP=100.0 * self.mAP, mINP=100.0 * self.mINP)
         return out
 
@@ -39,6 +42,7 @@ Ids = np.ndarray | torch.Tensor | Sequence[int]
 
 
 def as_numpy(x: Ids) -> np.ndarray:
+    """A tensor (detached, on the CPU), array or sequence as a NumPy array."""
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from omnireid.evaluation.distance_views import DistanceView, JointDistance, SingleDistance
+from omnireid.evaluation.metrics import as_numpy
 
 __all__ = ["jaccard_distance", "rerank"]
 
@@ -93,7 +94,7 @@ def jaccard_distance(dist: np.ndarray | torch.Tensor, k1: int = 30, k2: int = 6)
     gallery, without blending in the original distance: the distance clustering-based
     unsupervised re-ID methods cluster on (k1 30, k2 6 there). 0 on the diagonal.
     """
-    d = as_numpy(dist, "dist")
+    d = as_matrix(dist, "dist")
     if d.shape[0] != d.shape[1] or d.shape[0] < 2:
         raise ValueError(f"dist must be a square matrix of at least 2 samples, got {d.shape}")
     _check_parameters(k1, k2, 0.0)
@@ -115,11 +116,9 @@ def jaccard_distance(dist: np.ndarray | torch.Tensor, k1: int = 30, k2: int = 6)
 # Inputs
 
 
-def as_numpy(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+def as_matrix(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """Return ``x`` as a 2-D floating numpy array."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+    x = as_numpy(x)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
@@ -136,9 +135,9 @@ def _validate(
     lambda_value: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Check shapes and parameters; return ``(q_q, q_g, g_g)`` as numpy arrays."""
-    qg = as_numpy(q_g_dist, "q_g_dist")
-    qq = as_numpy(q_q_dist, "q_q_dist")
-    gg = as_numpy(g_g_dist, "g_g_dist")
+    qg = as_matrix(q_g_dist, "q_g_dist")
+    qq = as_matrix(q_q_dist, "q_q_dist")
+    gg = as_matrix(g_g_dist, "g_g_dist")
     q, g = qg.shape
     if q == 0 or g == 0:
         raise ValueError(f"q_g_dist must have at least one query and one gallery, got {qg.shape}")

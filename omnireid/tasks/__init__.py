@@ -36,6 +36,7 @@ from omnireid.engine.loop import Callback, check_amp, fit, training_layout
 from omnireid.engine.optim import build_optimizer, check_layer_names
 from omnireid.engine.schedules import LRSchedule, TimeBudget
 from omnireid.errors import ConfigError
+from omnireid.evaluation.metrics import RANK_KEYS
 from omnireid.rundir import RunDir
 from omnireid.tasks.adapt import adapt_run
 from omnireid.tasks.attributes import attributes_run
@@ -220,9 +221,6 @@ def _callbacks(
     return [*callbacks, checkpointer, FinalMetrics(out_dir)]
 
 
-METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
-
-
 def fit_all_splits(config: Config) -> dict[str, Any]:
     """The small-benchmark protocol (VIPeR, GRID, CUHK01): one model per random split, each
     trained and tested on its own split (``train.out_dir/splitK``), metrics averaged over the
@@ -246,8 +244,8 @@ def fit_all_splits(config: Config) -> dict[str, Any]:
         )
         records = fit_from_config(split_config)
         final = records[-1] if records else _stored_metrics(Path(split_config.train.out_dir))
-        per_split.append({k: v for k, v in final.items() if k in METRIC_KEYS})
-    keys = [k for k in METRIC_KEYS if all(k in m for m in per_split)]
+        per_split.append({k: v for k, v in final.items() if k in RANK_KEYS})
+    keys = [k for k in RANK_KEYS if all(k in m for m in per_split)]
     summary = {
         "dataset": name,
         "splits": per_split,

@@ -13,6 +13,7 @@ from omnireid.data.datasets import load_dataset
 from omnireid.data.synthetic import generate_world
 from omnireid.data.transforms import build_eval_transform, transform_for
 from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.evaluation.metrics import RANK_KEYS
 from omnireid.models import build, load_for_inference
 from omnireid.models.fused import optimize_for_inference
 from omnireid.rundir import RunDir
@@ -20,8 +21,6 @@ from omnireid.tasks import fit_from_config
 from omnireid.tasks.common import seed_everything
 from omnireid.visualize.curves import plot_training_curves
 from omnireid.visualize.ranking import write_evaluation_report
-
-METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 
 def demo_overrides(world: Path, out_dir: Path, epochs: int, height: int, width: int) -> list[str]:
@@ -83,10 +82,10 @@ def write_report(out: Path, records: list[dict[str, Any]], baseline: dict[str, f
         "OSNet x0.25 trained from scratch on CPU on the built-in synthetic re-ID world",
         f"(`{out / 'world'}`), evaluated on its query/gallery split.",
         "",
-        "| model | " + " | ".join(METRICS) + " |",
-        "|---" * (len(METRICS) + 1) + "|",
-        "| untrained (random init) | " + " | ".join(f"{baseline[k]:.1f}" for k in METRICS) + " |",
-        "| trained | " + " | ".join(f"{final[k]:.1f}" for k in METRICS) + " |",
+        "| model | " + " | ".join(RANK_KEYS) + " |",
+        "|---" * (len(RANK_KEYS) + 1) + "|",
+        "| untrained (random init) | " + " | ".join(f"{baseline[k]:.1f}" for k in RANK_KEYS) + " |",
+        "| trained | " + " | ".join(f"{final[k]:.1f}" for k in RANK_KEYS) + " |",
         "",
         f"![training curves]({RunDir.CURVES})",
         "",
@@ -129,4 +128,4 @@ def run_demo(
     records = fit_from_config(config)
     write_report(out, records, baseline)
     ranked_results(out / "run", world, out / "ranking")
-    return {"trained": {k: records[-1][k] for k in METRICS}, "untrained": baseline}
+    return {"trained": {k: records[-1][k] for k in RANK_KEYS}, "untrained": baseline}

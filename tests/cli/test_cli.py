@@ -1,9 +1,11 @@
+import argparse
 import json
 import subprocess
 import sys
 
 import pytest
 
+from omnireid.cli import evaluate as evaluate_cli
 from omnireid.cli import main
 from omnireid.models import list_models
 from tests.conftest import tiny_training
@@ -279,3 +281,17 @@ def test_an_ivf_index_with_more_cells_than_images_is_refused_before_extraction(
     assert main([*args, "--out", str(tmp_path / "idx"), "--hnsw-m", "8"]) == 2
     assert "--hnsw-m applies to --kind hnsw, not flat" in capsys.readouterr().err
     assert not (tmp_path / "idx").exists()
+
+
+def test_evaluate_test_settings_default_to_the_config_and_yield_to_the_run_and_flags():
+    unset = argparse.Namespace(metric=None, normalize=None, flip=None, rerank=None)
+    defaults = {"metric": "euclidean", "normalize": False, "flip": False, "rerank": False}
+    assert evaluate_cli.test_settings(unset, None) == defaults
+    stored = {"metric": "cosine", "normalize": True, "batch_size": 64}
+    flags = argparse.Namespace(metric=None, normalize=None, flip=True, rerank=None)
+    assert evaluate_cli.test_settings(flags, stored) == {
+        **defaults,
+        "metric": "cosine",
+        "normalize": True,
+        "flip": True,
+    }

@@ -2,8 +2,11 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from omnireid.evaluation.metrics import (
+    RANK_KEYS,
+    as_numpy,
     average_results,
     evaluate_rank,
     evaluate_single_gallery_shot,
@@ -118,3 +121,24 @@ def test_average_over_splits():
     avg = average_results([hit, miss])
     assert avg.cmc.tolist() == [0.5, 1.0]
     assert avg.mAP == pytest.approx((1 + 0.5) / 2)
+
+
+def test_the_rank_keys_are_what_as_dict_reports():
+    # one query, 12 gallery images, its only true match (id 1, another camera) at rank 7:
+    # rank-1 and rank-5 miss (0%), rank-10 hits (100%); AP = INP = 1/7
+    dist = np.arange(12, dtype=float)[None] / 12
+    g_pids = [2, 3, 4, 5, 6, 7, 1, 8, 9, 10, 11, 12]
+    r = evaluate_rank(dist, [1], g_pids, [0], [1] * 12, max_rank=12)
+    assert RANK_KEYS == ("rank1", "rank5", "rank10", "mAP", "mINP")
+    assert r.as_dict() == pytest.approx(
+        {"rank1": 0.0, "rank5": 0.0, "rank10": 100.0, "mAP": 100 / 7, "mINP": 100 / 7}
+    )
+    # a gallery of three: no rank-5 or rank-10 to report
+    short = evaluate_rank(dist[:, :3], [2], [2, 3, 4], [0], [1, 1, 1], max_rank=3)
+    assert list(short.as_dict()) == ["rank1", "mAP", "mINP"]
+
+
+def test_as_numpy_takes_tensors_arrays_and_lists():
+    assert as_numpy(torch.tensor([1, 2], requires_grad=False)).tolist() == [1, 2]
+    assert as_numpy(torch.ones(2, requires_grad=True)).tolist() == [1.0, 1.0]
+    assert as_numpy([3, 4]).tolist() == [3, 4]
