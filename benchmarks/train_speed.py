@@ -10,8 +10,9 @@ cross-entropy). Each side runs in its own fresh subprocess in this one invocatio
 Both time ``--batches`` steps after ``--warmup`` untimed ones, loading included, and print
 images/s, for ``--repeats`` interleaved runs per side; the last line is the ratio of the
 medians. Needs ../shared (skips otherwise) and the ``reference`` extra.
+With ``--bf16`` a third side times ours with bf16 autocast (``train.amp=bf16``).
 Usage: python benchmarks/train_speed.py [--batches 40] [--repeats 3] [--workers 0]
-       [--ours-options data.cache_images=true]
+       [--ours-options data.cache_images=true] [--bf16]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SIDES = ("reference", "ours", "ours-bf16")
 DATA = ROOT.parent / "shared" / "data" / "market1501"
 
 
@@ -88,6 +90,7 @@ def run_ours(args: argparse.Namespace) -> float:
     from omnireid.engine.optim import build_optimizer
     from omnireid.losses import compute_losses
     from omnireid.models import build
+    from omnireid.tasks import resolve_amp
     from omnireid.tasks.reid import reid_train_loader
 
     torch.manual_seed(0)
@@ -98,6 +101,7 @@ def run_ours(args: argparse.Namespace) -> float:
         f"data.workers={args.workers}",
         "data.random_crop=true",
         *args.ours_options,
+        *(["train.amp=bf16"] if args.side == "ours-bf16" else []),
     ]
     config = load_config(None, overrides)
     dataset = load_dataset("market1501", DATA)
@@ -106,9 +110,11 @@ def run_ours(args: argparse.Namespace) -> float:
     layout = training_layout(model, config.train.channels_last)  # as fit_from_config does
     optimizer = build_optimizer(model, "amsgrad", 0.0015)
 
+    amp = resolve_amp(config.train.amp, "cpu")
+
     def step(images: torch.Tensor, pids: torch.Tensor) -> None:
         images = images.contiguous(memory_format=layout)
-        train_step(model, images, pids, optimizer, compute_losses)
+        train_step(model, images, pids, optimizer, compute_losses, amp=amp)
 
     return time_loop(
         lambda: iter(loader),
@@ -130,7 +136,10 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="interleaved runs per side; the median counts"
     )
-    parser.add_argument("--side", choices=["reference", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time ours with train.amp=bf16 (ratio to ours)"
+    )
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         run = run_reference if args.side == "reference" else run_ours
@@ -144,9 +153,10 @@ def main() -> None:
         f"{platform.processor() or 'cpu'}; batch {args.batch_size}, {args.height}x{args.width}, "
         f"{args.workers} loader workers, {args.batches} timed steps"
     )
-    rates: dict[str, list[float]] = {"reference": [], "ours": []}
+    sides = SIDES if args.bf16 else SIDES[:2]
+    rates: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits both
-        for side in ("reference", "ours"):
+        for side in sides:
             out = subprocess.run(
                 [sys.executable, __file__, "--side", side, *sys.argv[1:]],
                 check=True,
@@ -158,6 +168,12 @@ def main() -> None:
     ref, ours = statistics.median(rates["reference"]), statistics.median(rates["ours"])
     print(f"median: reference {ref:.1f}, ours {ours:.1f} images/s")
     print(f"ratio ours/reference: {ours / ref:.2f}x")
+    if args.bf16:
+        bf16 = statistics.median(rates["ours-bf16"])
+        print(
+            f"ours bf16 {bf16:.1f} images/s: {bf16 / ref:.2f}x the reference, "
+            f"{bf16 / ours:.2f}x ours fp32"
+        )
 
 
 if __name__ == "__main__":

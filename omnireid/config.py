@@ -194,8 +194,11 @@ class TrainConfig(_Section):
     # changed); any other change to what is trained is refused (omnireid train --extend)
     extend: bool = False
     keep: Natural = 3  # epoch checkpoints kept in train.out_dir (oldest removed first); 0: all
-    # "bf16" (CPU/GPU autocast) or "fp16" (GPU, with gradient scaling)
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    # "bf16" (CPU/GPU autocast) or "fp16" (GPU, with gradient scaling); "auto": bf16 where the
+    # hardware has bf16 units (a CPU with AVX512_BF16 or AMX-BF16, a GPU that supports it), else
+    # none, resolved and logged when the run starts. The default stays "none" until a
+    # full-budget bf16 run shows it reaches the fp32 result (docs/training.md)
+    amp: Literal["none", "auto", "bf16", "fp16"] = "none"
     # Train with channels_last tensors: the same model and update, a different memory layout that
     # CPU convolution kernels run ~1.4x faster (benchmarks/train_speed.py); off = plain NCHW
     channels_last: bool = True

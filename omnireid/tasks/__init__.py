@@ -19,6 +19,8 @@ from typing import Any
 import torch
 
 from omnireid.config import Config, config_to_dict
+from omnireid.deploy.auto import has_units
+from omnireid.deploy.peak import cpu_flags
 from omnireid.engine.callbacks import (
     Checkpointer,
     EpochLog,
@@ -71,10 +73,21 @@ def check_device(device: str) -> None:
             )
 
 
+def resolve_amp(amp: str, device: str, flags: frozenset[str] | None = None) -> str:
+    """``train.amp`` as the run uses it: "auto" becomes "bf16" where the device has bf16
+    units (a CPU whose ``flags``, default ``/proc/cpuinfo``'s, include AVX512_BF16 or
+    AMX-BF16; a CUDA GPU that supports bf16), else "none"; any other value is kept."""
+    if amp != "auto":
+        return amp
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "none"
+    return "bf16" if has_units("bf16", cpu_flags() if flags is None else flags) else "none"
+
+
 def build_run(config: Config) -> Run:
     """The task's parts of a run (nothing is written yet). Each setting's own range was
     checked when the config was made (``omnireid.config``); here, how settings combine."""
-    check_amp(config.train.amp, config.train.device)
+    check_amp(resolve_amp(config.train.amp, config.train.device), config.train.device)
     t = config.train
     if t.budget_minutes > 0:
         if config.optim.schedule != "cosine":
@@ -113,7 +126,12 @@ def _fit(config: Config) -> list[dict[str, Any]]:
     model = wrap(model, t.device, find_unused_parameters=o.fixbase_epochs > 0)
     optimizer = _optimizer(config, model, run)
     lr_schedule = scheduler(config, optimizer)
-    scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
+    amp = resolve_amp(t.amp, t.device)
+    if t.amp == "auto" and rank() == 0:
+        log.info(
+            "train.amp=auto: %s on %s", amp if amp != "none" else "fp32 (no bf16 units)", t.device
+        )
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     start = 0
     if t.resume:
         start = restore_latest(
@@ -144,7 +162,7 @@ def _fit(config: Config) -> list[dict[str, Any]]:
         callbacks=callbacks,
         device=t.device,
         max_grad_norm=o.max_grad_norm,
-        amp=t.amp,
+        amp=amp,
         scaler=scaler,
         monitor=run.monitor,
         channels_last=channels_last,
