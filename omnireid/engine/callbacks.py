@@ -1,8 +1,9 @@
 """The standard callbacks of ``fit``: what a training run does around its steps.
 
-The task layer builds the list; ``fit`` calls each hook in list order. Callbacks that write
-files or evaluate act on the main process only (rank 0 under DDP); the others act on every
-process so all replicas stay in step. A usual list, in order:
+The task layer builds the list; ``fit`` calls each hook in the order of the callbacks'
+``order`` (``engine.loop.CallbackOrder``; ties in list order). Callbacks that write files or
+evaluate act on the main process only (rank 0 under DDP); the others act on every process so
+all replicas stay in step. A usual list, in order:
 
 ``SetEpoch`` (sampler/dataset epochs) -> ``FreezeBase`` (fine-tuning stage) -> ``LRSchedule``
 or ``TimeBudget`` (``engine.schedules``) -> ``Evaluator`` -> task callbacks (``Ramp``,
@@ -27,7 +28,7 @@ from torch import nn
 from omnireid.engine.checkpoint import save_checkpoint
 from omnireid.engine.distributed import is_main_process, unwrap
 from omnireid.engine.files import disk_error, write_atomic
-from omnireid.engine.loop import Callback, Loop
+from omnireid.engine.loop import Callback, CallbackOrder, Loop
 from omnireid.engine.optim import open_all, open_layers
 from omnireid.errors import NonFiniteLossError, TrainingError
 from omnireid.models.spec import ModelSpec
@@ -43,6 +44,8 @@ class HasSetEpoch(Protocol):
 class SetEpoch(Callback):
     """Tell samplers and datasets which epoch starts (their shuffles and per-epoch state)."""
 
+    order = CallbackOrder.EPOCH
+
     def __init__(self, *parts: HasSetEpoch) -> None:
         self.parts = parts
 
@@ -54,6 +57,8 @@ class SetEpoch(Callback):
 class FreezeBase(Callback):
     """Staged fine-tuning: for the first ``epochs`` epochs only ``open_layers`` of each network
     train (the rest frozen, BatchNorm statistics fixed); then everything trains."""
+
+    order = CallbackOrder.FREEZE
 
     def __init__(self, networks: Sequence[nn.Module], epochs: int, open_layers: Sequence[str]):
         self.networks, self.epochs, self.open_layers = list(networks), epochs, list(open_layers)
@@ -69,6 +74,8 @@ class FreezeBase(Callback):
 class Evaluator(Callback):
     """Add ``evaluate(model)``'s metrics to the record every ``every`` epochs and after the last
     (``every=0``: after the last only). Main process only."""
+
+    order = CallbackOrder.EVALUATE
 
     def __init__(self, evaluate: Callable[[nn.Module], dict[str, float]], every: int = 0):
         if every < 0:
@@ -111,6 +118,8 @@ class JsonlLog(Callback):
 
 class EpochLog(JsonlLog):
     """Append each record to ``out_dir/log.jsonl`` and log one line per epoch."""
+
+    order = CallbackOrder.LOG
 
     def __init__(self, out_dir: str | Path, shown: Sequence[str] = ()) -> None:
         super().__init__(RunDir(Path(out_dir)).log)
@@ -177,6 +186,8 @@ def truncate_jsonl(path: Path, epoch: int) -> None:
 class TensorBoard(Callback):
     """Also write every record's numbers for TensorBoard (``out_dir/tensorboard``)."""
 
+    order = CallbackOrder.LOG
+
     def __init__(self, out_dir: str | Path) -> None:
         self.out_dir = Path(out_dir)
         self.writer: Any = None
@@ -222,6 +233,8 @@ class Checkpointer(Callback):
     (the run's ``ModelSpec``) and the epoch's record in it. Main process only. Weights and
     optimiser state are checked first: a non-finite value stops training and the previous
     checkpoint stays the latest."""
+
+    order = CallbackOrder.CHECKPOINT
 
     def __init__(
         self,
@@ -292,6 +305,8 @@ class CollapseDetector(Callback):
 
 class FinalMetrics(Callback):
     """Write the last record of the run (with its evaluation) to ``out_dir/metrics.json``."""
+
+    order = CallbackOrder.FINAL
 
     def __init__(self, out_dir: str | Path) -> None:
         self.path = RunDir(Path(out_dir)).metrics

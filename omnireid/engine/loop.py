@@ -2,9 +2,10 @@
 
 ``train_step`` runs one batch: forward, named loss terms, their sum, backward, optimiser step.
 ``fit`` runs epochs of steps and calls its callbacks at fixed points (``Callback``): at the
-start (resume), at each epoch's start (schedules, frozen layers, sampler epochs), and at each
-epoch's end (lr schedule, evaluation, logs, checkpoints). The loop itself knows nothing of
-files, metrics or schedules; ``engine.callbacks`` has the standard ones.
+start (resume), at each epoch's start (schedules, frozen layers, sampler epochs), after each
+step, and at each epoch's end (lr schedule, evaluation, logs, checkpoints), in the order their
+``order`` gives (``CallbackOrder``). The loop itself knows nothing of files, metrics or
+schedules; ``engine.callbacks`` has the standard ones.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, Literal
 
 import torch
@@ -32,7 +34,15 @@ AMP_DTYPES: dict[str, torch.dtype | None] = {
     "fp16": torch.float16,
 }
 
-__all__ = ["AMP_DTYPES", "Callback", "Loop", "NonFiniteLossError", "fit", "train_step"]
+__all__ = [
+    "AMP_DTYPES",
+    "Callback",
+    "CallbackOrder",
+    "Loop",
+    "NonFiniteLossError",
+    "fit",
+    "train_step",
+]
 
 
 def training_layout(model: nn.Module, channels_last: bool) -> torch.memory_format:
@@ -109,8 +119,10 @@ class Loop:
 
     ``start_epoch`` (0-based) is where training begins (after a resume); ``epoch`` is the
     0-based epoch running; ``max_epoch`` where it ends (a callback may lower it, e.g. a time
-    budget, and epoch-end callbacks see the new end at once); ``record`` is the epoch's log
-    record, which epoch-end callbacks extend; ``stop`` ends training after the current epoch.
+    budget, and epoch-end callbacks see the new end at once); ``step`` counts the steps this
+    ``fit`` has run (``on_step_end`` sees it after the increment); ``record`` is the epoch's
+    log record, which epoch-end callbacks extend; ``stop`` ends training after the current
+    epoch.
     """
 
     model: nn.Module
@@ -118,23 +130,46 @@ class Loop:
     max_epoch: int
     start_epoch: int = 0
     epoch: int = 0
+    step: int = 0
     record: dict[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
 
 
+class CallbackOrder(IntEnum):
+    """Where a callback's hooks run among the others' (lower first, every hook alike; ``fit``
+    keeps the list order between callbacks of the same place). What each place relies on:"""
+
+    EPOCH = 0  # SetEpoch: samplers and datasets know the epoch before anything reads them
+    FREEZE = 10  # FreezeBase: which layers train this epoch
+    SCHEDULE = 20  # LRSchedule, TimeBudget: the next epoch's lr and end
+    EVALUATE = 30  # Evaluator: adds the test metrics to the epoch's record
+    TASK = 40  # the task's own (Ramp, CollapseDetector, NAS, adaptation): see the metrics
+    LOG = 50  # EpochLog, TensorBoard: write the finished record
+    CHECKPOINT = 60  # Checkpointer: stores the record the logs hold
+    FINAL = 70  # FinalMetrics: the last record, after everything else
+
+
 class Callback:
-    """Hooks ``fit`` calls, in list order, on every process: override what you need.
+    """Hooks ``fit`` calls on every process: override what you need.
 
     ``on_fit_start`` runs once before the first epoch (restore state here), ``on_epoch_start``
-    before each epoch's first batch, ``on_epoch_end`` after its last (``loop.record`` holds the
-    epoch's mean loss terms, lr, image count and time), ``on_fit_end`` once at the end.
+    before each epoch's first batch, ``on_step_end`` after every optimisation step (with its
+    statistics: loss terms, ``loss``, the monitor's), ``on_epoch_end`` after the epoch's last
+    (``loop.record`` holds the epoch's mean loss terms, lr, image count and time),
+    ``on_fit_end`` once at the end. Callbacks run in ascending ``order``
+    (``CallbackOrder``), ties in list order.
     """
+
+    order: int = CallbackOrder.TASK
 
     def on_fit_start(self, loop: Loop) -> None:
         pass
 
     def on_epoch_start(self, loop: Loop) -> None:
+        pass
+
+    def on_step_end(self, loop: Loop, stats: dict[str, float]) -> None:
         pass
 
     def on_epoch_end(self, loop: Loop) -> None:
@@ -167,11 +202,15 @@ def fit(
     Each batch is ``(images, targets, ...)``; ``channels_last`` feeds the images in that memory
     layout (convert the model first with :func:`training_layout`). A record holds ``epoch``
     (1-based), ``lr`` (first parameter group, at the epoch's start), ``images``, ``seconds``
-    and the batch-size-weighted mean of every statistic ``train_step`` returned.
+    and the batch-size-weighted mean of every statistic ``train_step`` returned. Callbacks run
+    sorted by ``order`` (stable: ties in the order given).
     """
     check_amp(amp, device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     loop = Loop(model, optimizer, epochs, start_epoch=start_epoch)
+    callbacks = sorted(callbacks, key=lambda cb: cb.order)
+    # only those that override the step hook are called per step
+    per_step = [cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end]
     for cb in callbacks:
         cb.on_fit_start(loop)
     epoch = loop.start_epoch
@@ -203,6 +242,9 @@ def fit(
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * n
             count += n
+            loop.step += 1
+            for cb in per_step:
+                cb.on_step_end(loop, stats)
             bar.set_postfix(loss=f"{stats['loss']:.3f}")
         loop.record = {
             "epoch": epoch + 1,

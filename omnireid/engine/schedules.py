@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from omnireid.engine.callbacks import read_jsonl
-from omnireid.engine.loop import Callback, Loop
+from omnireid.engine.loop import Callback, CallbackOrder, Loop
 from omnireid.errors import UsageError
 
 
@@ -49,6 +49,8 @@ class Ramp(Callback):
 class LRSchedule(Callback):
     """Step a per-epoch learning-rate schedule at every epoch's end."""
 
+    order = CallbackOrder.SCHEDULE
+
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
 
@@ -78,6 +80,8 @@ class TimeBudget(Callback):
     trains nothing more (its last epoch stays the last). ``clock="cpu"`` counts this process's
     CPU time instead of elapsed time: the same budget whatever else the machine runs.
     """
+
+    order = CallbackOrder.SCHEDULE
 
     def __init__(
         self,

@@ -10,11 +10,20 @@ from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
 from omnireid.data.image_dataset import ImageDataset
 from omnireid.data.transforms import RandomPatch, build_train_transform
-from omnireid.engine.callbacks import Checkpointer, EpochLog, FreezeBase, SetEpoch
+from omnireid.engine.callbacks import (
+    Checkpointer,
+    CollapseDetector,
+    EpochLog,
+    Evaluator,
+    FinalMetrics,
+    FreezeBase,
+    SetEpoch,
+    TensorBoard,
+)
 from omnireid.engine.checkpoint import latest_checkpoint, restore_latest
-from omnireid.engine.loop import Callback, NonFiniteLossError, fit, training_layout
+from omnireid.engine.loop import Callback, CallbackOrder, NonFiniteLossError, fit, training_layout
 from omnireid.engine.optim import build_optimizer, build_scheduler
-from omnireid.engine.schedules import LRSchedule
+from omnireid.engine.schedules import LRSchedule, Ramp, TimeBudget
 from omnireid.losses import compute_losses
 from omnireid.models import build
 from omnireid.tasks.common import train_loader
@@ -294,3 +303,58 @@ def test_fp16_needs_a_gpu(tiny_world, tmp_path):
     with pytest.raises(UsageError, match=r"fp16.*CUDA"):
         fit_from_config(load_config(None, overrides))
     assert not (tmp_path / "config.json").exists()  # a run that did not start writes nothing
+
+
+def test_on_step_end_sees_every_step_with_its_statistics():
+    model, batches = _toy()
+    seen = []
+
+    class Steps(Callback):
+        def on_step_end(self, loop, stats):
+            seen.append((loop.epoch, loop.step, stats["half"], len(stats)))
+
+    def losses(logits, _, y):  # a second term fixed at 0.5: hand-checkable in the step's stats
+        return {"ce": torch.nn.functional.cross_entropy(logits, y), "half": logits.sum() * 0 + 0.5}
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    fit(model, batches, optimizer, losses, epochs=3, start_epoch=1, callbacks=[Steps()])
+    # epochs 1 and 2 (0-based) of two batches each: steps 1..4; stats ce, half and loss
+    assert seen == [(1, 1, 0.5, 3), (1, 2, 0.5, 3), (2, 3, 0.5, 3), (2, 4, 0.5, 3)]
+
+
+def test_callbacks_run_in_the_order_of_their_place_not_of_the_list():
+    model, batches = _toy()
+    calls = []
+
+    def at(place, name):
+        class Placed(Callback):
+            order = place
+
+            def on_epoch_start(self, loop):
+                calls.append(("start", name))
+
+            def on_epoch_end(self, loop):
+                calls.append(("end", name))
+
+        return Placed()
+
+    given = [
+        at(CallbackOrder.FINAL, "final"),
+        at(CallbackOrder.TASK, "task a"),
+        at(CallbackOrder.EPOCH, "epoch"),
+        at(CallbackOrder.TASK, "task b"),
+        at(CallbackOrder.EVALUATE, "evaluate"),
+    ]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ce = torch.nn.functional.cross_entropy
+    fit(model, batches, optimizer, lambda lg, f, y: {"ce": ce(lg, y)}, epochs=1, callbacks=given)
+    expected = ["epoch", "evaluate", "task a", "task b", "final"]  # equals keep list order
+    assert calls == [("start", n) for n in expected] + [("end", n) for n in expected]
+
+
+def test_the_standard_callbacks_take_their_documented_places():
+    chain = [SetEpoch, FreezeBase, LRSchedule, Evaluator, Callback, EpochLog, Checkpointer]
+    places = [c.order for c in chain] + [FinalMetrics.order]
+    assert places == sorted(places) and len(set(places)) == len(places)
+    assert TimeBudget.order == LRSchedule.order and TensorBoard.order == EpochLog.order
+    assert Ramp.order == CollapseDetector.order == Callback.order == CallbackOrder.TASK
