@@ -28,7 +28,13 @@ from omnireid.losses.attributes import attribute_losses, positive_ratios
 from omnireid.models.attributes import build_attribute_model
 from omnireid.models.fused import optimize_for_inference
 from omnireid.preprocessing import Preprocessing
-from omnireid.tasks.common import Run, preprocessing, run_spec, train_loader, train_transform
+from omnireid.tasks.common import (
+    Run,
+    run_spec,
+    train_loader,
+    train_transform,
+    training_preprocessing,
+)
 
 log = logging.getLogger("omnireid.train")
 
@@ -72,7 +78,7 @@ def attributes_run(config: Config) -> Run:
     )
     ratios = positive_ratios(label_matrix(dataset.train))
     loss_fn = partial(attribute_losses, ratios=ratios if config.loss.deepmar else None)
-    pre = preprocessing(config, [s.path for s in dataset.train])
+    pre = training_preprocessing(config, [s.path for s in dataset.train])
     images = AttributeImageDataset(dataset.train, train_transform(config, pre))
     loader, parts = train_loader(config, images)
     spec = run_spec(

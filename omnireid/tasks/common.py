@@ -64,7 +64,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def preprocessing(config: Config, train_paths: Sequence[str] = ()) -> Preprocessing:
+def training_preprocessing(config: Config, train_paths: Sequence[str] = ()) -> Preprocessing:
     """The input size and normalisation the model is trained with (stored with every
     checkpoint): ImageNet's mean and std, or with ``data.normalization: dataset`` those of the
     training images (``train_paths``, read at the input size; ICCV'19 Table 12a)."""

@@ -35,7 +35,7 @@ from omnireid.models.supernet import (
     temperature_at,
 )
 from omnireid.rundir import RunDir
-from omnireid.tasks.common import Run, preprocessing, reid_loss, run_spec
+from omnireid.tasks.common import Run, reid_loss, run_spec, training_preprocessing
 from omnireid.tasks.reid import accuracy, reid_train_loader
 
 log = logging.getLogger("omnireid.train")
@@ -205,7 +205,7 @@ def nas_run(config: Config) -> Run:
         "weight_decay": s.arch_weight_decay,
     }
     loss_fn = partial(sampled_losses, own=reid_loss(config))
-    pre = preprocessing(config, [s.path for s in dataset.train])
+    pre = training_preprocessing(config, [s.path for s in dataset.train])
     loader, parts = reid_train_loader(config, dataset, pre)
     out_dir = Path(config.train.out_dir)
     schedule = TemperatureSchedule(

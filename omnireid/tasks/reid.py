@@ -35,11 +35,11 @@ from omnireid.preprocessing import Preprocessing
 from omnireid.tasks.common import (
     Run,
     model_options,
-    preprocessing,
     reid_loss,
     run_spec,
     train_loader,
     train_transform,
+    training_preprocessing,
 )
 
 # Datasets whose parser can add query and gallery to train (data.combineall)
@@ -121,7 +121,7 @@ def accuracy(logits: torch.Tensor, _: torch.Tensor, pids: torch.Tensor) -> dict[
 def make_evaluator(config: Config, dataset: ReIDDataset, pre: Preprocessing | None = None):
     """Metrics of the model under ``config.test`` (for a ``MutualPair``: the paper's ensemble,
     and model 1 alone as ``model1_*``)."""
-    transform = transform_for(pre or preprocessing(config))
+    transform = transform_for(pre or training_preprocessing(config))
     device, t = config.train.device, config.test
 
     def score(model: nn.Module) -> dict[str, float]:
@@ -195,7 +195,7 @@ def reid_train_loader(
     """The training loader of ``dataset.train`` as ``config.data`` says (augmentation, image
     cache, random or P x K batches), and the parts that must hear of each new epoch."""
     d = config.data
-    pre = pre or preprocessing(config, [s.path for s in dataset.train])
+    pre = pre or training_preprocessing(config, [s.path for s in dataset.train])
     images = ImageDataset(dataset.train, train_transform(config, pre), cache=d.cache_images)
     if d.cache_images:
         images.preload(show=rank() == 0)
@@ -219,7 +219,7 @@ def reid_run(config: Config) -> Run:
         if warmup or start:
             ramp = Ramp(own, "triplet_weight", own.triplet_weight, warmup, start=start)
             callbacks.insert(0, ramp)
-    pre = preprocessing(config, [s.path for s in dataset.train])
+    pre = training_preprocessing(config, [s.path for s in dataset.train])
     loader, parts = reid_train_loader(config, dataset, pre)
     split = split_dataset_of(config)
     spec = run_spec(
