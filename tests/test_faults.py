@@ -12,11 +12,9 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from omnireid.cli import main
 from tests.conftest import tiny_training
 from tests.deploy.helpers import trained_like
 from tests.engine.helpers import lock_holder
+from tests.helpers import handmade_png
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -261,13 +260,7 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints(
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
     """A tiny file whose header claims width x height pixels (a decompression bomb)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    path.write_bytes(handmade_png(width, height))
 
 
 def test_a_decompression_bomb_is_named_or_skipped(tmp_path, world_copy, toy_weights, capsys):

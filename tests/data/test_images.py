@@ -1,12 +1,11 @@
 import base64
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from omnireid.data.images import is_image, list_images, parse_market_name, read_image, to_rgb
+from tests.helpers import handmade_png
 
 
 def test_parse_market_name_gives_zero_based_cameras():
@@ -60,14 +59,7 @@ def png16(pixels: np.ndarray) -> bytes:
     h, w = pixels.shape[:2]
     colour = 0 if pixels.ndim == 2 else 2
     rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0)
-    chunks = [chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(rows)), chunk(b"IEND", b"")]
-    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+    return handmade_png(w, h, rows, bit_depth=16, colour=colour)
 
 
 # 16-bit values and their 8-bit reading, by hand: the high byte (v >> 8)

@@ -122,6 +122,25 @@ def test_random_patch_pastes_a_rectangle_of_an_earlier_image():
     assert (to_array(blue) == BLUE).all()  # the input is not modified
 
 
+def test_random_patch_pastes_where_the_training_transform_puts_it():
+    """In ``build_train_transform`` RandomPatch runs after the resize, so a patch of an earlier
+    image of any size fits: a red 40x80 then a blue 20x10 crop give a red rectangle on blue."""
+    transform = build_train_transform(32, 16, flip=False, random_patch=True)
+    patch = next(t for t in transform.transforms if isinstance(t, RandomPatch))
+    patch.p, patch.min_pool_size, patch.p_rotate = 1.0, 1, 0.0
+    torch.manual_seed(0)
+    transform(Image.new("RGB", (40, 80), RED))
+    out = transform(Image.new("RGB", (20, 10), BLUE))
+    # ImageNet normalisation of pure red and pure blue, channel by channel
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    red = ((torch.tensor(RED) / 255 - mean) / std).view(3, 1, 1)
+    blue = ((torch.tensor(BLUE) / 255 - mean) / std).view(3, 1, 1)
+    is_red = torch.isclose(out, red, atol=1e-5).all(0)
+    is_blue = torch.isclose(out, blue, atol=1e-5).all(0)
+    assert (is_red | is_blue).all() and is_filled_rectangle(is_red)
+    assert 0.01 * 32 * 16 - 16 <= is_red.sum() <= 0.5 * 32 * 16 + 32  # + rounding of the sides
+
+
 def test_random_patch_on_tensors_and_bounded_pool():
     patch = RandomPatch(p=1.0, pool_capacity=3, min_pool_size=1, p_rotate=0.0)
     torch.manual_seed(0)

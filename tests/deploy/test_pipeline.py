@@ -111,11 +111,20 @@ def test_cli_with_an_exported_graph_writes_table_json_and_chart(tiny_world, toy_
     assert "| deployed graph |" in (out / "pipeline.md").read_text()
 
 
-def test_cli_refuses_a_graph_fed_otherwise_than_its_weights(toy_weights, tiny_world, tmp_path):
-    main(["export", "onnx", "--weights", str(toy_weights), *SIZE, "--out", str(tmp_path)])
+def test_cli_refuses_a_graph_fed_otherwise_than_its_weights(
+    toy_weights, tiny_world, tmp_path, capsys
+):
+    export = ["export", "onnx", "--weights", str(toy_weights), *SIZE, "--out", str(tmp_path)]
+    assert main(export) == 0  # the 64x32 graph the refusal below is about
+    graph = tmp_path / "osnet_x0_25_toy.onnx"
+    assert graph.is_file()
+    capsys.readouterr()
     args = ["check-pipeline", "--weights", str(toy_weights), "--images", str(tiny_world)]
-    assert main([*args, "--onnx", str(tmp_path / "osnet_x0_25_toy.onnx")]) == 2  # 256x128
+    assert main([*args, "--onnx", str(graph)]) == 2  # the weights alone say 256x128
+    err = capsys.readouterr().err
+    assert "the graph is fed differently from its weights" in err and "64" in err
     assert main([*args, "--dataset", "market1501"]) == 2  # one of --images / --dataset
+    assert "give --images DIR or --dataset NAME --root DIR" in capsys.readouterr().err
 
 
 def test_a_degenerate_model_gives_no_table(tiny_world, tmp_path, capsys):

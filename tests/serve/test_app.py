@@ -1,7 +1,6 @@
+import asyncio
 import io
-import struct
-import time
-import zlib
+import socket
 from urllib.parse import quote
 
 import httpx
@@ -10,6 +9,8 @@ import pytest
 
 from omnireid.client import GalleryClient
 from omnireid.data.images import list_images
+from omnireid.serve.server import bind
+from tests.helpers import handmade_png
 from tests.serve.conftest import THRESHOLD
 from tests.serve.helpers import READ_KEY, WRITE_KEY, b64, png_bytes, unit_rows
 
@@ -29,14 +30,7 @@ def gallery_images(tiny_world):
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width x height`` pixels (its data is one empty row)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+    return handmade_png(width, height, b"\0")
 
 
 def test_health_is_open_and_the_rest_needs_a_key(http):
@@ -50,13 +44,30 @@ def test_health_is_open_and_the_rest_needs_a_key(http):
     assert stats["store"]["search"] == "exact, int8 first pass"
 
 
-def test_answers_do_not_wait_for_delayed_acks(http):
-    """Without TCP_NODELAY each answer stalled ~40 ms on the client's delayed ACK."""
-    http.get("/health")
-    start = time.perf_counter()
-    for _ in range(20):
-        http.get("/health")
-    assert time.perf_counter() - start < 0.5
+def test_answers_do_not_wait_for_delayed_acks():
+    """Without TCP_NODELAY each answer stalled ~40 ms on the client's delayed ACK: the
+    server's socket is a TCP one with it set, and so is every connection asyncio accepts on it."""
+    listening = bind("127.0.0.1", 0)
+    assert listening.proto == socket.IPPROTO_TCP
+    assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    accepted = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = writer.get_extra_info("socket")
+        accepted.append(connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    async def connect_once() -> None:
+        server = await asyncio.start_server(handle, sock=listening)
+        port = listening.getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await reader.read() == b""  # the handler has run and closed
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(connect_once())
+    assert len(accepted) == 1 and accepted[0] != 0
 
 
 def test_identify_needs_a_key_and_refuses_bodies_that_are_not_json(http):

@@ -138,7 +138,17 @@ def test_the_cli_runs_the_search_as_a_training_task(world, tmp_path, capsys):
     overrides = [o for o in _overrides(world, tmp_path / "run", 1) if not o.startswith("data.r")]
     assert main(["train", "--config", str(config), *overrides]) == 0
     assert "trained to epoch 1" in capsys.readouterr().out
-    assert build(str(tmp_path / "run" / "child_arch.json"), num_classes=4) is not None
+    # the child is the argmax of the last softmax(pi) logged, on the IN stem, and it builds
+    run = tmp_path / "run"
+    spec = json.loads((run / "child_arch.json").read_text())
+    assert (spec["base"], spec["stem_norm"]) == ("osnet_x0_25", "in")
+    pi = json.loads((run / "arch.jsonl").read_text().splitlines()[-1])["pi"]
+    candidates = spec["search"]["candidates"]
+    argmax = [max(range(4), key=pi[f"conv{s}.{i}"].__getitem__) for s in (2, 3, 4) for i in (0, 1)]
+    assert [n for stage in spec["block_norms"] for n in stage] == [candidates[k] for k in argmax]
+    child = build(str(run / "child_arch.json"), num_classes=4)
+    assert (child.classifier.in_features, child.classifier.out_features) == (512, 4)
+    assert child.eval()(torch.randn(2, 3, 64, 32)).shape == (2, 512)
     assert main(["search", "--config", str(config)]) == 2
     assert "omnireid train --config FILE train.task=nas" in capsys.readouterr().err
 
