@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.omnireid-installed
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test test-fast lint clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: venv
 
 test: venv lint
 	$(BIN)/python -m pytest -q
+
+# the tests without the `slow` marker (tests/conftest.py registers it): minutes, not the hour
+test-fast: venv lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
