@@ -95,6 +95,12 @@ def main() -> None:
             "paper": {"rank1": paper_r1, "mAP": paper_map},
             "measured": {k: round(v, 2) for k, v in measured.items()},
             "schedule": schedule,
+            # every evaluation the run logged (train.eval_every), so the curve has an artefact
+            "evaluations": [
+                {"epoch": r["epoch"], "rank1": round(r["rank1"], 2), "mAP": round(r["mAP"], 2)}
+                for r in (logged_run(run)[0] if records else [])
+                if "rank1" in r
+            ],
             "training_minutes": round(minutes, 1),
             "code": code_version(),
             "machine": machine(),
