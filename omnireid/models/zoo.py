@@ -16,6 +16,7 @@ files are in the package. A benchmark that trains on real data writes its model 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +35,9 @@ from omnireid.preprocessing import Preprocessing
 from omnireid.rundir import CheckpointDir, checkpoint_folder
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
+# The checkout the zoo ships in: the cards' commands run from here (``--root ../shared/...``)
+# and the paths a card or spec stores are relative to it
+REPO_ROOT = ZOO_DIR.parents[1]
 ZOO_PREFIX = "zoo:"  # a weights argument naming a zoo entry
 
 # What every card must say (checked by the tests for every entry)
@@ -169,10 +173,44 @@ def read_zoo_card(name: str, zoo: Path | None = None) -> dict[str, Any]:
     return zoo_entry(name, zoo).card
 
 
-def add_to_zoo(run: str | Path, name: str, card: dict[str, Any], zoo: Path | None = None) -> Path:
+def portable(value: Any, base: Path) -> Any:
+    """JSON data with every string that is an absolute path made relative to ``base``
+    (``/data/market1501`` from ``/src/omnireid`` -> ``../../data/market1501``): what a zoo entry
+    stores names no directory of the machine that trained it."""
+    if isinstance(value, dict):
+        return {k: portable(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, base) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return os.path.relpath(value, base)
+    return value
+
+
+def _portable_spec(spec: ModelSpec, base: Path) -> ModelSpec:
+    """``spec`` with its training config and provenance paths relative to ``base``."""
+    p = spec.provenance
+    source, init = p.adapted_from, p.init
+    provenance = replace(
+        p,
+        trained_on=portable(p.trained_on, base),
+        adapted_from=None if source is None else replace(source, path=portable(source.path, base)),
+        init=None if init is None else replace(init, weights=portable(init.weights, base)),
+    )
+    return replace(spec, config=portable(spec.config, base), provenance=provenance)
+
+
+def add_to_zoo(
+    run: str | Path,
+    name: str,
+    card: dict[str, Any],
+    zoo: Path | None = None,
+    *,
+    base: Path = REPO_ROOT,
+) -> Path:
     """Copy a run's latest (or a checkpoint folder's) weights and spec into ``zoo/name`` and
     write its card: ``card`` gives everything but the name and file entries, which are filled
-    in here. Returns the folder."""
+    in here. Absolute paths in the card and the spec (data roots, run folders, initial
+    weights) are stored relative to ``base`` (``portable``). Returns the folder."""
     folder = checkpoint_folder(run)
     if folder is None:
         raise CheckpointError(f"{run} holds no checkpoint to put in the zoo")
@@ -180,7 +218,7 @@ def add_to_zoo(run: str | Path, name: str, card: dict[str, Any], zoo: Path | Non
     if spec is None:
         raise CheckpointError(f"{folder.path} has no {CheckpointDir.SPEC}: not a training run's")
     target = CheckpointDir(_zoo(zoo) / name)
-    full = {"name": name, **migrate_card(card)}
+    full = {"name": name, **portable(migrate_card(card), base)}
     full["file"] = {
         "name": CheckpointDir.MODEL,
         "sha256": file_sha256(folder.model),
@@ -193,7 +231,8 @@ def add_to_zoo(run: str | Path, name: str, card: dict[str, Any], zoo: Path | Non
     target.path.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(folder.model, target.model)
     # the last epoch's record stays with the run: the card has the measured metrics
-    save_spec(replace(spec, weights_sha256=full["file"]["sha256"], record={}), target.path)
+    spec = replace(_portable_spec(spec, base), weights_sha256=full["file"]["sha256"], record={})
+    save_spec(spec, target.path)
     target.card.write_text(json.dumps(full, indent=2) + "\n")
     return target.path
 
@@ -206,6 +245,7 @@ __all__ = [
     "check_card",
     "expand_zoo",
     "list_pretrained",
+    "portable",
     "read_entry",
     "read_zoo_card",
     "zoo_entry",

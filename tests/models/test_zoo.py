@@ -21,6 +21,7 @@ from omnireid.models.zoo import (
     ZOO_DIR,
     ZooEntry,
     add_to_zoo,
+    portable,
     read_entry,
     zoo_entry,
     zoo_names,
@@ -48,6 +49,10 @@ def test_every_zoo_model_is_intact_and_described(name):
     _check_entry(entry)
     stored = json.loads((entry.folder / "meta.json").read_text())
     assert stored["format_version"] == FORMAT_VERSION  # shipped in the current format
+    card = json.loads((entry.folder / "card.json").read_text())
+    assert portable(stored, ZOO_DIR) == stored and portable(card, ZOO_DIR) == card, (
+        "an absolute path of the training machine is stored; models.zoo.portable relativises it"
+    )
     model, pre = load_pretrained(name)
     assert model.arch == entry.spec.arch and pre.size == entry.spec.input_size
 
@@ -70,7 +75,7 @@ def test_a_trained_run_becomes_a_zoo_entry(tiny_world, tmp_path):
         "licence": "none: synthetic data",
         "training": {
             "command": "pytest",
-            "config": {},
+            "config": {"data": {"root": str(tmp_path / "shared" / "market1501")}},
             "epochs": 1,
             "wall_minutes": 0.1,
             "machine": "test",
@@ -79,8 +84,16 @@ def test_a_trained_run_becomes_a_zoo_entry(tiny_world, tmp_path):
         },
         "metrics": {"tiny": {"rank1": metrics["rank1"], "mAP": metrics["mAP"], "command": "x"}},
     }
-    folder = add_to_zoo(tmp_path / "run", "tiny", card, zoo=tmp_path / "zoo")
+    folder = add_to_zoo(tmp_path / "run", "tiny", card, zoo=tmp_path / "zoo", base=tmp_path)
     _check_entry(read_entry(folder))
+    # the training machine's paths are stored relative to the checkout (base), none absolute
+    entry = read_entry(folder)
+    assert entry.card["training"]["config"]["data"]["root"] == "shared/market1501"
+    assert entry.spec.config["train"]["out_dir"] == "run"
+    root = entry.spec.config["data"]["root"]
+    assert not Path(root).is_absolute() and (tmp_path / root).resolve() == tiny_world.resolve()
+    for stored in ("meta.json", "card.json"):
+        assert str(tmp_path) not in (folder / stored).read_text()
     assert json.loads((folder / "meta.json").read_text())["record"] == {}  # the card has them
     assert "arch" not in json.loads((folder / "card.json").read_text())  # the spec has it
     assert [e.name for e in list_pretrained(tmp_path / "zoo")] == ["tiny"]
@@ -173,3 +186,17 @@ def test_a_zoo_model_without_a_checksum_to_verify_is_refused(zoo_copy, monkeypat
     monkeypatch.setattr(zoo_module, "ZOO_DIR", zoo_copy.parent)  # ...a zoo entry does
     with pytest.raises(CheckpointError, match=r"has no card\.json: its weights cannot be verified"):
         load_for_inference(f"zoo:{zoo_copy.name}")
+
+
+def test_portable_makes_absolute_paths_relative_to_the_checkout(tmp_path):
+    checkout = tmp_path / "main"
+    stored = {
+        "data": {"root": str(tmp_path / "shared" / "data"), "sources": ["duke", 3]},
+        "train": {"out_dir": str(checkout / "runs" / "a"), "resume": True},
+        "command": "omnireid evaluate --root ../shared/data",  # already relative: kept
+    }
+    assert portable(stored, checkout) == {
+        "data": {"root": "../shared/data", "sources": ["duke", 3]},
+        "train": {"out_dir": "runs/a", "resume": True},
+        "command": "omnireid evaluate --root ../shared/data",
+    }
