@@ -27,7 +27,7 @@ def test_tiny_demo_learns_and_writes_its_report(tmp_path):
     with Image.open(tmp_path / "curves.png") as img:
         assert img.size[0] > 600 and img.size[1] > 200
         assert len(img.convert("L").getcolors(maxcolors=1 << 16)) > 10  # not blank
-    check_image(tmp_path / "curves.png", (1500, 350))
+    check_image(tmp_path / "curves.png", (1875, 350))
     html = (tmp_path / "ranking" / "index.html").read_text()
     assert "ranking/index.html" in report and "rank1" in html
     strips = sorted((tmp_path / "ranking" / "strips").glob("q*.png"))
