@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.omnireid-installed
 
-.PHONY: venv demo test test-fast lint clean
+.PHONY: venv demo test test-fast lint typecheck clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+# mypy on the package ([tool.mypy] in pyproject.toml); not yet part of lint, which it joins
+# once it reports no error
+typecheck: venv
+	$(BIN)/mypy
 
 test: venv lint
 	$(BIN)/python -m pytest -q
