@@ -112,7 +112,9 @@ class GalleryClient:
         once the server holds them durably. ``ids``: one per item (default: server UUIDs)."""
         if (images is None) == (features is None):
             raise UsageError("give either images or features")
-        values = [{"image": _b64(i)} for i in images] if images is not None else []
+        values: list[dict[str, Any]] = (
+            [{"image": _b64(i)} for i in images] if images is not None else []
+        )
         values += [{"feature": row} for row in _rows(features)] if features is not None else []
         if ids is not None and len(ids) != len(values):
             raise UsageError(f"got {len(ids)} ids for {len(values)} items")

@@ -19,10 +19,10 @@ adaptation recipe (``recipes.ADAPT``) unless the file or an override sets a key.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import re
+import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,9 +295,14 @@ class Config:
 SECTIONS: dict[type, str] = {cls: name for name, cls in get_type_hints(Config).items()}
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls, include_extras=True)
+    """The field types of ``cls``, resolved once per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls, include_extras=True)
+    return _HINTS[cls]
 
 
 def _optional(hint: Any) -> tuple[Any, bool]:
@@ -534,9 +539,9 @@ def _parse_file(path: Path) -> Any:
             finally:
                 loader.dispose()
         if path.suffix == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ImportError:  # Python 3.10
+            else:  # Python 3.10
                 import tomli as tomllib
 
             return tomllib.loads(text)

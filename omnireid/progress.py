@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tqdm import tqdm
 
@@ -23,7 +23,7 @@ def _is_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-class _LineProgress:
+class _LineProgress(Generic[T]):
     """The non-terminal form: ``desc: k/N (p%) elapsed`` lines (see the module docstring)."""
 
     def __init__(
@@ -76,14 +76,14 @@ class _LineProgress:
             self._line(final=True)
         self.closed = True
 
-    def __enter__(self) -> _LineProgress:
+    def __enter__(self) -> _LineProgress[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class _Silent:
+class _Silent(Generic[T]):
     def __init__(self, iterable: Iterable[T] | None) -> None:
         self.iterable = iterable
 

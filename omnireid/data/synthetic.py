@@ -71,10 +71,8 @@ def _split_identities(
         rows.append((ident, int(b), trait))
     order = [int(i) for i in rng.permutation(num_ids)]  # new position -> old index
     position = {old: new for new, old in enumerate(order)}
-    return [
-        (rows[old][0], None if rows[old][1] is None else position[rows[old][1]], rows[old][2])
-        for old in order
-    ]
+    moved = (rows[old] for old in order)
+    return [(ident, None if b is None else position[b], trait) for ident, b, trait in moved]
 
 
 class WorldExistsError(FileExistsError):

@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -185,11 +185,11 @@ class RandomPatch(torch.nn.Module):
             return img
         top, left = _randint(0, height - ph), _randint(0, width - pw)
         if isinstance(img, Image.Image):
-            out = img.copy()
-            out.paste(patch, (left, top))
-            return out
+            pasted = img.copy()
+            pasted.paste(cast(Image.Image, patch), (left, top))
+            return pasted
         out = img.clone()
-        out[..., top : top + ph, left : left + pw] = patch
+        out[..., top : top + ph, left : left + pw] = cast(torch.Tensor, patch)
         return out
 
     def _collect(self, img: ImageOrTensor) -> None:
@@ -219,6 +219,9 @@ class ToNormalizedTensor(torch.nn.Module):
     channels-last memory layout, on which the per-channel arithmetic is slow, and pay tensor-
     subclass dispatch on every operation (see ``benchmarks/decode.py``).
     """
+
+    mean: torch.Tensor  # (3, 1, 1) buffers
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()

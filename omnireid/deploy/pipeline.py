@@ -45,7 +45,7 @@ class Variant:
 
 def pil_stretch(img: Image.Image, pre: Preprocessing) -> np.ndarray:
     """The reference: PIL bilinear (antialiased) resize of the whole crop."""
-    return np.array(img.resize((pre.width, pre.height), Image.BILINEAR))
+    return np.array(img.resize((pre.width, pre.height), Image.Resampling.BILINEAR))
 
 
 def opencv_resize(interpolation: str) -> Prepare:
@@ -70,7 +70,8 @@ def letterbox(img: Image.Image, pre: Preprocessing) -> np.ndarray:
     h = min(pre.height, max(1, round(img.height * scale)))
     canvas = np.full((pre.height, pre.width, 3), LETTERBOX_FILL, np.uint8)
     top, left = (pre.height - h) // 2, (pre.width - w) // 2
-    canvas[top : top + h, left : left + w] = np.asarray(img.resize((w, h), Image.BILINEAR))
+    resized = img.resize((w, h), Image.Resampling.BILINEAR)
+    canvas[top : top + h, left : left + w] = np.asarray(resized)
     return canvas
 
 

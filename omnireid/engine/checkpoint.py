@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -74,7 +74,8 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 def capture_rng() -> dict[str, Any]:
     """The RNG states of Python, NumPy and torch (CPU and CUDA) as weights-only-loadable data."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, gauss = legacy
     state: dict[str, Any] = {
         "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
         "numpy": {
@@ -140,7 +141,10 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     tensors = save_safetensors(weights)
-    files = {CheckpointDir.MODEL: tensors, CheckpointDir.STATE: buffer.getvalue()}
+    files: dict[str, bytes | str] = {
+        CheckpointDir.MODEL: tensors,
+        CheckpointDir.STATE: buffer.getvalue(),
+    }
     if spec is not None:
         digest = hashlib.sha256(tensors).hexdigest()
         files[CheckpointDir.SPEC] = replace(spec, epoch=epoch, weights_sha256=digest).to_json()

@@ -78,7 +78,8 @@ class QueryBatcher:
                     self._cond.wait()
                 if not self._pending:
                     return
-                batch, rows = [], 0  # the waiting jobs, in order, up to max_batch queries
+                batch: list[_Job] = []  # the waiting jobs, in order, up to max_batch queries
+                rows = 0
                 while self._pending and (
                     not batch or rows + len(self._pending[0].queries) <= self._max
                 ):

@@ -250,9 +250,8 @@ class ExactSearch:
             live = chunk.live()
             if len(live):
                 self._pack(live, self._rows(live))
-            self._chunk_seqs = np.concatenate([c.seqs for c in self._chunks] or [[]]).astype(
-                np.int64
-            )
+            seqs = [c.seqs for c in self._chunks] or [np.zeros(0, np.int64)]
+            self._chunk_seqs = np.concatenate(seqs).astype(np.int64)
 
     def _pack(self, seqs: np.ndarray, rows: np.ndarray) -> None:
         assert self._kernel is not None

@@ -63,7 +63,7 @@ def compare_actmaps(
     for path in paths:
         image = read_image(path)
         batch = transform(image)[None]
-        pixels = np.asarray(image.resize((width, height), Image.BILINEAR))
+        pixels = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
         panels = [captioned(Image.fromarray(pixels), [Path(path).name[: width // 6]])]
         for name, model in models:
             heat = activation_maps(model, batch)[0].numpy()

@@ -31,7 +31,7 @@ def pyplot():
 
 def load_cell(path: str | Path, height: int, width: int) -> Image.Image:
     """Read an image as RGB and resize it (bilinear) to ``height x width``."""
-    return read_image(path).resize((width, height), Image.BILINEAR)
+    return read_image(path).resize((width, height), Image.Resampling.BILINEAR)
 
 
 def framed(image: Image.Image, color: Color, border: int = 4) -> Image.Image:
