@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -75,7 +75,7 @@ def build_optimizer(
 
 
 def _fused(
-    cls: type[torch.optim.Optimizer], groups: list[dict], **options
+    cls: Callable[..., torch.optim.Optimizer], groups: list[dict], **options
 ) -> torch.optim.Optimizer:
     """``cls`` with its fused implementation (one kernel for all parameters: ~10x faster steps
     than the per-parameter loop on CPU) where this torch and device have it, else foreach.

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -34,7 +34,7 @@ from omnireid.engine.checkpoint import restore_latest
 from omnireid.engine.distributed import init_distributed, rank, unwrap, wrap
 from omnireid.engine.files import disk_error, write_atomic
 from omnireid.engine.lock import RunLock
-from omnireid.engine.loop import Callback, check_amp, fit, training_layout
+from omnireid.engine.loop import AmpMode, Callback, check_amp, fit, training_layout
 from omnireid.engine.optim import build_optimizer, check_layer_names
 from omnireid.engine.schedules import LRSchedule, TimeBudget
 from omnireid.errors import ConfigError
@@ -162,7 +162,7 @@ def _fit(config: Config) -> list[dict[str, Any]]:
         callbacks=callbacks,
         device=t.device,
         max_grad_norm=o.max_grad_norm,
-        amp=amp,
+        amp=cast(AmpMode, amp),  # resolved from "auto"; fit checks it (check_amp)
         scaler=scaler,
         monitor=run.monitor,
         channels_last=channels_last,

@@ -64,7 +64,7 @@ class TemperatureSchedule(Callback):
     """Set the supernet's Gumbel-Softmax temperature lambda at every epoch's start and record
     it (a function of the epoch alone, so resuming needs no state of its own)."""
 
-    def __init__(self, model: SearchOSNet, **schedule: float) -> None:
+    def __init__(self, model: SearchOSNet, **schedule: Any) -> None:
         self.model, self.schedule = model, schedule
 
     def temperature(self, epoch: int) -> float:
