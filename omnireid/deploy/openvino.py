@@ -203,7 +203,7 @@ def export_openvino_bf16(
             compile_openvino(xml, "cpu", precision="bf16"),
         ]
         runs = [(lambda b, c=c: c([b])[c.outputs[0]]) for c in compiled]
-        found = check_against_fp32(*runs, x, "bf16", out)
+        found = check_against_fp32(runs[0], runs[1], x, "bf16", out)
         del compiled, runs
         xml.with_suffix(".bin").replace(out.with_suffix(".bin"))
         xml.replace(out)

@@ -251,7 +251,7 @@ def export_onnx_int8(
         )
         sessions = [open_session(p) for p in (fp32_onnx, partial)]
         runs = [(lambda x, s=s: s.run([OUTPUT_NAME], {INPUT_NAME: x})[0]) for s in sessions]
-        found = check_against_fp32(*runs, check, "int8", out)
+        found = check_against_fp32(runs[0], runs[1], check, "int8", out)
         write_onnx_contract(partial, contract)
         partial.replace(out)
     finally:
@@ -281,7 +281,7 @@ def export_openvino_int8(
         save_openvino(int8, xml, contract, "int8")
         compiled = [compile_openvino(p, "cpu") for p in (fp32_xml, xml)]
         runs = [(lambda x, c=c: c([x])[c.outputs[0]]) for c in compiled]
-        found = check_against_fp32(*runs, check, "int8", out)
+        found = check_against_fp32(runs[0], runs[1], check, "int8", out)
         del compiled, runs  # release the .bin before it is moved
         xml.with_suffix(".bin").replace(out.with_suffix(".bin"))
         xml.replace(out)
