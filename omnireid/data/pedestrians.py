@@ -10,6 +10,7 @@ background, per-channel gain, blur, noise, person scale, position jitter and fli
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -155,7 +156,8 @@ def make_impostor(base: Identity, rng: np.random.Generator) -> tuple[Identity, s
         new = _pick(rng, list(COLOURS), current)
     else:
         new = _pick(rng, BAGS, current)
-    return replace(base, **{trait: new}), trait
+    changed: dict[str, Any] = {trait: new}
+    return replace(base, **changed), trait
 
 
 def camera_styles(seed: int) -> list[CameraStyle]:

@@ -23,8 +23,8 @@ from omnireid.models.mutual import MutualPair
 from omnireid.models.spec import ModelSpec
 from omnireid.rundir import RunDir
 
-EVAL_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "mA", "accuracy", "precision")
-EVAL_KEYS += ("recall", "f1", "error")
+EVAL_KEYS: tuple[str, ...] = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+EVAL_KEYS += ("mA", "accuracy", "precision", "recall", "f1", "error")
 
 
 @dataclass

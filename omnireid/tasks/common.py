@@ -175,7 +175,7 @@ def train_loader(
     """
     d = config.data
     common: dict[str, Any] = dict(num_workers=d.workers, persistent_workers=False)
-    replicas = {"num_replicas": world_size(), "rank": rank()}
+    replicas: dict[str, Any] = {"num_replicas": world_size(), "rank": rank()}
     sampler: Any = None
     if d.num_instances:
         if identities is None:
