@@ -97,7 +97,8 @@ def test_the_choices_are_those_the_library_takes():
     hints = {s: get_type_hints(c) for s, c in get_type_hints(Config).items()}
     assert set(get_args(hints["optim"]["name"])) == set(get_args(OptimizerName))
     assert set(get_args(hints["optim"]["schedule"])) == set(get_args(SchedulerName))
-    assert set(get_args(hints["train"]["amp"])) == set(AMP_DTYPES)
+    # "auto" is resolved to one of the loop's modes when the run starts (tasks.resolve_amp)
+    assert set(get_args(hints["train"]["amp"])) == {*AMP_DTYPES, "auto"}
     assert set(get_args(hints["train"]["task"])) == set(TASKS)
 
 
@@ -127,7 +128,7 @@ def test_the_choices_are_those_the_library_takes():
         ("test.metric=manhattan", r"test.metric must be one of \['euclidean', 'cosine'\]"),
         ("optim.name=rmsprop", r"optim.name must be one of \['sgd', 'adam', 'amsgrad'\]"),
         ("optim.schedule=step", r"optim.schedule must be one of \['multistep', 'cosine'\]"),
-        ("train.amp=fp32", r"train.amp must be one of \['none', 'bf16', 'fp16'\], got 'fp32'"),
+        ("train.amp=fp32", r"train.amp must be one of \['none', 'auto', 'bf16', 'fp16'\], got 'fp32'"),
         ("train.collapse=maybe", r"train.collapse must be one of \['warn', 'stop', 'off'\]"),
         ("train.collapse=false", "got False .*quote it"),
         ("train.budget_clock=moon", r"train.budget_clock must be one of \['wall', 'cpu'\]"),
