@@ -42,16 +42,16 @@ def score(
 ) -> dict[str, dict[str, float]]:
     """R1/R5/mAP of a model (run folder, checkpoint or file; its stored preprocessing) on
     every dataset, with ``metric`` distance."""
-    from omnireid.data.transforms import transform_for
     from omnireid.evaluation.evaluate import evaluate_model
+    from omnireid.evaluation.features import Embedder
     from omnireid.models import load_for_inference
     from omnireid.models.fused import optimize_for_inference
 
     model, pre = load_for_inference(weights)
-    fast = optimize_for_inference(model)
+    fast = Embedder.of_model(optimize_for_inference(model), pre)
     out = {}
     for name, dataset in datasets.items():
-        ev = evaluate_model(fast, dataset, transform_for(pre), metric=metric, progress=False)
+        ev = evaluate_model(fast, dataset, metric=metric, progress=False)
         out[name] = {k: v for k, v in ev.result.as_dict().items() if k in SCORES}
     return out
 

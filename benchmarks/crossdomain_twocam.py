@@ -40,8 +40,8 @@ from zoo_entry import code_version, logged_run, write_zoo_entry
 
 from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
-from omnireid.data.transforms import transform_for
 from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.evaluation.features import Embedder
 from omnireid.evaluation.metrics import query_scores
 from omnireid.evaluation.significance import paired_bootstrap
 from omnireid.models import load_for_inference
@@ -93,7 +93,7 @@ def score_run(run: Path, datasets: dict) -> tuple[dict, dict]:
     fast = optimize_for_inference(model)
     metrics, per_query = {}, {}
     for name, dataset in datasets.items():
-        ev = evaluate_model(fast, dataset, transform_for(pre), metric="cosine", progress=False)
+        ev = evaluate_model(Embedder.of_model(fast, pre), dataset, metric="cosine", progress=False)
         metrics[name] = {k: round(v, 2) for k, v in ev.result.as_dict().items()}
         if name == "twocam":
             q, g = ev.query, ev.gallery

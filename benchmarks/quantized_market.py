@@ -94,7 +94,7 @@ def scores(feats: np.ndarray, dataset) -> dict[str, float]:
 def graphs(weights: str, train: Path, folder: Path, calib: int, full_range: bool) -> dict:
     """fp32 and int8 graph files of ``weights`` (what `omnireid export` writes)."""
     model, pre = load_for_inference(weights)
-    contract = ModelContract(model.arch, model.feature_dim, pre)
+    contract = ModelContract(model.spec)
     onnx32, xml32 = folder / "m.onnx", folder / "m.xml"
     export_verified_onnx(model, onnx32, contract)
     export_openvino(model, xml32, contract)
@@ -117,7 +117,7 @@ def extractor(path: str, weights: str, files: dict) -> FeatureExtractor | None:
     backend, precision = path.split(":")
     common = dict(precision=precision, normalize=False)
     if backend in ("fast", "torch"):
-        return FeatureExtractor(weights=weights, backend=backend, **common)
+        return FeatureExtractor(weights, backend=backend, **common)
     key = {"onnxruntime": "onnx", "openvino": "xml"}[backend] + ("8" if precision == "int8" else "")
     if key not in files:
         return None

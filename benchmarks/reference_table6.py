@@ -151,15 +151,14 @@ def main() -> None:
 
 def score_at(weights: Path, datasets: dict, height: int, width: int) -> dict[str, float]:
     """R1/R5/mAP (Euclidean) of a plain state_dict at ``height x width``."""
-    from omnireid.data.transforms import transform_for
     from omnireid.evaluation.evaluate import evaluate_model
+    from omnireid.evaluation.features import Embedder
     from omnireid.models import load_for_inference
     from omnireid.models.fused import optimize_for_inference
 
     model, pre = load_for_inference(weights, height=height, width=width)
-    ev = evaluate_model(
-        optimize_for_inference(model), datasets["market1501"], transform_for(pre), progress=False
-    )
+    fast = Embedder.of_model(optimize_for_inference(model), pre)
+    ev = evaluate_model(fast, datasets["market1501"], progress=False)
     return {k: v for k, v in ev.result.as_dict().items() if k in ("rank1", "rank5", "mAP")}
 
 

@@ -18,6 +18,7 @@ from typing import NoReturn
 from omnireid.cli import (
     adapt,
     bench,
+    calibrate,
     evaluate,
     export,
     gallery,
@@ -30,7 +31,8 @@ from omnireid.cli import (
 )
 from omnireid.errors import OmniReIDError, UsageError
 
-GROUPS = (models, train, adapt, evaluate, index, export, pipeline, visualize, serve, gallery, bench)
+GROUPS = (models, train, adapt, evaluate, calibrate, index, export, pipeline, visualize, serve)
+GROUPS += (gallery, bench)
 
 
 class Parser(argparse.ArgumentParser):

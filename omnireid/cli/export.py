@@ -4,6 +4,7 @@ verified against PyTorch before it is written."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,7 @@ def register(sub: Any) -> None:
     p = export_sub.add_parser("onnx", help="ONNX graph, verified in ONNX Runtime")
     _add_common(p, ".onnx")
     p.add_argument("--dynamic-batch", action="store_true", help=argparse.SUPPRESS)  # the default
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
     _add_int8(p, ".int8.onnx", "ONNX Runtime's quantiser, QDQ")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
     p.set_defaults(func=cmd_export_onnx)
@@ -112,18 +113,17 @@ def model_and_contract(
     """``(eval model, ModelContract, output path)`` of ``--weights`` or ``--random-init``."""
     from omnireid.deploy.contract import ModelContract, output_path, training_dataset
     from omnireid.models import build, load_for_inference
-    from omnireid.models.loader import read_weights
-    from omnireid.models.weights import file_sha256
+    from omnireid.models.spec import ModelSpec
     from omnireid.preprocessing import Preprocessing
 
     if args.weights is not None and args.random_init:
         raise UsageError("give --weights or --random-init, not both")
     if args.weights is not None:
-        info = read_weights(args.weights, args.arch)
-        model, pre = load_for_inference(info, height=args.height, width=args.width)
-        digest = file_sha256(info.file)
-        dataset = args.dataset or training_dataset(info.meta, info.file, model.arch)
-        named = dataset
+        model, _ = load_for_inference(args.weights, args.arch, height=args.height, width=args.width)
+        spec = model.spec
+        named = args.dataset or training_dataset(spec, args.weights)
+        if named and not spec.provenance.trained_on:  # a plain file: what its name says
+            spec = replace(spec, provenance=replace(spec.provenance, trained_on=named))
     elif not args.random_init:
         raise UsageError(
             "--weights is required (a run folder, checkpoint or weights file); "
@@ -135,8 +135,11 @@ def model_and_contract(
         default = Preprocessing()
         pre = Preprocessing(args.height or default.height, args.width or default.width)
         model = build(args.arch, num_classes=1).eval()
-        digest, dataset, named = "", args.dataset or "", args.dataset or "random-init"
-    contract = ModelContract(model.arch, model.feature_dim, pre, digest, dataset)
+        spec = ModelSpec(model.arch, feature_dim=model.feature_dim, preprocessing=pre)
+        named = args.dataset or "random-init"
+    if args.dataset:
+        spec = replace(spec, provenance=replace(spec.provenance, trained_on=args.dataset))
+    contract = ModelContract(replace(spec, feature_dim=model.feature_dim))
     return model, contract, output_path(args.out, model.arch, named, suffix)
 
 

@@ -98,8 +98,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
     size = None if args.height is None and args.width is None else (args.height, args.width)
     extractor = FeatureExtractor(
-        args.arch,
-        weights=args.weights,
+        args.weights,
+        arch=args.arch,
         device=args.device,
         image_size=size,
         batch_size=args.batch_size,
@@ -141,8 +141,8 @@ def cmd_index_query(args: argparse.Namespace) -> int:
             f"({built_with.get('path')}); query features would not match the gallery's"
         )
     extractor = FeatureExtractor(
-        header["arch"],
-        weights=weights,
+        weights,
+        arch=header["arch"],
         device=args.device,
         image_size=tuple(header["image_size"]) if header.get("image_size") else None,
         precision=args.precision,

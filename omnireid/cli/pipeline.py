@@ -81,10 +81,13 @@ def _engines(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.onnx and args.openvino:
         raise UsageError("give --onnx or --openvino, not both")
     if not (args.onnx or args.openvino):
-        engine = FeatureExtractor(args.arch, args.weights, backend=args.backend, image_size=size,
-                                  **common)  # fmt: skip
+        engine = FeatureExtractor(
+            args.weights, arch=args.arch, backend=args.backend, image_size=size, **common
+        )
         return engine, None
-    reference = FeatureExtractor(args.arch, args.weights, backend="fast", image_size=size, **common)
+    reference = FeatureExtractor(
+        args.weights, arch=args.arch, backend="fast", image_size=size, **common
+    )
     # the runtime named, not auto's choice: the file runs in its own precision, fp32 unless it
     # is int8 (the drift measured is the integration's, not a reduced precision's)
     if args.onnx:

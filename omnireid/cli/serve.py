@@ -138,7 +138,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     size = None if args.height is None and args.width is None else (args.height, args.width)
     extractor = FeatureExtractor(
-        args.arch, weights=args.weights, device=args.device, image_size=size, backend=args.extractor
+        args.weights, arch=args.arch, device=args.device, image_size=size, backend=args.extractor
     )
     threshold = _threshold(args, extractor.arch)
     if args.threads:

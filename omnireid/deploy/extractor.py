@@ -1,8 +1,10 @@
 """``FeatureExtractor``: images in any common form -> ``(N, D)`` float32 re-ID embeddings.
 
-The model and its preprocessing come from ``models.load_for_inference`` (a run folder, a
-checkpoint folder or a weights file; a run's stored input size, mean and std are used), or
-from the contract an exported model carries (``from_onnx``, ``from_openvino``), so features
+The model and its ``ModelSpec`` (architecture, preprocessing) come from weights (a run
+folder, a checkpoint folder, a weights file or ``zoo:NAME``, through
+``models.load_for_inference``: a run's stored input size, mean and std are used), from a model
+already loaded (its ``model.spec``), from a ``ModelSpec`` (that model randomly initialised),
+or from the contract an exported model carries (``from_onnx``, ``from_openvino``), so features
 equal ``omnireid evaluate``'s: RGB, PIL bilinear resize, normalisation. Backends: ``"torch"``
 (the eval model), ``"fast"`` (``models.fused.optimize_for_inference``), ``"onnxruntime"`` and
 ``"openvino"`` (an exported graph, or the file given as ``onnx_path`` / ``openvino_path``), or
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from omnireid.data.images import read_image, to_rgb
 from omnireid.data.transforms import transform_for
@@ -31,8 +34,9 @@ from omnireid.deploy.backends import PRECISIONS, OnnxRunner, OpenVinoRunner, Tor
 from omnireid.deploy.boxes import crop_boxes
 from omnireid.deploy.contract import MissingContractError, ModelContract
 from omnireid.errors import UsageError
-from omnireid.evaluation.features import FeatureCheck
+from omnireid.evaluation.features import Embedder, FeatureCheck
 from omnireid.models import build, load_for_inference
+from omnireid.models.spec import ModelSpec
 from omnireid.preprocessing import Preprocessing, l2_normalize
 from omnireid.progress import progress
 
@@ -40,16 +44,21 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "fast", "onnxruntime", "openvino")
 PRECISION_CHOICES = ("auto", *PRECISIONS, "int8")
+GRAPH_SUFFIXES = {"onnxruntime": ".onnx", "openvino": ".xml"}  # a graph file's runtime
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
 class FeatureExtractor:
     """Callable: ``extractor(inputs, bgr=False)`` -> ``(N, feature_dim)`` float32 array.
 
-    ``FeatureExtractor(weights="runs/market")`` takes the architecture and preprocessing from
-    the checkpoint, ``FeatureExtractor.from_onnx("m.onnx")`` / ``from_openvino("m.xml")`` from
-    the exported file's contract; ``arch``, ``image_size``, ``mean`` and ``std`` override them
-    (``arch`` is required only without weights, for a randomly initialised model).
+    ``FeatureExtractor("runs/market")`` takes the architecture and preprocessing from the
+    checkpoint (``arch`` overrides the architecture, as in ``load_for_inference``),
+    ``FeatureExtractor(model)`` from a loaded model's ``model.spec``,
+    ``FeatureExtractor(ModelSpec("osnet_x0_25"))`` builds that model with random weights,
+    ``FeatureExtractor.from_onnx("m.onnx")`` / ``from_openvino("m.xml")`` reads the exported
+    file's contract; ``image_size``, ``mean`` and ``std`` override the preprocessing. Every
+    argument after the first is keyword-only. ``self.spec`` is the spec of what runs (the
+    preprocessing in use, the runner's feature size).
 
     ``inputs``: one item or a list of image paths, PIL images, ``(H, W, 3)`` uint8 arrays (RGB,
     BGR when ``bgr=True``) or float tensors ``(3, H, W)`` / ``(N, 3, H, W)`` already resized to
@@ -78,46 +87,37 @@ class FeatureExtractor:
 
     def __init__(
         self,
+        model: nn.Module | ModelSpec | str | Path | None = None,
+        *,
         arch: str | None = None,
-        weights: str | Path | None = None,
+        image_size: tuple[int | None, int | None] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         device: str = "cpu",
-        image_size: tuple[int, int] | None = None,
         backend: str = "auto",
         batch_size: int = 32,
         normalize: bool | None = None,
         num_classes: int | None = None,
-        *,
         onnx_path: str | Path | None = None,
         openvino_path: str | Path | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         precision: str = "auto",
         exclude_backends: Sequence[str] = (),
     ) -> None:
         graph = _check_options(backend, precision, device, batch_size, onnx_path, openvino_path)
-        if graph is not None and weights is not None:
-            option = "onnx_path" if onnx_path is not None else "openvino_path"
-            raise UsageError(f"give weights or {option}, not both: it holds weights")
-        if weights is None and arch is None and graph is None:
-            raise UsageError("give weights (a run, checkpoint or weights file) or an arch")
         self.device, self.batch_size = device, batch_size
         family = "onnxruntime" if onnx_path is not None else "openvino"  # when a graph is given
         self.contract: ModelContract | None = None
-        model = None
-        if weights is not None:
-            h, w = image_size if image_size is not None else (None, None)
-            model, pre = load_for_inference(
-                weights, arch, height=h, width=w, num_classes=num_classes
-            )
-        elif graph is not None:
+        network, spec = _source(model, arch, image_size, num_classes, graph)
+        if graph is not None:
             self.contract = _graph_contract(family, graph)
-            pre = self.contract.preprocessing if self.contract else Preprocessing()
-            if image_size is not None:
-                pre = replace(pre, height=image_size[0], width=image_size[1])
-            arch = arch or (self.contract.arch if self.contract else "unknown")
-        else:
-            pre = Preprocessing(*(image_size or Preprocessing().size))
-            model = build(arch, num_classes=num_classes or 1).eval()
+            spec = self.contract.spec if self.contract else ModelSpec(arch or "unknown")
+            if arch is not None and arch != spec.arch:
+                raise UsageError(f"{graph} holds {spec.arch}, not {arch}")
+            spec = replace(spec, preprocessing=spec.preprocessing or Preprocessing())
+        pre = spec.preprocessing or Preprocessing()
+        if image_size is not None:  # either may be None: the stored one
+            height, width = image_size
+            pre = replace(pre, height=height or pre.height, width=width or pre.width)
         if mean is not None or std is not None:
             pre = replace(
                 pre,
@@ -126,30 +126,37 @@ class FeatureExtractor:
             )
         self.preprocessing, self.image_size = pre, pre.size
         self.normalize = pre.output_norm == "l2" if normalize is None else normalize
-        self.arch = arch if model is None else model.arch
+        self.arch = spec.arch
         self.transform = transform_for(pre)
         given = None if graph is None else (graph, _graph_precision(graph, family), family)
         graphs = sibling_graphs(*given[:2]) if given else {}
         self.route, self.why, checked = resolve_route(
-            backend, precision, given, model is not None, device, tuple(exclude_backends)
+            backend, precision, given, network is not None, device, tuple(exclude_backends)
         )
         self.backend, self.precision = self.route.backend, self.route.precision
         graph = graphs.get(self.precision) or graphs.get("fp32")
-        self.runner = self._make_runner(self.route, model, graph)
-        if checked and (model is not None or "fp32" in graphs):  # an fp32 model to check with
-            fp32 = Route("fast" if model is not None else self.backend, "fp32")
+        self.runner = self._make_runner(self.route, network, graph)
+        if checked and (network is not None or "fp32" in graphs):  # an fp32 model to check with
+            fp32 = Route("fast" if network is not None else self.backend, "fp32")
             self.runner = CheckedRunner(
-                self.runner, self._make_runner(fp32, model, graphs.get("fp32")), self.route
+                self.runner, self._make_runner(fp32, network, graphs.get("fp32")), self.route
             )
         if backend == "auto":
             log.info("inference path: %s (%s)", self.route, self.why)
         self.feature_dim: int = self.runner.feature_dim
+        # what runs: the model's spec, with the preprocessing in use and the runner's size
+        self.spec = replace(spec, preprocessing=pre, feature_dim=self.feature_dim)
+
+    def embedder(self) -> Embedder:
+        """This extractor as evaluation takes it: its spec and runner (raw features, the
+        preprocessing's ``output_norm`` not applied: ``evaluate_model`` normalises as told)."""
+        return Embedder(self.spec, self.runner)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options: Any) -> FeatureExtractor:
-        """``FeatureExtractor(weights=path, **options)``: an omnireid run or checkpoint folder,
-        with its stored architecture and preprocessing."""
-        return cls(weights=path, **options)
+        """``FeatureExtractor(path, **options)``: an omnireid run or checkpoint folder, a
+        weights file or ``zoo:NAME``, with its stored architecture and preprocessing."""
+        return cls(path, **options)
 
     @classmethod
     def from_onnx(cls, path: str | Path, **options: Any) -> FeatureExtractor:
@@ -302,6 +309,36 @@ class FeatureExtractor:
         return feats, valid
 
 
+def choose_backend(backend: str | None, precision: str, graph: str | None = None) -> str:
+    """The backend an evaluation runs (``omnireid evaluate``): ``backend``, else "auto";
+    ``graph`` is the runtime of a given graph file ("onnxruntime" or "openvino",
+    ``graph_runtime``), which then fixes the backend. Refuses what cannot run together: a
+    graph with another runtime, ``precision`` "bf16" off OpenVINO (the torch backends' bf16 is
+    no faster on a CPU without bf16 units) and "int8" without an int8 graph."""
+    family = graph
+    backend = backend or "auto"
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if family not in (None, *GRAPH_SUFFIXES):
+        raise UsageError(f"a graph runs in {sorted(GRAPH_SUFFIXES)}, not {family!r}")
+    if family is not None and backend not in (family, "auto"):
+        suffix = GRAPH_SUFFIXES[family]
+        raise UsageError(f"a {suffix} graph runs with backend {family}, not {backend}")
+    if precision == "bf16" and (backend not in ("auto", "openvino") or family == "onnxruntime"):
+        raise UsageError("precision bf16 is for backend openvino (OpenVINO's bf16 inference)")
+    if precision == "int8" and backend in ("torch", "fast"):
+        raise UsageError("precision int8 runs an int8 graph (omnireid export --int8-calib)")
+    return backend
+
+
+def graph_runtime(path: str | Path) -> str:
+    """The runtime of a graph file by its suffix: "onnxruntime" (.onnx), "openvino" (.xml)."""
+    families = {suffix: runtime for runtime, suffix in GRAPH_SUFFIXES.items()}
+    if Path(path).suffix.lower() not in families:
+        raise UsageError(f"{path}: a graph file is a .onnx or an OpenVINO .xml")
+    return families[Path(path).suffix.lower()]
+
+
 def _check_options(
     backend: str,
     precision: str,
@@ -331,6 +368,50 @@ def _check_options(
             raise UsageError(f"{name} is for backend={wanted!r}, not {backend!r}")
     graph = onnx_path if onnx_path is not None else openvino_path
     return Path(graph) if graph is not None else None
+
+
+def _source(
+    model: nn.Module | ModelSpec | str | Path | None,
+    arch: str | None,
+    image_size: tuple[int | None, int | None] | None,
+    num_classes: int | None,
+    graph: Path | None,
+) -> tuple[nn.Module | None, ModelSpec]:
+    """``(eval model or None for a graph, its spec)`` of what ``FeatureExtractor`` was given:
+    weights (a path or ``zoo:NAME``: ``load_for_inference``, ``arch`` and ``image_size``
+    override), a loaded model (its ``model.spec``), a ``ModelSpec`` (that model, randomly
+    initialised) or nothing beside a graph file."""
+    if graph is not None:
+        if model is not None:
+            option = "onnx_path" if graph.suffix == ".onnx" else "openvino_path"
+            raise UsageError(f"give a model or {option}, not both: the graph holds weights")
+        return None, ModelSpec("unknown")  # the contract's, read by the caller
+    if model is None:
+        raise UsageError(
+            "give a model: weights (a run, checkpoint or weights file, zoo:NAME), a loaded "
+            "model, a ModelSpec, or an exported onnx_path / openvino_path"
+        )
+    if isinstance(model, str | Path):
+        h, w = image_size if image_size is not None else (None, None)
+        network, _ = load_for_inference(model, arch, height=h, width=w, num_classes=num_classes)
+        return network, network.spec
+    if arch is not None:
+        raise UsageError("arch overrides the architecture of weights given as a path")
+    if isinstance(model, ModelSpec):
+        if not model.arch:
+            raise UsageError("the ModelSpec names no architecture (arch)")
+        classes = model.num_classes or num_classes or 1
+        network = build(model.arch, num_classes=classes, **model.options).eval()
+        if model.weights_sha256:
+            log.warning("%s: a spec carries no weights; its model is randomly initialised", model)
+        return network, replace(model, feature_dim=network.feature_dim)
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise UsageError(
+            f"the {type(model).__name__} carries no ModelSpec (model.spec): load it with "
+            "omnireid.models.load_for_inference, or give a ModelSpec"
+        )
+    return model.eval(), spec
 
 
 def _graph_precision(path: Path, backend: str) -> str:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
-from torch import nn
 
 from omnireid.data.datasets.base import ReIDDataset
 from omnireid.errors import OmniReIDError
 from omnireid.evaluation.distance import Metric, compute_distance_matrix
-from omnireid.evaluation.features import Features, extract_features
+from omnireid.evaluation.features import Embedder, Features, extract_features
 from omnireid.evaluation.metrics import RankResult, evaluate_rank, evaluate_single_gallery_shot
 
 
@@ -25,9 +22,8 @@ class Evaluation:
 
 
 def evaluate_model(
-    model: nn.Module,
+    embedder: Embedder,
     dataset: ReIDDataset,
-    transform: Callable[[Image.Image], torch.Tensor],
     *,
     metric: Metric = "euclidean",
     normalize: bool = False,
@@ -35,25 +31,26 @@ def evaluate_model(
     flip: bool = False,
     batch_size: int = 32,
     num_workers: int = 0,
-    device: str | torch.device = "cpu",
     skip_unreadable: bool = False,
     progress: bool = True,
     single_gallery_shot: bool = False,
 ) -> Evaluation:
-    """Extract query and gallery features, rank the gallery for every query, score it.
+    """Extract query and gallery features with ``embedder`` (its runner, fed as its spec's
+    preprocessing says), rank the gallery for every query, score it.
 
     ``single_gallery_shot`` scores CMC with the CUHK03 single-gallery-shot protocol (seeded).
     """
     common = dict(
         batch_size=batch_size,
         num_workers=num_workers,
-        device=device,
+        device=embedder.device,
         flip=flip,
         skip_unreadable=skip_unreadable,
         progress=progress,
     )
-    query = extract_features(model, dataset.query, transform, desc="query", **common)
-    gallery = extract_features(model, dataset.gallery, transform, desc="gallery", **common)
+    run, transform = embedder.runner, embedder.transform
+    query = extract_features(run, dataset.query, transform, desc="query", **common)
+    gallery = extract_features(run, dataset.gallery, transform, desc="gallery", **common)
     for part, name in ((query, "query"), (gallery, "gallery")):
         if len(part.feats) == 0:
             raise OmniReIDError(

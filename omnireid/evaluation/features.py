@@ -1,11 +1,12 @@
-"""Batched feature extraction with DataLoader workers and progress output, and the check every
-path to features goes through (``FeatureCheck``: this module's ``extract_features`` and
-``deploy.extractor.FeatureExtractor``, whatever the backend)."""
+"""Batched feature extraction with DataLoader workers and progress output, what it runs
+(``Embedder``: a model's spec and a runner), and the check every path to features goes through
+(``FeatureCheck``: this module's ``extract_features`` and ``deploy.extractor.FeatureExtractor``,
+whatever the backend)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,7 +16,10 @@ from torch.utils.data import DataLoader
 
 from omnireid.data.datasets.base import Sample
 from omnireid.data.image_dataset import ImageDataset, collate_skipping
+from omnireid.data.transforms import transform_for
 from omnireid.errors import DegenerateFeaturesError, NonFiniteFeaturesError, non_finite_rows
+from omnireid.models.spec import ModelSpec
+from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress as show_progress
 
 # Rows closer to the first than this share of the largest |value| count as the same feature
@@ -70,6 +74,45 @@ class FeatureCheck:
             )
 
 
+Runner = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
+
+
+@dataclass(frozen=True)
+class Embedder:
+    """What evaluation runs: a model's ``spec`` (its preprocessing says how images are fed) and
+    ``runner``: normalised ``(N, 3, H, W)`` float32 -> raw ``(N, D)`` features (a tensor or an
+    array; ``deploy.extractor.FeatureExtractor.embedder()`` gives one for any backend).
+    ``device``: where the inputs go before the runner sees them."""
+
+    spec: ModelSpec
+    runner: Runner
+    device: str | torch.device = "cpu"
+
+    @classmethod
+    def of_model(
+        cls,
+        model: nn.Module,
+        preprocessing: Preprocessing | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Embedder:
+        """A PyTorch model (put in eval mode on ``device``) with its ``model.spec`` (or one
+        naming its ``arch``), fed with ``preprocessing`` when given."""
+        spec = getattr(model, "spec", None)
+        if not isinstance(spec, ModelSpec):
+            spec = ModelSpec(str(getattr(model, "arch", "")))
+        if preprocessing is not None:
+            spec = replace(spec, preprocessing=preprocessing)
+        return cls(spec, model.to(device).eval(), device)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.spec.preprocessing or Preprocessing()
+
+    @property
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        return transform_for(self.preprocessing)
+
+
 @dataclass
 class Features:
     """``feats`` ``(N, D)`` float32 on the CPU, with the pids, camids and paths of its rows."""
@@ -83,7 +126,7 @@ class Features:
 
 @torch.inference_mode()
 def extract_features(
-    model: nn.Module,
+    model: nn.Module | Runner,
     samples: Sequence[Sample],
     transform: Callable[[Image.Image], torch.Tensor],
     *,
@@ -96,7 +139,8 @@ def extract_features(
     progress: bool = True,
     dataset: ImageDataset | None = None,
 ) -> Features:
-    """Run ``model`` (put in eval mode) over ``samples``.
+    """Run ``model`` (an ``nn.Module``, put in eval mode, or any ``Embedder`` runner) over
+    ``samples``.
 
     ``flip`` averages each image's feature with its horizontal mirror's (test-time flip).
     Unreadable images raise unless ``skip_unreadable``, in which case they are listed in
@@ -106,7 +150,8 @@ def extract_features(
     is read instead of a new ``ImageDataset(samples, transform)`` (e.g. one whose decoded
     images are cached in memory); its samples must be ``samples``.
     """
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     if dataset is None:
         dataset = ImageDataset(samples, transform, skip_unreadable)
     loader = DataLoader(
@@ -125,9 +170,9 @@ def extract_features(
         images, pid, camid, index = batch
         guard.see(images)
         images = images.to(device, non_blocking=True)
-        f = model(images)
+        f = torch.as_tensor(model(images))
         if flip:
-            f = (f + model(images.flip(3))) / 2
+            f = (f + torch.as_tensor(model(images.flip(3)))) / 2
         feats.append(f.float().cpu())
         pids.append(pid)
         camids.append(camid)

@@ -11,11 +11,12 @@ import torch
 from omnireid.config import load_config
 from omnireid.data.datasets import load_dataset
 from omnireid.data.synthetic import generate_world
-from omnireid.data.transforms import build_eval_transform, transform_for
 from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.evaluation.features import Embedder
 from omnireid.evaluation.metrics import RANK_KEYS
 from omnireid.models import build, load_for_inference
 from omnireid.models.fused import optimize_for_inference
+from omnireid.preprocessing import Preprocessing
 from omnireid.rundir import RunDir
 from omnireid.tasks import fit_from_config
 from omnireid.tasks.common import seed_everything
@@ -49,12 +50,8 @@ def untrained_metrics(arch: str, num_classes: int, world: Path, height: int, wid
     seed_everything(seed)
     model = build(arch, num_classes=num_classes)
     dataset = load_dataset("market1501", world)
-    ev = evaluate_model(
-        optimize_for_inference(model.eval()),
-        dataset,
-        build_eval_transform(height, width),
-        progress=False,
-    )
+    fast = Embedder.of_model(optimize_for_inference(model.eval()), Preprocessing(height, width))
+    ev = evaluate_model(fast, dataset, progress=False)
     return ev.result.as_dict()
 
 
@@ -62,7 +59,8 @@ def ranked_results(run_dir: Path, world: Path, out: Path) -> Path:
     """Ranked-result strips and ``out/index.html`` for the trained model (latest checkpoint)."""
     dataset = load_dataset("market1501", world)
     model, pre = load_for_inference(run_dir)
-    ev = evaluate_model(optimize_for_inference(model), dataset, transform_for(pre), progress=False)
+    fast = Embedder.of_model(optimize_for_inference(model), pre)
+    ev = evaluate_model(fast, dataset, progress=False)
     return write_evaluation_report(
         out,
         ev,

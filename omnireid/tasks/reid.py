@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader
 from omnireid.config import Config
 from omnireid.data.datasets import MULTI_SPLIT, ReIDDataset, combine_sources, load_dataset
 from omnireid.data.image_dataset import ImageDataset
-from omnireid.data.transforms import transform_for
 from omnireid.engine.callbacks import CollapseDetector
 from omnireid.engine.distributed import rank
 from omnireid.engine.loop import Callback
 from omnireid.engine.schedules import Ramp
 from omnireid.errors import ConfigError, DatasetLayoutError, UsageError
 from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.evaluation.features import Embedder
 from omnireid.losses import embedding_statistics, mutual_losses
 from omnireid.models import build
 from omnireid.models.fused import optimize_for_inference
@@ -121,20 +121,18 @@ def accuracy(logits: torch.Tensor, _: torch.Tensor, pids: torch.Tensor) -> dict[
 def make_evaluator(config: Config, dataset: ReIDDataset, pre: Preprocessing | None = None):
     """Metrics of the model under ``config.test`` (for a ``MutualPair``: the paper's ensemble,
     and model 1 alone as ``model1_*``)."""
-    transform = transform_for(pre or training_preprocessing(config))
+    pre = pre or training_preprocessing(config)
     device, t = config.train.device, config.test
 
     def score(model: nn.Module) -> dict[str, float]:
         ev = evaluate_model(
-            model,
+            Embedder.of_model(model, pre, device),
             dataset,
-            transform,
             metric=t.metric,
             normalize=t.normalize,
             rerank=t.rerank,
             flip=t.flip,
             batch_size=t.batch_size,
-            device=device,
             progress=False,
         )
         return ev.result.as_dict()

@@ -36,11 +36,11 @@ def test_every_backend_and_exported_file_scores_like_pytorch(tiny_world, toy_wei
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--onnx", "m.onnx", "--backend", "openvino"], "--onnx runs with --backend onnxruntime"),
+        (["--onnx", "m.onnx", "--backend", "openvino"], "a .onnx graph runs with backend onnx"),
         (["--onnx", "m.onnx", "--openvino", "m.xml"], "not both"),
         (["--no-fast", "--backend", "fast"], "--no-fast runs with --backend torch"),
         ([], "--weights is required"),
-        (["--onnx", "m.onnx", "--precision", "bf16"], "--precision bf16 is for --backend openvino"),
+        (["--onnx", "m.onnx", "--precision", "bf16"], "precision bf16 is for backend openvino"),
     ],
 )
 def test_backend_options_that_clash_are_refused(tiny_world, extra, message, capsys):

@@ -1,3 +1,5 @@
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +10,18 @@ from PIL import Image
 from omnireid.data.datasets import load_dataset
 from omnireid.data.datasets.base import Sample
 from omnireid.data.transforms import build_eval_transform
-from omnireid.deploy.extractor import FeatureExtractor
+from omnireid.deploy.extractor import (
+    BACKENDS,
+    FeatureExtractor,
+    choose_backend,
+    graph_runtime,
+)
 from omnireid.deploy.onnx import export_onnx
 from omnireid.errors import CheckpointError, DegenerateFeaturesError, ExportError, UsageError
 from omnireid.evaluation.features import extract_features
-from omnireid.models import load_for_inference
+from omnireid.models import build, load_for_inference
+from omnireid.models.spec import ModelSpec
+from omnireid.preprocessing import Preprocessing
 from tests.deploy.helpers import degenerate, nan_initializer, trained_like
 
 SIZE = (64, 32)
@@ -41,7 +50,7 @@ def images(tmp_path_factory) -> list[Path]:
 
 def _extractor(weights, **kw) -> FeatureExtractor:
     kw.setdefault("image_size", SIZE)
-    return FeatureExtractor("osnet_x0_25", weights, **kw)
+    return FeatureExtractor(weights, arch="osnet_x0_25", **kw)
 
 
 def test_paths_give_the_evaluation_pipelines_features(weights, images):
@@ -92,17 +101,21 @@ def test_backends_agree(arch, images, tmp_path):
     path = tmp_path / f"{arch}.pt"
     torch.save(trained_like(arch).state_dict(), path)
     common = dict(image_size=SIZE, batch_size=2, normalize=False)
-    expected = FeatureExtractor(arch, path, **common)(images)
+    expected = FeatureExtractor(path, arch=arch, **common)(images)
     assert np.abs(expected).max() > 1e-2
     for backend in ("fast", "onnxruntime"):
-        got = FeatureExtractor(arch, path, backend=backend, **common)(images)
+        got = FeatureExtractor(path, arch=arch, backend=backend, **common)(images)
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0, err_msg=backend)
 
 
 def test_onnx_path_with_a_fixed_batch_is_padded(weights, images, tmp_path):
     onnx_file = export_onnx(load_for_inference(weights)[0], tmp_path / "m.onnx", SIZE, False)
-    extractor = FeatureExtractor(
-        "osnet_x0_25", image_size=SIZE, backend="onnxruntime", batch_size=3, onnx_path=onnx_file
+    extractor = FeatureExtractor(  # a graph without a contract: arch names it
+        arch="osnet_x0_25",
+        image_size=SIZE,
+        backend="onnxruntime",
+        batch_size=3,
+        onnx_path=onnx_file,
     )
     assert (extractor.arch, extractor.feature_dim, extractor.image_size) == (
         "osnet_x0_25",
@@ -111,9 +124,9 @@ def test_onnx_path_with_a_fixed_batch_is_padded(weights, images, tmp_path):
     )
     np.testing.assert_allclose(extractor(images), _extractor(weights)(images), atol=1e-4)
     with pytest.raises(ExportError, match=r"takes \[1, 3, 64, 32\].*gives \(N, 3, 256, 128\)"):
-        FeatureExtractor("osnet_x0_25", backend="onnxruntime", onnx_path=onnx_file)
+        FeatureExtractor(backend="onnxruntime", onnx_path=onnx_file)
     with pytest.raises(UsageError, match="not both"):
-        FeatureExtractor("osnet_x0_25", weights, image_size=SIZE, backend="onnxruntime",
+        FeatureExtractor(weights, arch="osnet_x0_25", image_size=SIZE, backend="onnxruntime",
                          onnx_path=onnx_file)  # fmt: skip
 
 
@@ -124,7 +137,7 @@ def test_checkpoint_without_classifier_loads_and_mismatches_raise(weights, image
     np.testing.assert_allclose(_extractor(headless)(images), _extractor(weights)(images), atol=1e-6)
     assert load_for_inference(weights)[0].classifier.out_features == 10
     with pytest.raises(CheckpointError, match=r"osnet_x0_25\.pt.*missing keys.*architecture"):
-        FeatureExtractor("osnet_ain_x0_25", weights)
+        FeatureExtractor(weights, arch="osnet_ain_x0_25")
 
 
 def test_clear_errors(weights, images, tmp_path):
@@ -150,19 +163,19 @@ def test_clear_errors(weights, images, tmp_path):
     with pytest.raises(UsageError, match="needs a CUDA device"):
         _extractor(weights, precision="fp16")
     with pytest.raises(UsageError, match="int8-calib"):
-        FeatureExtractor("osnet_x0_25", backend="onnxruntime", precision="bf16")
-    with pytest.raises(UsageError, match="give weights"):
+        FeatureExtractor(ModelSpec("osnet_x0_25"), backend="onnxruntime", precision="bf16")
+    with pytest.raises(UsageError, match="give a model: weights"):
         FeatureExtractor()
-    with pytest.raises(UsageError, match="int8-calib"):
-        FeatureExtractor("osnet_x0_25", backend="onnxruntime", precision="bf16")
 
 
 def test_bf16_features_stay_close_to_fp32(market_weights, market_mini):
     # bf16 keeps 8 bits of mantissa: the real checkpoint's features move, but by little, and
     # every query image stays nearest to its own fp32 feature.
     paths = [s.path for s in load_dataset("market1501", market_mini).query[:8]]
-    fp32 = FeatureExtractor("osnet_x0_25", market_weights)(paths)
-    bf16 = FeatureExtractor("osnet_x0_25", market_weights, backend="torch", precision="bf16")(paths)
+    fp32 = FeatureExtractor(market_weights, arch="osnet_x0_25")(paths)
+    bf16 = FeatureExtractor(market_weights, arch="osnet_x0_25", backend="torch", precision="bf16")(
+        paths
+    )
     assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
     cosine = (fp32 * bf16).sum(1)  # both L2-normalised
     assert cosine.min() > 0.999, cosine  # measured 0.9995-0.9998
@@ -179,7 +192,7 @@ def test_real_checkpoint_through_onnxruntime(market_weights, market_mini):
     dataset = load_dataset("market1501", market_mini)
     query, gallery = dataset.query[:8], dataset.gallery
     extractor = FeatureExtractor(
-        "osnet_x0_25", market_weights, backend="onnxruntime", normalize=False
+        market_weights, arch="osnet_x0_25", backend="onnxruntime", normalize=False
     )
     model, pre = load_for_inference(market_weights)
     assert pre.size == (256, 128)  # a plain weights file: the default preprocessing
@@ -285,3 +298,62 @@ def test_a_16_bit_grey_png_gives_the_features_of_its_8_bit_reading(weights, tmp_
     np.testing.assert_allclose(extractor(tmp_path / "g16.png"), expected, atol=1e-6)
     with Image.open(tmp_path / "g16.png") as image:
         np.testing.assert_allclose(extractor(image), expected, atol=1e-6)
+
+
+def test_a_loaded_model_or_a_spec_is_taken_and_the_spec_of_what_runs_kept(weights, images):
+    model, _ = load_for_inference(weights, height=SIZE[0], width=SIZE[1])
+    from_model = FeatureExtractor(model, backend="torch")
+    np.testing.assert_allclose(
+        from_model(images), _extractor(weights, backend="torch")(images), atol=1e-6, rtol=0
+    )
+    spec = from_model.spec
+    assert (spec.arch, spec.feature_dim, spec.preprocessing.size) == ("osnet_x0_25", 512, SIZE)
+    assert spec.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    wider = FeatureExtractor(model, backend="torch", image_size=(128, 64), mean=(0.5, 0.5, 0.5))
+    assert wider.spec.preprocessing == Preprocessing(128, 64, mean=(0.5, 0.5, 0.5))
+    random = FeatureExtractor(ModelSpec("osnet_x0_25", preprocessing=Preprocessing(*SIZE)))
+    assert random(images).shape == (5, 512) and random.spec.weights_sha256 == ""
+    assert random.spec.preprocessing.size == SIZE
+
+
+def test_what_the_extractor_cannot_take_is_refused_in_one_line(weights):
+    model, _ = load_for_inference(weights)
+    with pytest.raises(UsageError, match="the OSNet carries no ModelSpec"):
+        FeatureExtractor(build("osnet_x0_25", num_classes=2))
+    with pytest.raises(UsageError, match="names no architecture"):
+        FeatureExtractor(ModelSpec(""))
+    with pytest.raises(UsageError, match="arch overrides the architecture of weights"):
+        FeatureExtractor(model, arch="osnet_x1_0")
+    with pytest.raises(TypeError, match="positional argument"):
+        FeatureExtractor(weights, "osnet_x0_25")  # keyword-only after the first
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision", "graph", "expected"),
+    [
+        (None, "auto", None, "auto"),
+        (None, "int8", "m.int8.onnx", "auto"),
+        ("openvino", "bf16", "m.xml", "openvino"),
+        ("fast", "fp32", None, "fast"),
+        ("openvino", "auto", "m.onnx", "a .onnx graph runs with backend onnxruntime, not openvino"),
+        ("auto", "bf16", "m.onnx", "precision bf16 is for backend openvino"),
+        ("torch", "bf16", None, "precision bf16 is for backend openvino"),
+        ("fast", "int8", None, "precision int8 runs an int8 graph"),
+        ("tensorrt", "auto", None, "backend must be one of"),
+    ],
+)
+def test_the_backend_choice_of_an_evaluation(backend, precision, graph, expected):
+    graph = None if graph is None else graph_runtime(graph)
+    if expected in BACKENDS:
+        assert choose_backend(backend, precision, graph) == expected
+    else:
+        with pytest.raises(UsageError, match=re.escape(expected)):
+            choose_backend(backend, precision, graph)
+
+
+def test_a_graph_file_runs_in_the_runtime_its_suffix_names():
+    assert graph_runtime("m.int8.onnx") == "onnxruntime" and graph_runtime("m.XML") == "openvino"
+    with pytest.raises(UsageError, match=r"m\.pt: a graph file is a \.onnx or an OpenVINO \.xml"):
+        graph_runtime("m.pt")
+    with pytest.raises(UsageError, match="a graph runs in"):
+        choose_backend(None, "auto", "tensorrt")

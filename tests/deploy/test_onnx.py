@@ -197,3 +197,16 @@ def _run_with_own_statistics(tmp_path):
     meta = {"arch": "osnet_x0_25", "preprocessing": pre}
     save_checkpoint(tmp_path / "run", model, 3, meta=meta)
     return model, tmp_path / "run", mean, std
+
+
+def test_the_export_command_embeds_the_checkpoint_spec(tmp_path):
+    _, run, mean, std = _run_with_own_statistics(tmp_path)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "--weights", str(run), "--out", str(out)]) == 0
+    spec = read_onnx_contract(out).spec
+    assert (spec.arch, spec.epoch, spec.feature_dim) == ("osnet_x0_25", 3, 512)
+    assert spec.preprocessing.size == (64, 32) and spec.preprocessing.mean == tuple(mean)
+    assert spec.preprocessing.std == tuple(std)
+    weights = run / "epoch-0003" / "model.safetensors"
+    assert spec.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert FeatureExtractor.from_onnx(out).spec.epoch == 3  # what the extractor runs

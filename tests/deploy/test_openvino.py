@@ -19,6 +19,7 @@ from omnireid.deploy.openvino import (
 )
 from omnireid.errors import UsageError
 from omnireid.models import list_models
+from omnireid.models.spec import ModelSpec, Provenance
 from omnireid.preprocessing import Preprocessing
 from tests.deploy.helpers import trained_like
 
@@ -26,8 +27,15 @@ pytest.importorskip("openvino")
 SIZE = (64, 32)
 
 
-def _contract(model, **kw) -> ModelContract:
-    return ModelContract(model.arch, model.feature_dim, Preprocessing(*SIZE), **kw)
+def _contract(model, weights_sha256: str = "", dataset: str = "") -> ModelContract:
+    spec = ModelSpec(
+        model.arch,
+        feature_dim=model.feature_dim,
+        preprocessing=Preprocessing(*SIZE),
+        weights_sha256=weights_sha256,
+        provenance=Provenance(trained_on=dataset),
+    )
+    return ModelContract(spec)
 
 
 @pytest.mark.parametrize("arch", list_models())
@@ -97,8 +105,8 @@ def test_from_openvino_alone_reproduces_a_runs_features(tiny_world, tmp_path, ca
 def test_openvino_backend_from_weights_and_fixed_batch(toy_weights, tiny_world, tmp_path):
     paths = sorted((tiny_world / "query").glob("*.jpg"))[:5]
     common = dict(image_size=SIZE, batch_size=2, normalize=False)
-    expected = FeatureExtractor(weights=toy_weights, **common)(paths)
-    got = FeatureExtractor(weights=toy_weights, backend="openvino", **common)(paths)
+    expected = FeatureExtractor(toy_weights, **common)(paths)
+    got = FeatureExtractor(toy_weights, backend="openvino", **common)(paths)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     args = ["export", "openvino", "--weights", str(toy_weights), "--fixed-batch"]
     assert main([*args, "--height", "64", "--width", "32", "--out", str(tmp_path / "f.xml")]) == 0
@@ -113,7 +121,7 @@ def test_real_checkpoint_through_openvino(market_weights, market_mini, tmp_path)
     assert main(["export", "openvino", "--weights", str(market_weights), "--out", str(out)]) == 0
     assert read_openvino_contract(out).dataset == "market1501"
     paths = sorted((market_mini / "query").glob("*.jpg"))
-    expected = FeatureExtractor(weights=market_weights)(paths)
+    expected = FeatureExtractor(market_weights)(paths)
     np.testing.assert_allclose(FeatureExtractor.from_openvino(out)(paths), expected, atol=1e-4)
 
 
@@ -122,16 +130,16 @@ def test_f32_unless_bf16_is_asked(toy_weights, tiny_world):
     import openvino as ov
 
     paths = sorted((tiny_world / "query").glob("*.jpg"))[:4]
-    common = dict(weights=toy_weights, image_size=SIZE, backend="openvino")
-    f32 = FeatureExtractor(**common)
+    common = dict(image_size=SIZE, backend="openvino")
+    f32 = FeatureExtractor(toy_weights, **common)
     assert f32.runner.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
-    bf16 = FeatureExtractor(**common, precision="bf16")
+    bf16 = FeatureExtractor(toy_weights, **common, precision="bf16")
     if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         assert bf16.runner.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
     cosine = (f32(paths) * bf16(paths)).sum(1)  # both L2-normalised
     assert cosine.min() > 0.99, cosine
     with pytest.raises(UsageError, match="precision='fp16' is for the torch backends"):
-        FeatureExtractor(**common, precision="fp16")
+        FeatureExtractor(toy_weights, **common, precision="fp16")
 
 
 def test_nothing_wrong_passes_through_openvino(toy_weights, tiny_world, tmp_path):
@@ -142,7 +150,7 @@ def test_nothing_wrong_passes_through_openvino(toy_weights, tiny_world, tmp_path
     from tests.deploy.helpers import degenerate, nan_initializer
 
     paths = sorted((tiny_world / "query").glob("*.jpg"))[:4]
-    extractor = FeatureExtractor(weights=toy_weights, image_size=SIZE, backend="openvino")
+    extractor = FeatureExtractor(toy_weights, image_size=SIZE, backend="openvino")
     x = torch.stack([build_eval_transform(*SIZE)(read_image(p)) for p in paths])
     x[2, 1, 3, 3] = float("nan")
     with pytest.raises(UsageError, match="input 0: the tensor holds NaN or infinite values"):
@@ -153,6 +161,6 @@ def test_nothing_wrong_passes_through_openvino(toy_weights, tiny_world, tmp_path
         FeatureExtractor(backend="openvino", openvino_path=tmp_path / "bad.onnx", image_size=SIZE)
     zero = tmp_path / "zero_conv1.pt"
     torch.save(degenerate().state_dict(), zero)
-    flat = FeatureExtractor(weights=zero, image_size=SIZE, backend="openvino")
+    flat = FeatureExtractor(zero, image_size=SIZE, backend="openvino")
     with pytest.raises(DegenerateFeaturesError, match="all 4 images gave the same feature"):
         flat(paths)

@@ -15,6 +15,7 @@ from omnireid.data.transforms import build_eval_transform, transform_for
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.deploy.pipeline import Labels, check_pipeline, format_table, variants
 from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.evaluation.features import Embedder
 from omnireid.models import load_for_inference
 from omnireid.preprocessing import Preprocessing
 
@@ -71,20 +72,20 @@ def test_rows_match_an_independent_evaluation(tiny_world, toy_weights):
     labels = Labels(
         np.array([s.pid for s in samples]), np.array([s.camid for s in samples]), len(dataset.query)
     )
-    engine = FeatureExtractor(weights=toy_weights, image_size=(64, 32), normalize=False)
+    engine = FeatureExtractor(toy_weights, image_size=(64, 32), normalize=False)
     rows = check_pipeline(engine.runner, paths, PRE, labels=labels, batch_size=7, jpeg_quality=90)
     by_name = {r.name: r for r in rows}
     assert [r.name for r in rows][:2] == ["reference", "bgr"] and "jpeg_q90" in by_name
     model, _ = load_for_inference(toy_weights)
-    transform = build_eval_transform(64, 32)
+    embedder = Embedder.of_model(model, Preprocessing(64, 32))
     for name, normalize in (("reference", True), ("no_l2", False)):
-        ev = evaluate_model(model, dataset, transform, normalize=normalize, progress=False)
+        ev = evaluate_model(embedder, dataset, normalize=normalize, progress=False)
         expected = ev.result.as_dict()
         # an untrained model's near-ties may swap with rounding: 0.01 points
         assert by_name[name].metrics["rank1"] == pytest.approx(expected["rank1"], abs=1e-6)
         assert by_name[name].metrics["mAP"] == pytest.approx(expected["mAP"], abs=1e-2)
     # BGR by hand: the extractor told an RGB image is BGR reverses its channels
-    unit = FeatureExtractor(weights=toy_weights, image_size=(64, 32))
+    unit = FeatureExtractor(toy_weights, image_size=(64, 32))
     rgb = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     cosine = (unit(rgb, bgr=True) * unit(rgb)).sum(1)
     assert by_name["bgr"].cos_mean == pytest.approx(cosine.mean(), abs=1e-5)

@@ -14,6 +14,7 @@ from omnireid.deploy.contract import ModelContract
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.deploy.onnx import export_onnx, onnx_precision, read_onnx_contract
 from omnireid.deploy.quantize import calibration_split, export_onnx_int8, quantize_onnx
+from omnireid.models.spec import ModelSpec
 from omnireid.preprocessing import Preprocessing
 from tests.deploy.helpers import trained_like
 
@@ -79,7 +80,9 @@ def test_an_int8_graph_too_far_from_fp32_is_not_written(tiny_world, tmp_path, mo
     calib, check = calibration_split(tiny_world / "bounding_box_train", pre, 8, 4)
     assert (len(calib), len(check)) == (8, 4)
     monkeypatch.setitem(agreement_mod.MIN_COSINE, "int8", 1.01)  # nothing can pass
-    contract = ModelContract(model.arch, model.feature_dim, pre)
+    contract = ModelContract(
+        ModelSpec(model.arch, feature_dim=model.feature_dim, preprocessing=pre)
+    )
     with pytest.raises(PrecisionCheckError, match="int8 features are too far from fp32"):
         export_onnx_int8(fp32, tmp_path / "m.int8.onnx", contract, calib, check)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
