@@ -24,10 +24,10 @@ import numpy as np
 from omnireid.data.datasets import load_dataset
 from omnireid.data.datasets.base import ReIDDataset
 from omnireid.data.images import parse_market_name
-from omnireid.data.transforms import build_eval_transform
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.deploy.index import GalleryIndex
 from omnireid.evaluation.evaluate import evaluate_model
+from omnireid.evaluation.features import Embedder
 from omnireid.evaluation.metrics import evaluate_rank
 from omnireid.models import load_for_inference
 
@@ -64,7 +64,7 @@ def main() -> int:
     print(f"{len(dataset.query)} queries, {len(dataset.gallery)} gallery images")
 
     start = time.perf_counter()
-    extractor = FeatureExtractor(args.arch, weights=args.weights, batch_size=args.batch_size)
+    extractor = FeatureExtractor(args.weights, arch=args.arch, batch_size=args.batch_size)
     g_paths = [s.path for s in dataset.gallery]
     q_paths = [s.path for s in dataset.query]
     g_meta = np.array([parse_market_name(p) for p in g_paths])
@@ -75,8 +75,7 @@ def main() -> int:
         pids=g_meta[:, 0],
         camids=g_meta[:, 1],
         kind=args.kind,
-        arch=extractor.arch,
-        image_size=extractor.image_size,
+        spec=extractor.spec,
     )
     result = index.search(extractor.extract_paths(q_paths), k=len(index))
     # ranked lists -> a distance matrix whose argsort is the index's order
@@ -90,9 +89,8 @@ def main() -> int:
     start = time.perf_counter()
     model, _ = load_for_inference(args.weights, args.arch)
     reference = evaluate_model(
-        model,
+        Embedder.of_model(model, extractor.preprocessing),
         dataset,
-        build_eval_transform(*extractor.image_size),
         normalize=True,
         batch_size=args.batch_size,
     ).result

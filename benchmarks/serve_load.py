@@ -290,10 +290,12 @@ def main() -> None:
             from omnireid.models import build
 
             torch.save(build("osnet_x0_25", num_classes=10).state_dict(), weights)
-        from omnireid.models.weights import weights_provenance
+        from omnireid.models.spec import ModelSpec
+        from omnireid.models.weights import file_sha256
+        from omnireid.serve.store import gallery_meta
 
-        meta = {"dim": 512, "arch": "osnet_x0_25"}
-        meta["weights_sha256"] = weights_provenance(weights)["sha256"]
+        spec = ModelSpec("osnet_x0_25", weights_sha256=file_sha256(weights))
+        meta = gallery_meta(spec, 512)
         for backend in args.backends:
             folder = Path(tmp) / backend
             loaded = load_gallery(backend, folder, gallery, meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from omnireid.cli.common import add_weights_options, int_in, positive_int
@@ -92,7 +93,6 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     from omnireid.data.images import list_images
     from omnireid.deploy.extractor import FeatureExtractor
     from omnireid.deploy.index import index_image_folder
-    from omnireid.models.weights import weights_provenance
 
     check_index_options(args, len(list_images(args.images)))
 
@@ -105,9 +105,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         precision=args.precision,
     )
-    options: dict[str, Any] = dict(
-        kind=args.kind, metric=args.metric, extra={"weights": weights_provenance(args.weights)}
-    )
+    weights = str(Path(args.weights).resolve()) if Path(args.weights).exists() else args.weights
+    options: dict[str, Any] = dict(kind=args.kind, metric=args.metric, extra={"weights": weights})
     for key in ("nlist", "nprobe", "hnsw_m", "ef_search"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
@@ -126,25 +125,28 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 def cmd_index_query(args: argparse.Namespace) -> int:
     from omnireid.deploy.extractor import FeatureExtractor
     from omnireid.deploy.index import GalleryIndex
-    from omnireid.deploy.index_file import read_header
+    from omnireid.deploy.index_file import header_spec, read_header
     from omnireid.models.weights import file_sha256, resolve_weights
     from omnireid.visualize.gallery import format_results, render_html, render_strip
 
     header = read_header(args.index)
-    built_with = header.get("extra", {}).get("weights", {})
-    weights = args.weights or built_with.get("path")
+    spec = header_spec(header, args.index)
+    built_with = (header.get("extra") or {}).get("weights")
+    weights = args.weights or built_with
     if not weights:
         raise UsageError(f"{args.index} does not name its weights; pass --weights")
-    if built_with.get("sha256") and file_sha256(resolve_weights(weights)) != built_with["sha256"]:
+    digest = spec.weights_sha256 if spec is not None else ""
+    if digest and file_sha256(resolve_weights(weights)) != digest:
         raise UsageError(
             f"{weights} differs from the weights {args.index} was built with "
-            f"({built_with.get('path')}); query features would not match the gallery's"
+            f"({built_with}); query features would not match the gallery's"
         )
+    known = spec is not None and spec.preprocessing is not None
     extractor = FeatureExtractor(
         weights,
-        arch=header["arch"],
+        arch=spec.arch if spec is not None else None,
         device=args.device,
-        image_size=tuple(header["image_size"]) if header.get("image_size") else None,
+        image_size=spec.input_size if known else None,
         precision=args.precision,
     )
     index = GalleryIndex.load(

@@ -90,7 +90,6 @@ def _threshold(args: argparse.Namespace, arch: str) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from omnireid.deploy.extractor import FeatureExtractor
-    from omnireid.models.weights import weights_provenance
     from omnireid.runtime import tune_allocator
     from omnireid.serve.app import create_app
     from omnireid.serve.auth import load_keys
@@ -98,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from omnireid.serve.limits import Limits
     from omnireid.serve.server import is_loopback, run
     from omnireid.serve.service import GalleryService
+    from omnireid.serve.store import gallery_meta
 
     if args.qdrant_url and args.backend != "qdrant":
         raise UsageError("--qdrant-url is for --backend qdrant")
@@ -146,16 +146,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     tune_allocator()
-    meta = {
-        "dim": extractor.feature_dim,
-        "arch": extractor.arch,
-        "weights_sha256": weights_provenance(args.weights)["sha256"],
-        "image_size": list(extractor.image_size),
-    }
     store = open_store(
         args.backend,
         args.index,
-        meta,
+        gallery_meta(extractor.spec, extractor.feature_dim),
         qdrant_url=args.qdrant_url,
         qdrant_api_key=os.environ.get("QDRANT_API_KEY"),
         collection=args.collection,

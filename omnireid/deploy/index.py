@@ -26,8 +26,9 @@ import faiss
 import numpy as np
 
 from omnireid.data.images import list_images, parse_market_name
-from omnireid.deploy.index_file import read_header, read_index_dir, write_index_dir
+from omnireid.deploy.index_file import header_spec, read_header, read_index_dir, write_index_dir
 from omnireid.errors import IndexFileError
+from omnireid.models.spec import ModelSpec
 from omnireid.preprocessing import l2_normalize
 
 KINDS = ("flat", "ivf", "hnsw")
@@ -93,8 +94,7 @@ class GalleryIndex:
         hnsw_m: int = 32,
         ef_construction: int = 40,
         ef_search: int = 64,
-        arch: str | None = None,
-        image_size: tuple[int, int] | None = None,
+        spec: ModelSpec | None = None,
         extra: dict | None = None,
     ) -> None:
         if kind not in KINDS:
@@ -113,10 +113,21 @@ class GalleryIndex:
         self.dim, self.kind, self.metric, self.normalize = int(dim), kind, metric, normalize
         self.params = dict(nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m)
         self.params.update(ef_construction=ef_construction, ef_search=ef_search)
-        self.arch, self.image_size = arch, tuple(image_size) if image_size else None
+        self.spec = spec  # the model whose features these are (None: unknown)
         self.extra = dict(extra or {})
         self.meta = Metadata()
         self._index: faiss.Index | None = None if kind == "ivf" else self._new_index(0)
+
+    @property
+    def arch(self) -> str | None:
+        return None if self.spec is None else self.spec.arch
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the model's input (None when its spec does not say)."""
+        if self.spec is None or self.spec.preprocessing is None:
+            return None
+        return self.spec.preprocessing.size
 
     # ---------------------------------------------------------------------------------------
     # building
@@ -275,8 +286,7 @@ class GalleryIndex:
     def header(self) -> dict:
         return {
             "dim": self.dim,
-            "arch": self.arch,
-            "image_size": list(self.image_size) if self.image_size else None,
+            "spec": None if self.spec is None else self.spec.to_dict(),
             "metric": self.metric,
             "kind": self.kind,
             "normalize": self.normalize,
@@ -304,13 +314,15 @@ class GalleryIndex:
         """Read an index directory; refuse it if corrupt or built for another dim/architecture."""
         path = Path(path)
         h = read_header(path)
+        spec = header_spec(h, path / "header.json")
+        arch = None if spec is None else spec.arch
         if expect_dim is not None and h["dim"] != expect_dim:
             raise IndexFileError(
                 f"{path} holds {h['dim']}-d features but the extractor gives {expect_dim}-d ones"
             )
-        if expect_arch is not None and h["arch"] != expect_arch:
+        if expect_arch is not None and arch != expect_arch:
             raise IndexFileError(
-                f"{path} was built with arch {h['arch']!r} but the extractor uses {expect_arch!r}"
+                f"{path} was built with arch {arch!r} but the extractor uses {expect_arch!r}"
             )
         faiss_index, m = read_index_dir(path, h)
         params = {k: h["params"][k] for k in ("nlist", "nprobe", "hnsw_m", "ef_construction")}
@@ -320,8 +332,7 @@ class GalleryIndex:
             metric=h["metric"],
             normalize=h["normalize"],
             ef_search=h["params"]["ef_search"],
-            arch=h["arch"],
-            image_size=h["image_size"],
+            spec=spec,
             extra=h.get("extra"),
             **params,
         )
@@ -339,15 +350,14 @@ class GalleryIndex:
 def index_image_folder(extractor: Any, folder: str | Path, **options: Any) -> GalleryIndex:
     """Extract features of every image under ``folder`` (recursive) and index them.
 
-    ``extractor`` is a ``FeatureExtractor`` (``extract_paths``, ``.arch``, ``.image_size``);
-    paths are stored absolute; pids/camids come from Market-style file names (-1 when a name
-    does not match).
+    ``extractor`` is a ``FeatureExtractor`` (``extract_paths``, ``.spec``: stored in the
+    header); paths are stored absolute; pids/camids come from Market-style file names (-1 when
+    a name does not match).
     """
     paths = [p.resolve() for p in list_images(folder)]
     feats = extractor.extract_paths(paths)
     ids = [parse_market_name(p) or (-1, -1) for p in paths]
-    options.setdefault("arch", extractor.arch)
-    options.setdefault("image_size", tuple(extractor.image_size))
+    options.setdefault("spec", extractor.spec)
     return GalleryIndex.build(
         feats,
         [str(p) for p in paths],

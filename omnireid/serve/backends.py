@@ -24,8 +24,9 @@ def open_store(
     unsafe_local_qdrant: bool = False,
 ) -> VectorStore:
     """The gallery in ``folder`` (or, for qdrant, at ``qdrant_url`` when given), created when
-    it does not exist yet; ``meta`` (``dim``, ``arch``, ``weights_sha256``) is recorded or
-    checked. A gallery in ``folder`` holds its lock while open (one store per folder)."""
+    it does not exist yet; ``meta`` (``store.gallery_meta``: ``dim`` and the model's spec)
+    is recorded or checked. A gallery in ``folder`` holds its lock while open (one store per
+    folder)."""
     if backend == "faiss":
         from omnireid.serve.faiss_store import FaissStore
 

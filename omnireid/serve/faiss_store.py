@@ -34,6 +34,7 @@ from omnireid.serve.store import (
     ReadWriteLock,
     check_meta,
     check_new_ids,
+    gallery_spec,
     normalized,
 )
 
@@ -62,8 +63,9 @@ _INSERT = (
 class FaissStore:
     """SQLite + FAISS gallery in ``folder`` (created when missing).
 
-    ``meta`` (``dim``, ``arch``, ``weights_sha256``) is recorded by a new gallery and checked
-    against an existing one; ``dim`` is required for a new gallery. A folder another store
+    ``meta`` (``store.gallery_meta``: ``dim`` and the model's spec) is recorded by a new
+    gallery and checked against an existing one (``store.check_meta``); ``dim`` is required
+    for a new gallery. A folder another store
     holds (in any process) is refused with ``UsageError``. ``chunk``: rows per int8 block of
     the search (``exact.CHUNK``; small ones in tests).
     """
@@ -95,6 +97,7 @@ class FaissStore:
             raise IndexFileError(f"{self.path} is not a usable gallery database ({e})") from e
         self.journal = mode
         self.dim = int(self.meta["dim"])
+        self.spec = gallery_spec(self.meta, str(self.path))
         self._write = threading.Lock()  # one writer at a time: SQLite, then the index
         self._rw = ReadWriteLock()  # searches in parallel, never during an index update
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))  # the float32 rows

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from omnireid.deploy.index import GalleryIndex
-from omnireid.deploy.index_file import read_header
+from omnireid.deploy.index_file import header_spec, read_header
 from omnireid.errors import UsageError
 from omnireid.serve.store import IMPORT_KEY, Entry, VectorStore
 
@@ -40,16 +40,22 @@ def _entries(index: GalleryIndex) -> list[Entry]:
 
 
 def _check_fits(store: VectorStore, folder: Path, header: dict) -> None:
-    built = (header.get("extra") or {}).get("weights") or {}
-    ours = store.meta.get("weights_sha256")
-    if built.get("sha256") and ours and built["sha256"] != ours:
+    """Refuse an index of other weights or another input size than the gallery's model."""
+    built, ours = header_spec(header, folder), store.spec
+    if built is None or ours is None:
+        return
+    if built.weights_sha256 and ours.weights_sha256 and built.weights_sha256 != ours.weights_sha256:
+        path = (header.get("extra") or {}).get("weights")
         raise UsageError(
-            f"{folder} was built with other weights ({built.get('path')}) than the server's: "
+            f"{folder} was built with other weights ({path}) than the server's: "
             "its features would not match queries"
         )
-    size, ours_size = header.get("image_size"), store.meta.get("image_size")
-    if size and ours_size and list(size) != list(ours_size):
-        raise UsageError(f"{folder} holds features of {size} inputs, the server uses {ours_size}")
+    size, ours_size = built.preprocessing, ours.preprocessing
+    if size is not None and ours_size is not None and size.size != ours_size.size:
+        raise UsageError(
+            f"{folder} holds features of {list(size.size)} inputs, the server uses "
+            f"{list(ours_size.size)}"
+        )
 
 
 def import_index(store: VectorStore, folder: str | Path) -> int:
@@ -78,7 +84,8 @@ def import_index(store: VectorStore, folder: str | Path) -> int:
     if done is not None and done.get("complete"):
         return 0
     _check_fits(store, folder, header)
-    index = GalleryIndex.load(folder, expect_dim=store.dim, expect_arch=store.meta.get("arch"))
+    arch = None if store.spec is None else store.spec.arch
+    index = GalleryIndex.load(folder, expect_dim=store.dim, expect_arch=arch)
     entries = _entries(index)
     feats = index.features(np.arange(len(entries))) if entries else np.empty((0, store.dim))
     keep = np.arange(len(entries))

@@ -34,6 +34,7 @@ from omnireid.serve.store import (
     Hit,
     check_meta,
     check_new_ids,
+    gallery_spec,
     normalized,
 )
 
@@ -94,6 +95,7 @@ class QdrantStore:
                 self.lock.release()
             raise
         self.dim = int(self.meta["dim"])
+        self.spec = gallery_spec(self.meta, self.where)
         self._write = threading.Lock()  # the id check and the upsert of one add, together
         # local mode is plain Python over shared arrays: one call at a time; a server takes
         # concurrent calls

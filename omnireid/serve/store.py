@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from omnireid.errors import RequestError, UsageError
+from omnireid.errors import CheckpointError, IndexFileError, RequestError, UsageError
+from omnireid.models.spec import ModelSpec
+from omnireid.preprocessing import Preprocessing
 
 # an id is one URL path segment as every client sends it: "." and ".." are not (clients
 # resolve them away, RFC 3986 5.2.4), so an id is not made of dots only
@@ -28,6 +30,8 @@ _STORED_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what earlier versions acc
 # a store's ``meta`` key recording the `omnireid index build` index it imported (None: none
 # yet); a store whose meta lacks it was created before imports were recorded
 IMPORT_KEY = "index_import"
+SPEC_KEY = "spec"  # the model's ModelSpec (gallery_meta)
+_OLD_KEYS = ("arch", "weights_sha256", "image_size")  # what galleries recorded before it
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,13 @@ class Hit:
 
 class VectorStore(Protocol):
     """What the service needs from a backend. ``meta`` holds what the gallery was built with
-    (``dim``, ``arch``, ``weights_sha256``, ``image_size``)."""
+    (``gallery_meta``: ``dim`` and the model's ``spec``) and its import record; ``spec`` is
+    that spec (``gallery_spec``)."""
 
     name: str
     dim: int
     meta: dict[str, Any]
+    spec: ModelSpec | None
 
     def add(
         self,
@@ -154,15 +160,57 @@ def normalized(feats: Any, dim: int, what: str = "features") -> np.ndarray:
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
+def gallery_meta(spec: ModelSpec, dim: int) -> dict[str, Any]:
+    """What a new gallery records of the model whose features it keeps: the feature size and
+    the model's spec (``ModelSpec.to_dict``)."""
+    return {"dim": int(dim), SPEC_KEY: spec.to_dict()}
+
+
+def gallery_spec(meta: dict[str, Any], where: str = "the gallery") -> ModelSpec | None:
+    """The spec a gallery's ``meta`` records. A gallery created before the spec recorded
+    ``arch``, ``weights_sha256`` and ``image_size`` instead (``_OLD_KEYS``): read into a spec
+    whose preprocessing has that size and the defaults (the rest was not recorded); None when
+    it recorded no model."""
+    if meta.get(SPEC_KEY) is not None:
+        try:
+            return ModelSpec.from_dict(meta[SPEC_KEY], source=where)
+        except CheckpointError as e:
+            raise IndexFileError(str(e)) from e
+    arch, sha256, size = (meta.get(k) for k in _OLD_KEYS)
+    if arch is None:
+        return None
+    return ModelSpec(
+        arch=str(arch),
+        feature_dim=int(meta.get("dim") or 512),
+        weights_sha256=str(sha256 or ""),
+        preprocessing=None if not size else Preprocessing(int(size[0]), int(size[1])),
+    )
+
+
+def _identity(meta: dict[str, Any], where: str) -> dict[str, Any]:
+    """What makes features comparable, as far as ``meta`` records it (None: not recorded;
+    the whole preprocessing only where the spec itself was recorded)."""
+    spec = gallery_spec(meta, where)
+    pre = None if spec is None else spec.preprocessing
+    return {
+        "dim": meta.get("dim"),
+        "arch": None if spec is None else spec.arch,
+        "weights_sha256": (spec.weights_sha256 or None) if spec is not None else None,
+        "image_size": None if pre is None else list(pre.size),
+        "preprocessing": pre.to_meta() if pre is not None and meta.get(SPEC_KEY) else None,
+    }
+
+
 def check_meta(stored: dict[str, Any], expected: dict[str, Any], where: str) -> None:
-    """Refuse a gallery built with another feature size, architecture, weights or input size:
-    its features would not be comparable with the model's."""
-    for key in ("dim", "arch", "weights_sha256", "image_size"):
-        known = stored.get(key) is not None and expected.get(key) is not None
-        if known and stored[key] != expected[key]:
+    """Refuse a gallery built with another feature size, architecture, weights, input size or
+    preprocessing: its features would not be comparable with the model's."""
+    ours, theirs = _identity(stored, where), _identity(expected, "this server's model")
+    for key, value in ours.items():
+        known = value is not None and theirs[key] is not None
+        if known and value != theirs[key]:
             raise UsageError(
-                f"{where} was built with {key}={stored[key]!r}, but this server has "
-                f"{expected[key]!r}: its features would not match the gallery's"
+                f"{where} was built with {key}={value!r}, but this server has "
+                f"{theirs[key]!r}: its features would not match the gallery's"
             )
 
 

@@ -13,6 +13,8 @@ from omnireid.deploy.index import GalleryIndex
 from omnireid.deploy.index_file import FORMAT_VERSION, header_digest, read_header
 from omnireid.errors import IndexFileError
 from omnireid.evaluation.rerank import rerank
+from omnireid.models.spec import ModelSpec
+from omnireid.preprocessing import Preprocessing
 from omnireid.visualize.gallery import strip_size
 from tests.deploy.helpers import trained_like
 
@@ -26,6 +28,11 @@ def clustered(centres: np.ndarray, n: int, noise: float, seed: int) -> np.ndarra
     rng = np.random.default_rng(seed)
     x = centres[np.arange(n) % len(centres)] + noise * rng.standard_normal((n, centres.shape[1]))
     return normalised(x)
+
+
+def _spec(size: tuple[int, int] = (256, 128), sha256: str = "") -> ModelSpec:
+    pre = Preprocessing(*size, mean=(0.5, 0.5, 0.5))
+    return ModelSpec("osnet_x0_25", feature_dim=16, preprocessing=pre, weights_sha256=sha256)
 
 
 def names(n: int) -> list[str]:
@@ -82,8 +89,7 @@ def test_save_load_round_trip(tmp_path, gallery, kind):
         pids=np.arange(300) % 7,
         camids=np.arange(300) % 3,
         timestamps=stamps,
-        arch="osnet_x0_25",
-        image_size=(64, 32),
+        spec=_spec((64, 32)),
     )
     before = index.search(gallery[:10], k=4)
     index.save(tmp_path / "idx")
@@ -108,7 +114,7 @@ def test_save_load_round_trip(tmp_path, gallery, kind):
 
 @pytest.fixture
 def saved(tmp_path, gallery) -> Path:
-    return GalleryIndex.build(gallery, names(300), arch="osnet_x0_25").save(tmp_path / "idx")
+    return GalleryIndex.build(gallery, names(300), spec=_spec()).save(tmp_path / "idx")
 
 
 def test_refuses_wrong_dim_and_arch(saved):
@@ -116,6 +122,51 @@ def test_refuses_wrong_dim_and_arch(saved):
         GalleryIndex.load(saved, expect_dim=512)
     with pytest.raises(IndexFileError, match=r"built with arch 'osnet_x0_25'.*'osnet_x1_0'"):
         GalleryIndex.load(saved, expect_arch="osnet_x1_0")
+
+
+def test_the_header_carries_the_whole_spec(tmp_path, gallery):
+    saved = GalleryIndex.build(gallery, names(300), spec=_spec((64, 32), "ab" * 32))
+    saved.save(tmp_path / "idx")
+    header = read_header(tmp_path / "idx")
+    assert header["spec"]["format_version"] == 2 and "arch" not in header
+    loaded = GalleryIndex.load(tmp_path / "idx")
+    assert loaded.spec == _spec((64, 32), "ab" * 32)  # mean 0.5 too, not only the size
+    assert (loaded.arch, loaded.image_size) == ("osnet_x0_25", (64, 32))
+    unknown = GalleryIndex.build(gallery, names(300)).save(tmp_path / "plain")
+    assert GalleryIndex.load(unknown).spec is None and GalleryIndex.load(unknown).arch is None
+
+
+def _as_format_2(saved: Path, size, arch="osnet_x0_25") -> None:
+    """Rewrite a saved header as `omnireid index build` wrote it before the spec (format 2)."""
+
+    def to_v2(h):
+        h.pop("spec")
+        weights = {"path": "/runs/market", "sha256": "cd" * 32}
+        h.update(version=2, arch=arch, image_size=size, extra={"weights": weights, "note": 1})
+
+    _edit_header(saved, to_v2)
+
+
+def test_a_format_2_index_still_loads_into_a_spec(saved):
+    _as_format_2(saved, [128, 64])
+    header = read_header(saved)
+    assert header["extra"] == {"weights": "/runs/market", "note": 1}
+    loaded = GalleryIndex.load(saved, expect_dim=16, expect_arch="osnet_x0_25")
+    spec = loaded.spec
+    assert (spec.arch, spec.feature_dim, spec.weights_sha256) == ("osnet_x0_25", 16, "cd" * 32)
+    assert spec.preprocessing == Preprocessing(128, 64)  # format 2 recorded the size only
+    assert len(loaded) == 300 and loaded.image_size == (128, 64)
+    with pytest.raises(IndexFileError, match="built with arch 'osnet_x0_25'"):
+        GalleryIndex.load(saved, expect_arch="osnet_x1_0")
+
+
+def test_a_format_2_header_is_checked_before_it_is_migrated(saved):
+    _as_format_2(saved, [256, 128])
+    _edit_header(saved, lambda h: h.update(image_size=[128, 64]), resign=False)
+    with pytest.raises(IndexFileError, match="changed after the index was written"):
+        GalleryIndex.load(saved)
+    _edit_header(saved, lambda h: h.update(version=2))  # re-signed: reads again
+    assert GalleryIndex.load(saved).image_size == (128, 64)
 
 
 def _edit_header(saved: Path, change, resign: bool = True) -> None:
@@ -133,9 +184,9 @@ def test_refuses_future_version(saved):
 
 
 def test_refuses_a_changed_header(tmp_path, gallery):
-    saved = GalleryIndex.build(gallery, names(300), image_size=(256, 128)).save(tmp_path / "idx")
+    saved = GalleryIndex.build(gallery, names(300), spec=_spec()).save(tmp_path / "idx")
     # one changed value (the query size) would silently change every result: refused
-    _edit_header(saved, lambda h: h.update(image_size=[128, 64]), resign=False)
+    _edit_header(saved, lambda h: h["spec"]["preprocessing"].update(height=128), resign=False)
     with pytest.raises(IndexFileError, match="changed after the index was written"):
         read_header(saved)
     # a header without the file checksums cannot be verified: refused too
@@ -147,7 +198,7 @@ def test_refuses_a_changed_header(tmp_path, gallery):
 def test_a_version_downgrade_does_not_switch_the_checksum_off(tmp_path, gallery, capsys):
     """Format 1 had no header checksum: a header edited down to version 1 (checksum dropped)
     with another query size must not be read, nor a genuine format-1 header."""
-    saved = GalleryIndex.build(gallery, names(300), image_size=(256, 128)).save(tmp_path / "idx")
+    saved = GalleryIndex.build(gallery, names(300), spec=_spec()).save(tmp_path / "idx")
 
     def downgraded(h):
         h.update(version=1, image_size=[128, 64])
@@ -161,12 +212,12 @@ def test_a_version_downgrade_does_not_switch_the_checksum_off(tmp_path, gallery,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("omnireid index: error:")
     assert "header.json carries no header checksum" in err[0]
-    # a version-1 header with a valid checksum (none was ever written so): only 2 is read
+    # a version-1 header with a valid checksum (none was ever written so): only 2 and 3 are read
     _edit_header(saved, lambda h: h.update(version=1))
-    with pytest.raises(IndexFileError, match="format version 1; this omnireid reads version 2"):
+    with pytest.raises(IndexFileError, match="format version 1; this omnireid reads versions 2"):
         read_header(saved)
     # the version itself is covered by the checksum: editing it alone is caught
-    _edit_header(saved, lambda h: h.update(version=2))
+    _edit_header(saved, lambda h: h.update(version=FORMAT_VERSION))
     read_header(saved)
     _edit_header(saved, lambda h: h.update(version=1), resign=False)
     with pytest.raises(IndexFileError, match="changed after the index was written"):

@@ -11,6 +11,7 @@ from omnireid.serve.auth import ApiKeys
 from omnireid.serve.backends import open_store
 from omnireid.serve.limits import Limits
 from omnireid.serve.service import GalleryService, Threshold
+from omnireid.serve.store import gallery_meta
 from tests.serve.helpers import READ_KEY, WRITE_KEY, serving_in_thread
 
 LIMITS = Limits(
@@ -30,7 +31,7 @@ def toy_extractor(toy_weights) -> FeatureExtractor:
 
 @pytest.fixture(scope="module")
 def service(toy_extractor, tmp_path_factory) -> GalleryService:
-    meta = {"dim": toy_extractor.feature_dim, "arch": toy_extractor.arch}
+    meta = gallery_meta(toy_extractor.spec, toy_extractor.feature_dim)
     store = open_store("faiss", tmp_path_factory.mktemp("gallery"), meta)
     yield GalleryService(store, toy_extractor, Threshold(THRESHOLD), LIMITS)
     store.close()

@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from omnireid.deploy.index import GalleryIndex
+from omnireid.models.spec import ModelSpec
+from omnireid.preprocessing import Preprocessing
 from tests.serve.helpers import (
     READ_KEY,
     WRITE_KEY,
@@ -37,7 +39,8 @@ def test_deleted_entries_of_an_imported_index_stay_deleted_after_a_restart(
     folder = tmp_path / "gallery"
     feats = unit_rows(3, 512, seed=1)
     paths = [f"/site/{i}.jpg" for i in range(3)]
-    GalleryIndex.build(feats, paths, arch="osnet_x0_25", image_size=(128, 64)).save(folder)
+    spec = ModelSpec("osnet_x0_25", feature_dim=512, preprocessing=Preprocessing(128, 64))
+    GalleryIndex.build(feats, paths, spec=spec).save(folder)
     extra = ["--backend", backend] + (["--unsafe-local-qdrant"] if backend == "qdrant" else [])
     args = server_args(folder, toy_weights, *extra)
     first = ServerProcess(args, tmp_path / "first.log")

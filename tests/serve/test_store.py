@@ -2,17 +2,24 @@ import json
 import os
 import re
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from omnireid.errors import IndexFileError, RequestError, UsageError
+from omnireid.models.spec import ModelSpec
+from omnireid.preprocessing import Preprocessing
 from omnireid.serve import backends
 from omnireid.serve.faiss_store import DB_FILE, FaissStore
-from omnireid.serve.store import Entry
+from omnireid.serve.store import Entry, gallery_meta, gallery_spec
 from tests.serve.helpers import unit_rows
 
+# what a gallery recorded before the spec (an existing gallery folder of an earlier omnireid)
 META = {"dim": 16, "arch": "osnet_x0_25", "weights_sha256": "ab" * 32, "image_size": [256, 128]}
+SPEC = ModelSpec(
+    "osnet_x0_25", feature_dim=16, preprocessing=Preprocessing(), weights_sha256="ab" * 32
+)
 
 
 def open_store(backend, folder, meta):
@@ -96,6 +103,38 @@ def test_a_gallery_of_other_weights_or_size_is_refused(tmp_path, backend):
         open_store(backend, tmp_path, {**META, "image_size": [128, 64]})
 
 
+def test_a_new_gallery_records_the_spec_and_refuses_another_preprocessing(tmp_path, backend):
+    store = open_store(backend, tmp_path, gallery_meta(SPEC, 16))
+    assert store.spec == SPEC and store.meta["spec"]["format_version"] == 2
+    store.close()
+    other_mean = replace(SPEC, preprocessing=Preprocessing(mean=(0.5, 0.5, 0.5)))
+    with pytest.raises(UsageError, match=r"preprocessing=.*0\.485.*features would not match"):
+        open_store(backend, tmp_path, gallery_meta(other_mean, 16))
+    with pytest.raises(UsageError, match=r"weights_sha256='ab"):
+        open_store(backend, tmp_path, gallery_meta(replace(SPEC, weights_sha256="cd" * 32), 16))
+    again = open_store(backend, tmp_path, gallery_meta(SPEC, 16))
+    assert again.spec == SPEC
+    again.close()
+
+
+def test_a_gallery_from_before_the_spec_opens_with_a_spec_checked_on_what_it_recorded(
+    tmp_path, backend
+):
+    open_store(backend, tmp_path, META).close()  # created by an earlier omnireid
+    # the same model, whatever mean it has: the old gallery did not record one
+    other_mean = replace(SPEC, preprocessing=Preprocessing(mean=(0.5, 0.5, 0.5)))
+    store = open_store(backend, tmp_path, gallery_meta(other_mean, 16))
+    assert store.spec == ModelSpec(
+        "osnet_x0_25", feature_dim=16, preprocessing=Preprocessing(256, 128),
+        weights_sha256="ab" * 32,
+    )  # fmt: skip
+    store.close()
+    smaller = replace(SPEC, preprocessing=Preprocessing(128, 64))
+    with pytest.raises(UsageError, match=r"image_size=\[256, 128\]"):
+        open_store(backend, tmp_path, gallery_meta(smaller, 16))
+    assert gallery_spec({"dim": 16}) is None  # a gallery that recorded no model
+
+
 def test_sqlite_holds_each_feature_as_float32_and_the_index_is_rebuilt_from_it(tmp_path):
     store = open_store("faiss", tmp_path, META)
     feats = unit_rows(3, 16, seed=6)
@@ -128,11 +167,8 @@ def test_an_index_built_by_omnireid_index_build_is_imported(tmp_path):
 
     feats = unit_rows(5, 16, seed=9)
     paths = [f"/data/{i:04d}_c{i % 2 + 1}s1_000100_01.jpg" for i in range(5)]
-    extra = {"weights": {"path": "w.pt", "sha256": META["weights_sha256"]}}
     ids = dict(pids=[3, 3, 4, -1, 5], camids=[0, 1, 0, -1, 1])
-    built = GalleryIndex.build(
-        feats, paths, **ids, arch=META["arch"], image_size=(256, 128), extra=extra
-    )
+    built = GalleryIndex.build(feats, paths, **ids, spec=SPEC, extra={"weights": "w.pt"})
     built.save(tmp_path)
     store = open_store("faiss", tmp_path, META)  # the service's gallery beside the index files
     assert import_index(store, tmp_path) == 5
@@ -223,9 +259,7 @@ def built_index(folder, seed: int = 9) -> np.ndarray:
 
     feats = unit_rows(5, 16, seed=seed)
     paths = [f"/data/{i:04d}_c1s1_000100_01.jpg" for i in range(5)]
-    index = GalleryIndex.build(
-        feats, paths, pids=[1, 2, 3, 4, 5], arch=META["arch"], image_size=(256, 128)
-    )
+    index = GalleryIndex.build(feats, paths, pids=[1, 2, 3, 4, 5], spec=SPEC)
     index.save(folder)
     return feats
 
