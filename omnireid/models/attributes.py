@@ -14,6 +14,7 @@ from torch import nn
 
 from omnireid.models.osnet import OSNet
 from omnireid.models.registry import build
+from omnireid.models.spec import ModelSpec
 from omnireid.models.weights import load_weights
 
 
@@ -25,6 +26,9 @@ class AttributeNet(nn.Module):
     ``(N, A)`` logits in train and eval mode, or ``(logits, (N, feature_dim) embedding)`` with
     ``return_features=True``; ``predict`` returns ``(N, A)`` probabilities.
     """
+
+    # the ModelSpec a loader attaches (``models.loader.build_for``); None for a built model
+    spec: ModelSpec | None = None
 
     def __init__(self, backbone: OSNet, num_attributes: int) -> None:
         super().__init__()

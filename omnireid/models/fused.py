@@ -18,15 +18,21 @@ Instance norms (OSNet-IBN/AIN) have no running statistics and are kept as they a
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from omnireid.errors import CheckpointError
-from omnireid.models.layers import AggregationGate, ConvNormAct, LiteConv3x3, OSBlock
+from omnireid.models.layers import AggregationGate, ConvNormAct, LiteConv3x3, OSBlock, Stream
 from omnireid.models.mutual import MutualPair
 from omnireid.models.osnet import OSNet
+from omnireid.models.spec import ModelSpec
+
+# torch types a Conv2d's kernel_size, stride and padding as tuples of any length; a Conv2d's
+# are pairs (or a padding mode string)
+_Pair = tuple[int, int]
 
 _FUSED_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
 
@@ -44,6 +50,8 @@ def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d | nn.BatchNorm1d):
     """Weights and bias of ``bn(layer(x))`` as one layer (``weight`` has out-channels first);
     a BN without scale and shift (``affine=False``) counts as scale 1, shift 0."""
+    # the BNs of an OSNet track running statistics (None only with track_running_stats=False)
+    assert bn.running_var is not None and bn.running_mean is not None
     scale = 1.0 / torch.sqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = bn.weight * scale
@@ -62,9 +70,9 @@ class FoldedConv(nn.Module):
         self.conv = nn.Conv2d(
             conv.in_channels,
             conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
+            cast(_Pair, conv.kernel_size),
+            cast(_Pair, conv.stride),
+            cast("_Pair | str", conv.padding),
             groups=conv.groups,
             bias=True,
         )
@@ -74,6 +82,7 @@ class FoldedConv(nn.Module):
         else:
             w, b = conv.weight, torch.zeros(conv.out_channels)
             self.norm = layer.bn  # InstanceNorm2d or None
+        assert self.conv.bias is not None  # built with bias=True
         self.conv.weight.data.copy_(w)
         self.conv.bias.data.copy_(b)
         self.act = layer.act
@@ -96,6 +105,7 @@ def _level(lites: list[LiteConv3x3]) -> tuple[nn.Conv2d, nn.Conv2d]:
     dw = nn.Conv2d(k * c, k * c, 3, padding=1, groups=k * c, bias=True)
     pw.weight.data.copy_(torch.cat([lite.conv1.weight for lite in lites]))
     folded = [fold_bn(lite.conv2.weight, None, lite.bn) for lite in lites]
+    assert dw.bias is not None  # built with bias=True
     dw.weight.data.copy_(torch.cat([w for w, _ in folded]))
     dw.bias.data.copy_(torch.cat([b for _, b in folded]))
     return pw, dw
@@ -106,18 +116,19 @@ class FastOSBlock(nn.Module):
 
     def __init__(self, block: OSBlock, level_streams: bool = False) -> None:
         super().__init__()
-        depths = [len(s.layers) for s in block.conv2]
-        lite = all(isinstance(layer, LiteConv3x3) for s in block.conv2 for layer in s.layers)
+        streams = [cast(Stream, s) for s in block.conv2]
+        depths = [len(s.layers) for s in streams]
+        lite = all(isinstance(layer, LiteConv3x3) for s in streams for layer in s.layers)
         incremental = depths == list(range(1, len(depths) + 1))
         self.levelled = level_streams and lite and incremental
         self.mid = block.conv1.conv.out_channels
         self.num_streams = len(depths)
         self.conv1 = FoldedConv(block.conv1)
         if self.levelled:
-            first_in = block.conv2[0].layers[0].conv1.in_channels
+            first_in = cast(LiteConv3x3, streams[0].layers[0]).conv1.in_channels
             levels = []
             for j in range(len(depths)):
-                pw, dw = _level([s.layers[j] for s in block.conv2[j:]])
+                pw, dw = _level([cast(LiteConv3x3, s.layers[j]) for s in streams[j:]])
                 if j == 0:  # all streams read the same input: one dense conv, not a grouped one
                     dense = nn.Conv2d(first_in, pw.out_channels, 1, bias=False)
                     dense.weight.data.copy_(pw.weight)
@@ -126,10 +137,11 @@ class FastOSBlock(nn.Module):
             self.levels = nn.ModuleList(levels)
         else:
             self.streams = nn.ModuleList(
-                nn.Sequential(*(_fold_any(layer) for layer in s.layers)) for s in block.conv2
+                nn.Sequential(*(_fold_any(layer) for layer in s.layers)) for s in streams
             )
         self.fusion = block.fusion
-        self.gate: AggregationGate | nn.ModuleList | torch.Tensor | None = None
+        # the shared gate (unified, streamwise), one per stream (separate) or none
+        self.gate: AggregationGate | nn.ModuleList | None = None
         if block.fusion in ("unified", "streamwise"):
             self.gate = block.gate
         elif block.fusion == "separate":
@@ -146,10 +158,11 @@ class FastOSBlock(nn.Module):
             return [stream(x) for stream in self.streams]
         outs = []
         h = x
-        for j, (pw, dw) in enumerate(self.levels):
+        for j, level in enumerate(self.levels):
+            pw, dw = cast(nn.ModuleList, level)  # (1x1 conv, depthwise conv): _level
             if j:
                 h = h[:, self.mid :].contiguous(memory_format=torch.channels_last)
-            h = conv_relu(dw, pw(h))
+            h = conv_relu(cast(nn.Conv2d, dw), pw(h))
             outs.append(h[:, : self.mid])
         return outs
 
@@ -159,11 +172,11 @@ class FastOSBlock(nn.Module):
         if self.fusion in ("add", "none"):  # "none": the one stream of Fig. 4(a)
             return torch.stack(xs).sum(0)
         if self.fusion == "static":
-            gates = list(self.static.unbind(0))
+            gates = list(cast(torch.Tensor, self.static).unbind(0))
         elif self.fusion == "separate":
-            gates = [g(x) for g, x in zip(self.gate, xs, strict=True)]
+            gates = [g(x) for g, x in zip(cast(nn.ModuleList, self.gate), xs, strict=True)]
         else:  # one MLP pass over the pooled outputs of every stream
-            gate = self.gate
+            gate = cast(AggregationGate, self.gate)
             pooled = torch.cat([x.mean((2, 3)) for x in xs])  # (T*N, mid)
             hidden = F.relu(F.linear(pooled, gate.fc1.weight.flatten(1), gate.fc1.bias))
             g = torch.sigmoid(F.linear(hidden, gate.fc2.weight.flatten(1), gate.fc2.bias))
@@ -215,15 +228,15 @@ class FastOSNet(nn.Module):
         self.maxpool = model.maxpool
 
         def stage(seq: nn.Sequential) -> nn.Sequential:
-            return nn.Sequential(*(FastOSBlock(b, level_streams) for b in seq))
+            return nn.Sequential(*(FastOSBlock(cast(OSBlock, b), level_streams) for b in seq))
 
         def transition(seq: nn.Sequential) -> nn.Sequential:
-            return nn.Sequential(FoldedConv(seq[0]), seq[1])
+            return nn.Sequential(FoldedConv(cast(ConvNormAct, seq[0])), seq[1])
 
         self.conv2, self.pool2 = stage(model.conv2), transition(model.pool2)
         self.conv3, self.pool3 = stage(model.conv3), transition(model.pool3)
         self.conv4, self.conv5 = stage(model.conv4), FoldedConv(model.conv5)
-        linear, bn = model.fc[0], model.fc[1]
+        linear, bn = cast(nn.Linear, model.fc[0]), cast(nn.BatchNorm1d, model.fc[1])
         w, b = fold_bn(linear.weight, linear.bias, bn)
         self.fc = nn.Linear(linear.in_features, linear.out_features)
         self.fc.weight.data.copy_(w)
@@ -231,7 +244,7 @@ class FastOSNet(nn.Module):
         self.bnneck = model.bnneck.eval() if model.bnneck is not None else None
         self.feature_dim = model.feature_dim
         self.arch = model.arch
-        self.spec = getattr(model, "spec", None)  # the ModelSpec travels with the weights
+        self.spec: ModelSpec | None = model.spec  # the ModelSpec travels with the weights
         if channels_last:
             self.to(memory_format=torch.channels_last)
         self.eval()
@@ -251,18 +264,21 @@ class FastOSNet(nn.Module):
 
 @torch.no_grad()
 def optimize_for_inference(
-    model: OSNet | MutualPair, channels_last: bool = True, level_streams: bool = False
+    model: nn.Module, channels_last: bool = True, level_streams: bool = False
 ) -> nn.Module:
     """A fast eval-only copy of ``model`` (which is left unchanged) giving the same features.
 
+    ``model`` is an ``OSNet`` or a ``MutualPair`` of two (another module raises ``TypeError``).
     A deep-mutual-learning pair becomes a pair of fast networks with the same ``use``. Weights
     that are not finite once folded raise ``CheckpointError``: the plain model would give NaN
     features, the fused ReLUs of the fast one zeros.
     """
     if isinstance(model, MutualPair):
-        fast = [optimize_for_inference(m, channels_last, level_streams) for m in model.networks()]
-        pair = MutualPair(*fast, use=model.use)
-        pair.spec = getattr(model, "spec", None)
+        first, second = (
+            optimize_for_inference(m, channels_last, level_streams) for m in model.networks()
+        )
+        pair = MutualPair(first, second, use=model.use)
+        pair.spec = model.spec
         return pair.eval()
     if not isinstance(model, OSNet):
         raise TypeError(f"expected an OSNet, got {type(model).__name__}")

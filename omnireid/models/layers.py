@@ -26,7 +26,7 @@ FUSIONS: tuple[str, ...] = (
     "add",
     "none",
 )
-IN_PLACEMENTS: tuple[str, ...] = ("none", "in", "out", "in_out")
+IN_PLACEMENTS: tuple[InstanceNormPlacement, ...] = ("none", "in", "out", "in_out")
 
 
 def _norm(kind: Norm, channels: int) -> nn.Module | None:

@@ -10,15 +10,20 @@ paper's ensemble, which concatenates rather than averages because features are f
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
+
+from omnireid.models.spec import ModelSpec
 
 Use = Literal["both", "model1", "model2"]
 
 
 class MutualPair(nn.Module):
+    # the ModelSpec a loader attaches (``models.loader.build_for``); None for a built pair
+    spec: ModelSpec | None = None
+
     def __init__(self, model1: nn.Module, model2: nn.Module, use: Use = "both") -> None:
         super().__init__()
         if use not in ("both", "model1", "model2"):
@@ -31,7 +36,7 @@ class MutualPair(nn.Module):
     @property
     def feature_dim(self) -> int:
         """Size of the eval output: one network's, or both concatenated for ``use="both"``."""
-        dim = self.model1.feature_dim
+        dim = cast(int, self.model1.feature_dim)  # an OSNet's or a FastOSNet's
         return 2 * dim if self.use == "both" else dim
 
     def networks(self) -> tuple[nn.Module, nn.Module]:

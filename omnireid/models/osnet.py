@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from omnireid.errors import UsageError
 from omnireid.models.layers import ConvNormAct, Fusion, InstanceNormPlacement, Norm, OSBlock
+from omnireid.models.spec import ModelSpec
 
 Stem = Literal["table1", "cifar"]
 
@@ -74,6 +75,9 @@ class OSNet(nn.Module):
     embedding before the BNNeck).
     """
 
+    # the ModelSpec a loader attaches (``models.loader.build_for``); None for a built model
+    spec: ModelSpec | None = None
+
     def __init__(
         self,
         channels: Sequence[int] = WIDTHS["x1_0"],
@@ -98,7 +102,8 @@ class OSNet(nn.Module):
             layers = (2, 2, 2) if layers is None else tuple(layers)
             if len(layers) != 3 or min(layers) < 1:
                 raise UsageError(f"layers needs 3 stage depths >= 1, got {list(layers)}")
-            block_norms = [("none",) * n for n in layers]
+            plain: tuple[InstanceNormPlacement, ...] = ("none",)
+            block_norms = [plain * n for n in layers]
         if len(block_norms) != 3 or any(len(stage) < 1 for stage in block_norms):
             raise UsageError(f"block_norms needs 3 non-empty stages, got {block_norms}")
         counts = tuple(len(stage) for stage in block_norms)
@@ -151,7 +156,7 @@ class OSNet(nn.Module):
         self.bnneck: nn.BatchNorm1d | None = None
         if bnneck:
             self.bnneck = nn.BatchNorm1d(feature_dim)
-        self.classifier = nn.Linear(feature_dim, num_classes)
+        self.classifier: nn.Module = nn.Linear(feature_dim, num_classes)  # Identity: none
         init_weights(self)
         if self.bnneck is not None:
             self.bnneck.bias.requires_grad_(False)  # BNNeck trains the scale only

@@ -24,10 +24,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from omnireid.models.layers import IN_PLACEMENTS, Norm, OSBlock
+from omnireid.models.layers import IN_PLACEMENTS, InstanceNormPlacement, Norm, OSBlock
 from omnireid.models.osnet import WIDTHS, OSNet, init_weights
 
-CANDIDATES: tuple[str, ...] = IN_PLACEMENTS  # ("none", "in", "out", "in_out"): Fig. 5 (a)-(d)
+# ("none", "in", "out", "in_out"): Fig. 5 (a)-(d)
+CANDIDATES: tuple[InstanceNormPlacement, ...] = IN_PLACEMENTS
 CANDIDATE_NAMES: tuple[str, ...] = ("OS", "OS+IN_in", "OS+IN_out", "OS+IN_in-out")
 EvalMode = Literal["argmax", "softmax"]
 SPEC_FORMAT = "omnireid.child_arch/1"
