@@ -67,12 +67,6 @@ class WeightsInfo:
         base = self.stored if self.stored is not None else ModelSpec(arch=self.arch)
         return replace(base, arch=self.arch, task=self.task, preprocessing=self.preprocessing)
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The stored spec as the format-1 dict (empty for a plain file): only for callers not
-        yet moved to ``spec`` (``ModelSpec.legacy_meta``)."""
-        return self.stored.legacy_meta() if self.stored is not None else {}
-
 
 def _shapes_match(model: nn.Module, state: StateDict) -> bool:
     own = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("batches_tracked")}

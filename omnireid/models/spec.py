@@ -176,32 +176,6 @@ class ModelSpec:
             raise CheckpointError(f"{source}: model spec format {version!r} ({why})")
         return _Reader(data, source).spec()
 
-    def legacy_meta(self) -> dict[str, Any]:
-        """The format-1 ``meta.json`` dict of this spec, for callers not yet moved to the spec
-        (the deploy and serve layers, the ``evaluate``/``export`` commands: read
-        ``split``, ``config``, ``preprocessing``). New code reads the fields instead."""
-        p = self.provenance
-        meta: dict[str, Any] = {"epoch": self.epoch, "task": self.task, "arch": self.arch}
-        meta |= {"model_options": _plain(self.options), "mutual": self.mutual}
-        meta["num_classes"] = self.num_classes
-        if self.task == "attributes":
-            meta |= {"num_attributes": self.num_classes, "attributes": list(self.labels)}
-            meta["positive_ratios"] = list(self.label_priors)
-        elif self.labels:
-            meta["classes"] = list(self.labels)
-        for key, value in (("init", p.init), ("adapted_from", p.adapted_from)):
-            if value is not None:
-                meta[key] = _record(value)
-        if p.split is not None:
-            meta["split"] = _record(p.split)
-        if self.preprocessing is not None:
-            meta["preprocessing"] = self.preprocessing.to_meta()
-        if self.config is not None:
-            meta["config"] = _plain(self.config)
-        if self.record:
-            meta["log"] = _plain(self.record)
-        return {k: v for k, v in meta.items() if v is not None}
-
 
 def _plain(value: Any) -> Any:
     """JSON data (lists for tuples) of ``value``."""

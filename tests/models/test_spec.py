@@ -188,17 +188,6 @@ def test_an_old_zoo_entry_folder_still_loads(tmp_path):
     )
 
 
-def test_legacy_meta_gives_callers_not_yet_moved_the_old_keys():
-    v1 = _v1("run_reid.json")
-    legacy = _spec("run_reid.json").legacy_meta()
-    for key in ("epoch", "task", "arch", "model_options", "mutual", "num_classes", "config"):
-        assert legacy[key] == v1[key], key
-    assert legacy["init"] == v1["init"] and legacy["log"] == v1["log"]
-    assert Preprocessing.from_meta(legacy["preprocessing"]) == Preprocessing(64, 32)
-    attributes = _spec("run_attributes.json").legacy_meta()
-    assert attributes["attributes"] == _v1("run_attributes.json")["attributes"]
-
-
 def test_a_run_folder_written_before_the_spec_loads_and_resumes(tiny_world, tmp_path, caplog):
     """The folder earlier code left (format-1 meta.json, its config.json) loads, and a
     resumed run carries on from it and writes format 2."""
