@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from typing import Any
 
@@ -123,7 +122,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     card = read_card(args.weights, arch=args.arch, height=args.height, width=args.width)
     if args.json:
-        print_json(dataclasses.asdict(card))
+        print_json(card.to_dict())
     else:
         print(format_card(card))
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omnireid.models.complexity import count_complexity
 from omnireid.models.loader import build_for, read_weights
@@ -29,26 +29,69 @@ EVAL_KEYS += ("mA", "accuracy", "precision", "recall", "f1", "error")
 
 @dataclass
 class ModelCard:
+    """A model's spec (what it is: ``ModelSpec``, the one description every layer passes on)
+    and what the card adds: where the architecture came from, the cost of the built network at
+    ``height x width``, the training config and the evaluation. The spec's fields a card shows
+    are read from it (properties), never copied."""
+
     source: str
-    arch: str
+    spec: ModelSpec
     arch_from: str  # "checkpoint", "tensor shapes" or "argument"
-    task: str  # "reid", "attributes" or "classify"
-    outputs: int  # identities or classes of the classifier, or attributes
     params: int  # classifier / attribute head excluded (the papers' convention)
     params_total: int
     mult_adds: int
     height: int
     width: int
-    epoch: int | None = None
-    attributes: list[str] = field(default_factory=list)
-    preprocessing: dict[str, Any] = field(default_factory=dict)  # as stored (empty: none)
+    preprocessing_stored: bool = False  # False: a plain file, the default preprocessing
     config: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    # an ``omnireid adapt`` result: the source weights (path, SHA-256, method: "" for the full
-    # self-training, "adabn")
-    adapted_from: dict[str, Any] | None = None
-    trained_on: str = ""
-    weights_sha256: str = ""
+
+    @property
+    def arch(self) -> str:
+        return self.spec.arch + (" (mutual-learning pair)" if self.spec.mutual else "")
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def outputs(self) -> int:
+        """Identities or classes of the classifier, or attributes."""
+        return int(self.spec.num_classes or 0)
+
+    @property
+    def epoch(self) -> int | None:
+        return self.spec.epoch
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.spec.labels) if self.task == "attributes" else []
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The stored preprocessing as JSON data; empty when none was stored."""
+        pre = self.spec.preprocessing
+        return pre.to_meta() if self.preprocessing_stored and pre is not None else {}
+
+    @property
+    def adapted_from(self) -> dict[str, Any] | None:
+        """An ``omnireid adapt`` result's source weights (path, SHA-256, method: "" for the
+        full self-training, "adabn")."""
+        origin = self.spec.provenance.adapted_from
+        return None if origin is None else asdict(origin)
+
+    @property
+    def trained_on(self) -> str:
+        return self.spec.provenance.trained_on
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.spec.weights_sha256
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON data: the spec as ``ModelSpec.to_dict`` writes it."""
+        fields = {k: v for k, v in asdict(self).items() if k != "spec"}
+        return {**fields, "spec": self.spec.to_dict()}
 
 
 def _run_of(source: Path, folder: Path | None) -> RunDir:
@@ -67,8 +110,8 @@ def read_card(
     """
     info = read_weights(path, arch)
     model = build_for(info)
-    spec: ModelSpec = model.spec
-    stored = info.stored.preprocessing if info.stored is not None else None
+    spec = cast(ModelSpec, model.spec)  # build_for attaches it
+    stored = info.stored.preprocessing if info.stored is not None else None  # None: default
     network = model.model1 if isinstance(model, MutualPair) else model
     exclude = ("head",) if info.task == "attributes" else ("classifier",)
     h, w = height or spec.input_size[0], width or spec.input_size[1]
@@ -81,26 +124,18 @@ def read_card(
     if not any(k in record for k in EVAL_KEYS) and run.metrics.is_file():
         record = json.loads(run.metrics.read_text())
     metrics = {k: v for k, v in record.items() if k in EVAL_KEYS or k.startswith("model1_")}
-    origin = spec.provenance.adapted_from
     return ModelCard(
         source=str(path),
-        arch=info.arch + (" (mutual-learning pair)" if isinstance(model, MutualPair) else ""),
+        spec=spec,
         arch_from=info.arch_from,
-        task=info.task,
-        outputs=int(spec.num_classes or 0),
         params=cost.params,
         params_total=sum(p.numel() for p in network.parameters()),
         mult_adds=cost.mult_adds,
         height=h,
         width=w,
-        epoch=spec.epoch,
-        attributes=list(spec.labels) if info.task == "attributes" else [],
-        preprocessing={} if stored is None else stored.to_meta(),
+        preprocessing_stored=stored is not None,
         config=config,
         metrics=metrics,
-        adapted_from=None if origin is None else asdict(origin),
-        trained_on=spec.provenance.trained_on,
-        weights_sha256=spec.weights_sha256,
     )
 
 

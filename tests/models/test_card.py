@@ -13,6 +13,7 @@ from omnireid.errors import CheckpointError
 from omnireid.models import build
 from omnireid.models.card import format_card, read_card
 from omnireid.models.complexity import count_complexity
+from omnireid.models.spec import ModelSpec
 from tests.conftest import TINY_TRAIN_IDS, tiny_training
 
 
@@ -63,6 +64,12 @@ def test_card_of_an_attribute_run_folder(attribute_run, capsys):
     assert main(["info", "--weights", str(attribute_run)]) == 0
     out = capsys.readouterr().out
     assert "osnet_x0_25 (from checkpoint)" in out and "mA " in out and "task=attributes" in out
+    # the card carries the model's spec itself, and its JSON the spec's own format
+    assert card.spec.task == "attributes" and card.spec.labels[:2] == ("hat", "glasses")
+    assert main(["info", "--weights", str(attribute_run), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["spec"]["format_version"] == 2 and printed["arch_from"] == "checkpoint"
+    assert ModelSpec.from_dict(printed["spec"]) == card.spec
 
 
 def test_a_bare_attribute_weights_file_is_recognised_from_its_tensors(attribute_run, tmp_path):
