@@ -223,7 +223,8 @@ def adapt(
         monitor=parts.memory.accuracy,
     )
     if adapted is not None:
-        model.spec = adapted
+        # torch types Module.__setattr__'s value as Tensor | Module; any value is an attribute
+        model.spec = adapted  # type: ignore[assignment]
     return model.eval()
 
 

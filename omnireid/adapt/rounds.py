@@ -13,7 +13,7 @@ uses is a function of the model and the epoch, so a resumed run replays the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,9 @@ class PseudoLabelDataset(ImageDataset):
         self.labels = np.full(len(self.samples), -1, dtype=np.int64)
 
     def __getitem__(self, index: int):
-        image, _, camid, i = super().__getitem__(index)
+        item = super().__getitem__(index)
+        assert item is not None  # built without skip_unreadable
+        image, _, camid, i = item
         return image, int(self.labels[index]), camid, i
 
 
@@ -108,7 +110,7 @@ class ClusterRound(Callback):
         eval_transform: Callable,
         *,
         true_pids: np.ndarray | None = None,
-        adabn_batches: Callable[[], object] | None = None,
+        adabn_batches: Callable[[], Iterable[torch.Tensor]] | None = None,
         device: str = "cpu",
         cluster_options: dict | None = None,
     ) -> None:

@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import NoReturn
 
 from omnireid.cli import (
@@ -31,8 +32,8 @@ from omnireid.cli import (
 )
 from omnireid.errors import OmniReIDError, UsageError
 
-GROUPS = (models, train, adapt, evaluate, calibrate, index, export, pipeline, visualize, serve)
-GROUPS += (gallery, bench)
+GROUPS: tuple[ModuleType, ...] = (models, train, adapt, evaluate, calibrate, index, export)
+GROUPS += (pipeline, visualize, serve, gallery, bench)
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,7 +59,7 @@ class _StderrHandler(logging.StreamHandler):
         super().__init__(sys.stderr)
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter

@@ -70,7 +70,7 @@ def model_and_size(
     from omnireid.preprocessing import Preprocessing
 
     given = {"streams": streams, "fusion": fusion}
-    options = {k: v for k, v in given.items() if v is not None}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if weights is not None:
         model, pre = load_for_inference(weights, arch, height=height, width=width, **options)
         return model, pre.size

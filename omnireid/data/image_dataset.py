@@ -107,7 +107,9 @@ class AttributeImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image, _, _, _ = self.images[index]
+        item = self.images[index]
+        assert item is not None  # its ImageDataset does not skip unreadable images
+        image, _, _, _ = item
         return image, self.labels[index], index
 
 

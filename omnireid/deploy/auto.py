@@ -263,6 +263,7 @@ def resolve_route(
         if not graphs and wanted == "int8":
             raise UsageError(INT8_NEEDS_GRAPH)
         if graphs and wanted not in graphs:
+            assert given is not None  # graphs are the siblings of the given graph file
             raise UsageError(
                 f"{given[0]} is an {given[1]} graph and no {wanted} one lies beside it: "
                 f"precision={precision!r} needs one"
@@ -277,7 +278,8 @@ class CheckedRunner:
     them only. ``(N, 3, H, W)`` in, ``(N, D)`` float32 out, like the runners it wraps."""
 
     def __init__(self, runner: Any, fp32: Callable[[Any], np.ndarray], route: Route) -> None:
-        self.runner, self._fp32, self.route = runner, fp32, route
+        self.runner, self.route = runner, route
+        self._fp32: Callable[[Any], np.ndarray] | None = fp32  # None once the choice is made
         self.feature_dim: int = runner.feature_dim
         self.fell_back = False
 

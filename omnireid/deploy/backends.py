@@ -9,7 +9,7 @@ as an ``nn.Module``, for code that takes a model (``evaluation.evaluate_model``)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ class TorchRunner:
     def __init__(self, model: nn.Module, device: str = "cpu", precision: str = "fp32") -> None:
         self.model = model.to(device).eval()
         self.device, self.dtype = device, PRECISIONS[precision]
-        self.feature_dim: int = model.feature_dim
+        self.feature_dim = cast(int, model.feature_dim)  # an OSNet's, a MutualPair's...
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> np.ndarray:

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -92,6 +92,7 @@ def random_weights(arch: str) -> nn.Module:
     model = build(arch, num_classes=10)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            assert m.running_mean is not None and m.running_var is not None  # tracked
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     return model.eval()
@@ -130,10 +131,10 @@ def reference_model(model: nn.Module) -> nn.Module | None:
             from torchreid.reid.models import osnet
     except ImportError:
         return None
-    builder = getattr(osnet, model.arch, None)
+    builder = getattr(osnet, cast(str, model.arch), None)  # model: an OSNet
     if builder is None:
         return None
-    ref = builder(num_classes=model.classifier.out_features, pretrained=False)
+    ref = builder(num_classes=cast(nn.Linear, model.classifier).out_features, pretrained=False)
     streams = "abcd"
     state = {}
     for k, v in model.state_dict().items():  # our layout -> osnet.py's (weights.py inverted)
@@ -159,12 +160,24 @@ def _torch_run(model: nn.Module, dtype: torch.dtype | None = None) -> Run:
     return run
 
 
+def _session_run(session: Any) -> Run:
+    """The run of an ONNX Runtime session (one input, the first output)."""
+    from omnireid.deploy.onnx import INPUT_NAME
+
+    return lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+def _compiled_run(compiled: Any) -> Run:
+    """The run of a compiled OpenVINO model (its first output)."""
+    return lambda x: compiled([x])[compiled.outputs[0]]
+
+
 def _graph_paths(
     model: nn.Module, size: tuple[int, int], folder: Path, calib: np.ndarray, wanted: set[str]
 ) -> dict[str, tuple[Run, Any]]:
     """The ONNX Runtime and OpenVINO paths in ``wanted`` that are installed: name -> (run,
     the graph it runs: an ONNX path or an ``openvino.Model``)."""
-    from omnireid.deploy.onnx import INPUT_NAME, export_onnx, open_session
+    from omnireid.deploy.onnx import export_onnx, open_session
 
     runtimes = installed_runtimes()
     out: dict[str, tuple[Run, Any]] = {}
@@ -177,8 +190,7 @@ def _graph_paths(
             graphs["onnxruntime int8"] = quantize_onnx(fp32, folder / "m.int8.onnx", calib)
         for name, path in graphs.items():
             if name in wanted:
-                session = open_session(path)
-                out[name] = (lambda x, s=session: s.run(None, {INPUT_NAME: x})[0], path)
+                out[name] = (_session_run(open_session(path)), path)
     if "openvino" in runtimes:
         from omnireid.deploy.openvino import compile_openvino, read_openvino_model
 
@@ -190,8 +202,7 @@ def _graph_paths(
             models["openvino int8"] = (quantize_openvino(read_openvino_model(fp32), calib), "f32")
         for name, (graph, hint) in models.items():
             if name in wanted:
-                compiled = compile_openvino(graph, "cpu", precision=hint)
-                out[name] = (lambda x, c=compiled: c([x])[c.outputs[0]], graph)
+                out[name] = (_compiled_run(compile_openvino(graph, "cpu", precision=hint)), graph)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
@@ -34,7 +35,11 @@ def classification_metrics(
     correct = total = 0
     for x, y, _ in loader:
         x = x.to(device)
-        logits = head(model.forward_features(x)) if head is not None else model(x)
+        if head is not None:  # the model has forward_features too (timm's interface)
+            features = cast(Callable[[torch.Tensor], torch.Tensor], model.forward_features)
+            logits = head(features(x))
+        else:
+            logits = model(x)
         predicted = logits.argmax(1).cpu()
         correct += int((predicted == y).sum())
         total += len(y)

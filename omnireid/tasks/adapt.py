@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from torch import nn
@@ -72,22 +73,23 @@ def _source(config: Config, method: str = "") -> tuple[nn.Module, Preprocessing,
     data.width``: a size other than the one it was trained at is used with a warning), and the
     spec the adapted checkpoints carry: the source's, recording its weights' path and SHA-256
     (and ``method`` when not the full self-training)."""
-    d = config.data
-    info = read_weights(config.model.weights)
+    d, weights = config.data, config.model.weights
+    assert weights  # adapt_run refuses a config without model.weights
+    info = read_weights(weights)
     model, _ = load_for_inference(info)
-    source: ModelSpec = model.spec
+    source = cast(ModelSpec, model.spec)  # load_for_inference attaches it
     stored = source.preprocessing or Preprocessing()
     pre = replace(stored, height=d.height, width=d.width)
     recorded = info.stored is not None and info.stored.preprocessing is not None
     if recorded and pre.size != stored.size:
         log.warning(
             "%s was trained at %dx%d; adapting it at %dx%d as configured (data.height/width)",
-            config.model.weights,
+            weights,
             *stored.size,
             *pre.size,
         )
     origin = SourceWeights(
-        path=str(expand_zoo(config.model.weights).resolve()),
+        path=str(expand_zoo(weights).resolve()),
         sha256=source.weights_sha256,
         method=method,
     )

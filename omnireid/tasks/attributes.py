@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import cast
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from omnireid.data.transforms import transform_for
 from omnireid.errors import ConfigError
 from omnireid.evaluation.attributes import evaluate_attribute_model
 from omnireid.losses.attributes import attribute_losses, positive_ratios
-from omnireid.models.attributes import build_attribute_model
+from omnireid.models.attributes import AttributeNet, build_attribute_model
 from omnireid.models.fused import optimize_for_inference
 from omnireid.preprocessing import Preprocessing
 from omnireid.tasks.common import (
@@ -51,7 +52,8 @@ def make_attribute_evaluator(config: Config, dataset: AttributeDataset, pre: Pre
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         if device == "cpu":  # BN-folded backbone, same embedding
-            model = nn.Sequential(optimize_for_inference(model.backbone), model.head)
+            net = cast(AttributeNet, model)  # the task's model
+            model = nn.Sequential(optimize_for_inference(net.backbone), net.head)
         result = evaluate_attribute_model(model.eval(), dataset.test, transform, device=device)
         return result.as_dict()
 

@@ -8,15 +8,16 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from omnireid.config import Config, config_to_dict
 from omnireid.data.datasets import Sample
+from omnireid.data.image_dataset import ArrayImageDataset, AttributeImageDataset, ImageDataset
 from omnireid.data.samplers import RandomIdentitySampler
 from omnireid.data.transforms import build_train_transform, compute_mean_std
 from omnireid.engine.callbacks import HasSetEpoch
@@ -163,7 +164,9 @@ def train_transform(config: Config, pre: Preprocessing):
 
 
 def train_loader(
-    config: Config, images: Dataset, identities: Sequence[Sample] | None = None
+    config: Config,
+    images: ImageDataset | AttributeImageDataset | ArrayImageDataset,
+    identities: Sequence[Sample] | None = None,
 ) -> tuple[DataLoader, list[HasSetEpoch]]:
     """The training loader and what must hear of each new epoch (sampler, dataset).
 
@@ -202,7 +205,9 @@ def train_loader(
             f"data.batch_size {d.batch_size} is larger than what one process's share of the "
             f"training set fills ({len(images)} images): no batch would be trained; lower it"
         )
-    parts = [p for p in (sampler, images) if callable(getattr(p, "set_epoch", None))]
+    parts = [
+        cast(HasSetEpoch, p) for p in (sampler, images) if callable(getattr(p, "set_epoch", None))
+    ]
     return loader, parts
 
 

@@ -29,6 +29,7 @@ from omnireid.losses import embedding_statistics, mutual_losses
 from omnireid.models import build
 from omnireid.models.fused import optimize_for_inference
 from omnireid.models.mutual import MutualPair
+from omnireid.models.osnet import OSNet
 from omnireid.models.spec import InitRecord, Split
 from omnireid.models.weights import init_from_weights
 from omnireid.preprocessing import Preprocessing
@@ -148,11 +149,12 @@ def make_evaluator(config: Config, dataset: ReIDDataset, pre: Preprocessing | No
     return evaluate
 
 
-def build_model(config: Config, num_classes: int) -> tuple[nn.Module, InitRecord | None]:
+def build_model(config: Config, num_classes: int) -> tuple[OSNet | MutualPair, InitRecord | None]:
     """The network (or, with ``model.mutual``, two networks from the same initial weights) and,
     when it starts from ``model.weights``, the record of what loaded (``InitReport.record``)."""
     share = config.model.min_loaded_share
-    networks, report = [], None
+    networks: list[OSNet] = []
+    report = None
     for _ in range(2 if config.model.mutual else 1):
         try:
             network = build(config.model.arch, num_classes=num_classes, **model_options(config))
@@ -163,7 +165,7 @@ def build_model(config: Config, num_classes: int) -> tuple[nn.Module, InitRecord
         networks.append(network)
     if report is not None:
         log.info("%s", report.summary())
-    model = MutualPair(*networks) if config.model.mutual else networks[0]
+    model = MutualPair(networks[0], networks[1]) if config.model.mutual else networks[0]
     return model, (report.record() if report is not None else None)
 
 
@@ -210,7 +212,7 @@ def reid_run(config: Config) -> Run:
     if config.model.mutual:
         loss_fn = partial(mutual_losses, mutual_weight=config.loss.mutual_weight, own=own)
     callbacks = collapse_detector(config)
-    shown = ("acc", "feat_spread")
+    shown: tuple[str, ...] = ("acc", "feat_spread")
     if config.loss.triplet_weight:
         shown += ("triplet", "active_triplets")
         warmup, start = config.loss.triplet_warmup_epochs, config.loss.triplet_start_epoch
@@ -230,7 +232,7 @@ def reid_run(config: Config) -> Run:
         init=init,
         split=Split(split, config.data.split_id) if split else None,
     )
-    networks = list(model.networks()) if isinstance(model, MutualPair) else [model]
+    networks: list[nn.Module] = list(model.networks()) if isinstance(model, MutualPair) else [model]
     return Run(
         model=model,
         loader=loader,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ def collect_gates(
             for gate in _gate_modules(block):
                 # Each gate is called once per stream, in stream order (OSBlock.stream_gates).
                 handles.append(gate.register_forward_hook(lambda m, i, o, s=seen: s.append(o)))
-    streams = len(model.conv2[0].conv2)
+    streams = len(cast(OSBlock, model.conv2[0]).conv2)
     per_batch: dict[tuple[str, int], list[np.ndarray]] = {k: [] for k in calls}
     samples = [Sample(str(p), 0, 0) for p in paths]
     loader = DataLoader(ImageDataset(samples, build_eval_transform(height, width)), batch_size)

@@ -114,6 +114,16 @@ def test_evaluate_a_run_uses_its_stored_size_and_test_settings(tiny_world, tmp_p
     captured = capsys.readouterr()
     assert "(128x32, euclidean)" in captured.out
     assert "warning:" in captured.err and "trained at 64x32; using 128x32" in captured.err
+    # an exported graph carries the run's spec: its size and test settings, without --weights
+    graph = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "--weights", str(run), "--out", str(graph)]) == 0
+    capsys.readouterr()
+    args = ["evaluate", "--onnx", str(graph), *base[3:], "--json", str(tmp_path / "o.json")]
+    assert main(args) == 0
+    assert "osnet_x0_25 on market1501 (64x32, cosine)" in capsys.readouterr().out
+    exported = json.loads((tmp_path / "o.json").read_text())
+    assert exported["rank1"] == pytest.approx(stored["rank1"], abs=1e-6)
+    assert exported["mAP"] == pytest.approx(stored["mAP"], abs=1e-3)
 
 
 def test_evaluate_checks_its_output_path_before_the_work(tiny_world, tmp_path, capsys):
