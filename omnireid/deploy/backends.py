@@ -3,8 +3,8 @@
 
 ``TorchRunner`` (the eval model, or the BN-folded fast one, with optional autocast),
 ``OnnxRunner`` (an ONNX Runtime session) and ``OpenVinoRunner`` (a compiled OpenVINO model).
-The graph runners feed a fixed-batch graph padded batches. ``RunnerModule`` wraps any runner
-as an ``nn.Module``, for code that takes a model (``evaluation.evaluate_model``).
+The graph runners feed a fixed-batch graph padded batches. Evaluation takes any runner as it
+is, with the model's spec (``evaluation.features.Embedder``).
 """
 
 from __future__ import annotations
@@ -97,14 +97,3 @@ class OpenVinoRunner(_GraphRunner):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.compiled([x])[self.output]
-
-
-class RunnerModule(nn.Module):
-    """``runner`` as an ``nn.Module``: ``forward(x)`` -> ``(N, D)`` float32 CPU tensor."""
-
-    def __init__(self, runner: Any, arch: str) -> None:
-        super().__init__()
-        self.runner, self.arch, self.feature_dim = runner, arch, runner.feature_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.runner(x))
