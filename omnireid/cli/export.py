@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omnireid.cli.common import add_weights_options, positive_int
 from omnireid.errors import UsageError
@@ -120,7 +120,7 @@ def model_and_contract(
         raise UsageError("give --weights or --random-init, not both")
     if args.weights is not None:
         model, _ = load_for_inference(args.weights, args.arch, height=args.height, width=args.width)
-        spec = model.spec
+        spec = cast(ModelSpec, model.spec)  # load_for_inference attaches it
         named = args.dataset or training_dataset(spec, args.weights)
         if named and not spec.provenance.trained_on:  # a plain file: what its name says
             spec = replace(spec, provenance=replace(spec.provenance, trained_on=named))
@@ -134,13 +134,17 @@ def model_and_contract(
     else:
         default = Preprocessing()
         pre = Preprocessing(args.height or default.height, args.width or default.width)
-        model = build(args.arch, num_classes=1).eval()
-        spec = ModelSpec(model.arch, feature_dim=model.feature_dim, preprocessing=pre)
+        network = build(args.arch, num_classes=1).eval()
+        arch = cast(str, network.arch)  # build names it
+        spec = ModelSpec(arch, feature_dim=network.feature_dim, preprocessing=pre)
+        model = network
         named = args.dataset or "random-init"
     if args.dataset:
         spec = replace(spec, provenance=replace(spec.provenance, trained_on=args.dataset))
-    contract = ModelContract(replace(spec, feature_dim=model.feature_dim))
-    return model, contract, output_path(args.out, model.arch, named, suffix)
+    # an OSNet or a MutualPair (load_for_inference's task "reid"): its arch and embedding size
+    arch, dim = cast(str, model.arch), cast(int, model.feature_dim)
+    contract = ModelContract(replace(spec, feature_dim=dim))
+    return model, contract, output_path(args.out, arch, named, suffix)
 
 
 def _describe(contract: ModelContract, args: argparse.Namespace) -> str:

@@ -10,6 +10,7 @@ crop, and the caller gets a mask saying which boxes were used.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,7 +27,9 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def pixel_boxes(
+    boxes: np.ndarray | Sequence[Sequence[float]], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 4)`` xyxy boxes -> ``(N, 4)`` int pixel bounds clipped to the frame, and the
     ``(N,)`` bool mask of the usable (non-degenerate) ones."""
     boxes = np.asarray(boxes, dtype=np.float64)
@@ -47,7 +50,9 @@ def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray,
     return bounds, valid
 
 
-def crop_boxes(frame: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def crop_boxes(
+    frame: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]]
+) -> tuple[list[np.ndarray], np.ndarray]:
     """The crops (views into ``frame``) of the usable boxes, in box order, and the mask."""
     frame = check_frame(frame)
     bounds, valid = pixel_boxes(boxes, frame.shape[0], frame.shape[1])

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "fast", "onnxruntime", "openvino")
 PRECISION_CHOICES = ("auto", *PRECISIONS, "int8")
 GRAPH_SUFFIXES = {"onnxruntime": ".onnx", "openvino": ".xml"}  # a graph file's runtime
+RGB = tuple[float, float, float]  # Preprocessing's mean and std
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
@@ -121,8 +122,9 @@ class FeatureExtractor:
         if mean is not None or std is not None:
             pre = replace(
                 pre,
-                mean=tuple(mean) if mean is not None else pre.mean,
-                std=tuple(std) if std is not None else pre.std,
+                # three values, as the caller was told (Preprocessing does not check them)
+                mean=cast(RGB, tuple(mean)) if mean is not None else pre.mean,
+                std=cast(RGB, tuple(std)) if std is not None else pre.std,
             )
         self.preprocessing, self.image_size = pre, pre.size
         self.normalize = pre.output_norm == "l2" if normalize is None else normalize
@@ -182,6 +184,7 @@ class FeatureExtractor:
         """The runner of ``route``: ``model`` (a fresh export of it for the graph runtimes) or
         the ``graph`` file of the route's precision."""
         if route.backend in ("torch", "fast"):
+            assert model is not None  # resolve_route takes these routes with weights only
             if route.backend == "fast":
                 from omnireid.models.fused import optimize_for_inference
 
@@ -197,6 +200,7 @@ class FeatureExtractor:
 
         with tempfile.TemporaryDirectory(prefix="omnireid-export-") as tmp:
             if graph is None:  # the runtime keeps the graph in memory: the file may go
+                assert model is not None  # no graph file: weights were given
                 graph = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
             if route.backend == "onnxruntime":
                 check_onnx_weights(graph)
@@ -394,7 +398,7 @@ def _source(
     if isinstance(model, str | Path):
         h, w = image_size if image_size is not None else (None, None)
         network, _ = load_for_inference(model, arch, height=h, width=w, num_classes=num_classes)
-        return network, network.spec
+        return network, cast(ModelSpec, network.spec)  # load_for_inference attaches it
     if arch is not None:
         raise UsageError("arch overrides the architecture of weights given as a path")
     if isinstance(model, ModelSpec):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast
 
 import faiss
 import numpy as np
@@ -75,6 +75,16 @@ class SearchResult:
     higher_is_better: bool
 
 
+class IndexParams(TypedDict):
+    """The FAISS parameters of a ``GalleryIndex`` (``nlist``: None until an ivf index sets it)."""
+
+    nlist: int | None
+    nprobe: int
+    hnsw_m: int
+    ef_construction: int
+    ef_search: int
+
+
 class GalleryIndex:
     """FAISS-backed top-k search over ``(N, D)`` gallery features with metadata.
 
@@ -111,8 +121,13 @@ class GalleryIndex:
         if nlist is not None and nlist < 1:
             raise ValueError(f"nlist must be >= 1, got {nlist}")
         self.dim, self.kind, self.metric, self.normalize = int(dim), kind, metric, normalize
-        self.params = dict(nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m)
-        self.params.update(ef_construction=ef_construction, ef_search=ef_search)
+        self.params = IndexParams(
+            nlist=nlist,
+            nprobe=nprobe,
+            hnsw_m=hnsw_m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+        )
         self.spec = spec  # the model whose features these are (None: unknown)
         self.extra = dict(extra or {})
         self.meta = Metadata()
@@ -178,7 +193,9 @@ class GalleryIndex:
             self._index = self._new_index(len(x))
             # k-means on at most 64 points per cell: enough for the coarse quantiser, and
             # 4x cheaper than faiss's own cap of 256 on a 1M gallery
-            take = np.random.default_rng(0).permutation(len(x))[: 64 * self.params["nlist"]]
+            nlist = self.params["nlist"]
+            assert nlist is not None  # _new_index set it
+            take = np.random.default_rng(0).permutation(len(x))[: 64 * nlist]
             sample = x[np.sort(take)]
             self._index.train(sample)
         self.meta.extend(paths, pids, camids, timestamps)
@@ -203,15 +220,17 @@ class GalleryIndex:
 
     def _apply_search_params(self) -> None:
         if self.kind == "ivf" and self._index is not None:
-            self._index.nprobe = self.params["nprobe"]
+            cast(faiss.IndexIVF, self._index).nprobe = self.params["nprobe"]
         elif self.kind == "hnsw":
-            self._index.hnsw.efSearch = self.params["ef_search"]
+            cast(faiss.IndexHNSW, self._index).hnsw.efSearch = self.params["ef_search"]
 
     def features(self, indices: np.ndarray) -> np.ndarray:
         """The stored (normalised) features of the given gallery rows, ``(len(indices), D)``."""
+        assert self._index is not None  # built in __init__, or an ivf one by its first add
         if self.kind == "ivf":
             ivf = faiss.extract_index_ivf(self._index)
-            if ivf.direct_map.type == faiss.DirectMap.NoMap:
+            # faiss's stubs lack DirectMap (faiss/__init__.pyi types direct_map as Any)
+            if ivf.direct_map.type == faiss.DirectMap.NoMap:  # type: ignore[attr-defined]
                 ivf.make_direct_map()
         return self._index.reconstruct_batch(np.asarray(indices, dtype=np.int64))
 
@@ -239,6 +258,7 @@ class GalleryIndex:
         q = self._prepare(queries, "queries")
         self._apply_search_params()
         n_first = max(k, candidates) if rerank else k
+        assert self._index is not None  # len(self) > 0
         scores, indices = self._index.search(q, min(n_first, len(self)))
         higher = self.metric == "ip"
         if rerank:

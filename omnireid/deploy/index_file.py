@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -38,7 +39,8 @@ METADATA = ("paths", "pids", "camids", "timestamps")
 # what a header's values may be (as ``deploy.index.GalleryIndex`` takes them)
 METRICS = ("ip", "l2")
 KINDS = ("flat", "ivf", "hnsw")
-PARAMS = (("nlist", 1, None), ("nprobe", 1, None), ("hnsw_m", 2, None))
+PARAMS: tuple[tuple[str, int, int | None], ...] = (("nlist", 1, None), ("nprobe", 1, None))
+PARAMS += (("hnsw_m", 2, None),)
 PARAMS += (("ef_construction", 1, None), ("ef_search", 1, None))
 
 
@@ -54,7 +56,8 @@ def write_index_dir(
     """Write ``index``, the ``METADATA`` arrays and ``header`` (+ format, checksums) to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(out / "index.faiss"))
-    np.savez(out / "metadata.npz", **{name: metadata[name] for name in METADATA})
+    arrays: dict[str, Any] = {name: metadata[name] for name in METADATA}
+    np.savez(out / "metadata.npz", **arrays)
     header = {"format": FORMAT, "version": FORMAT_VERSION, **header}
     header["files"] = {name: file_sha256(out / name) for name in FILES}
     header["header_sha256"] = header_digest(header)
@@ -112,7 +115,8 @@ def migrate_v2(header: dict) -> dict:
     defaults) and ``extra.weights.sha256``; ``extra.weights`` becomes the weights' path."""
     new = {k: v for k, v in header.items() if k not in ("arch", "image_size")}
     extra = dict(header.get("extra") or {})
-    weights = extra.get("weights") if isinstance(extra.get("weights"), dict) else {}
+    recorded = extra.get("weights")
+    weights = recorded if isinstance(recorded, dict) else {}
     extra["weights"] = weights.get("path")
     size = header.get("image_size")
     spec = None
@@ -155,8 +159,9 @@ def read_index_dir(path: Path, header: dict) -> tuple[faiss.Index, dict[str, np.
 
 
 def _is_int(value: object, lo: int, hi: int | None = None) -> bool:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo
-    return ok and (hi is None or value <= hi)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return value >= lo and (hi is None or value <= hi)
 
 
 def check_header_values(header: dict, file: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ def evaluate_model(
 
     ``single_gallery_shot`` scores CMC with the CUHK03 single-gallery-shot protocol (seeded).
     """
-    common = dict(
+    common: dict[str, Any] = dict(
         batch_size=batch_size,
         num_workers=num_workers,
         device=embedder.device,

@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
 from omnireid.errors import CheckpointError
-from omnireid.models.attributes import build_attribute_model
+from omnireid.models.attributes import AttributeNet, build_attribute_model
 from omnireid.models.mutual import MutualPair
-from omnireid.models.osnet import WIDTHS
+from omnireid.models.osnet import WIDTHS, OSNet
 from omnireid.models.registry import build, list_models
 from omnireid.models.spec import ModelSpec, file_sha256, load_spec
 from omnireid.models.weights import (
@@ -168,25 +168,26 @@ def _check_digest(info: WeightsInfo) -> str:
     return digest
 
 
-def build_for(info: WeightsInfo, num_classes: int | None = None, **options: Any) -> nn.Module:
+def build_for(
+    info: WeightsInfo, num_classes: int | None = None, **options: Any
+) -> AttributeNet | MutualPair | OSNet:
     """The eval-mode model ``info``'s tensors load into (strictly; any classifier size), with
     its completed spec as ``model.spec``."""
     state = info.state
     spec = info.spec
+    model: AttributeNet | MutualPair | OSNet
     if info.task == "attributes":
         n = state["head.weight"].shape[0]
-        model: nn.Module = build_attribute_model(
-            info.arch, n, feature_dim=state["head.weight"].shape[1]
-        )
+        model = build_attribute_model(info.arch, n, feature_dim=state["head.weight"].shape[1])
         check_tensors(state, model.state_dict(), info.source)
         model.load_state_dict(state, strict=True)
         spec = replace(spec, num_classes=n, feature_dim=model.backbone.feature_dim)
     elif spec.mutual:
-        halves = []
+        halves: list[OSNet] = []
         for prefix in ("model1.", "model2."):
             half = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
             halves.append(_reid_model(info, half, num_classes, options))
-        model = MutualPair(*halves)
+        model = MutualPair(halves[0], halves[1])
         spec = _built_spec(spec, halves[0], options, model.feature_dim)
     else:
         model = _reid_model(info, state, num_classes, options)
@@ -195,11 +196,12 @@ def build_for(info: WeightsInfo, num_classes: int | None = None, **options: Any)
     return model.eval()
 
 
-def _built_spec(spec: ModelSpec, network: nn.Module, options: dict, dim: int) -> ModelSpec:
+def _built_spec(spec: ModelSpec, network: OSNet, options: dict, dim: int) -> ModelSpec:
     """``spec`` with what building told: the options used, classifier and embedding size."""
     used = {**spec.options, **options}
-    if network.fc[0].out_features != 512 or "feature_dim" in used:
-        used["feature_dim"] = network.fc[0].out_features
+    embedding = cast(nn.Linear, network.fc[0])
+    if embedding.out_features != 512 or "feature_dim" in used:
+        used["feature_dim"] = embedding.out_features
     if network.bnneck is not None:
         used["bnneck"] = True
     return replace(spec, options=used, num_classes=network.num_classes, feature_dim=dim)
@@ -207,7 +209,7 @@ def _built_spec(spec: ModelSpec, network: nn.Module, options: dict, dim: int) ->
 
 def _reid_model(
     info: WeightsInfo, state: StateDict, num_classes: int | None, options: dict[str, Any]
-) -> nn.Module:
+) -> OSNet:
     state = to_native_layout(state)
     stored = info.stored.options if info.stored is not None else {}
     options = {**stored, **options}  # how it was built
@@ -251,6 +253,7 @@ def load_for_inference(
     model = build_for(info, num_classes, **options)
     stored = info.stored is not None and info.stored.preprocessing is not None
     pre = override_size(info.preprocessing, height, width, stored=stored, source=weights)
+    assert model.spec is not None  # build_for attaches it
     model.spec = replace(model.spec, preprocessing=pre)
     return model, pre
 

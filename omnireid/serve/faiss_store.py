@@ -212,7 +212,8 @@ class FaissStore:
                 self._db.execute("ROLLBACK")
                 raise
             with self._rw.writing():
-                self._index.remove_ids(np.array([seq], np.int64))
+                # faiss's stub takes an IDSelector only; its wrapper also takes an id array
+                self._index.remove_ids(np.array([seq], np.int64))  # type: ignore[arg-type]
                 self._exact.remove(seq)
                 del self._entries[seq], self._seq[entry_id]
         return True
@@ -224,7 +225,8 @@ class FaissStore:
     def feature(self, entry_id: str) -> np.ndarray | None:
         with self._rw.reading():
             seq = self._seq.get(entry_id)
-            return None if seq is None else self._index.reconstruct(seq)
+            # faiss's stub picks its torch overload (x=None); with numpy it returns an ndarray
+            return None if seq is None else self._index.reconstruct(seq)  # type: ignore[return-value]
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """Exact (``exact.ExactSearch``); scores are the float32 of the exact products."""

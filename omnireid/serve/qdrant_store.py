@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -123,7 +123,8 @@ class QdrantStore:
         client = self.client
         if client.collection_exists(self.collection):
             found = client.retrieve(side, [0]) if client.collection_exists(side) else []
-            size = client.get_collection(self.collection).config.params.vectors.size
+            vectors = client.get_collection(self.collection).config.params.vectors
+            size = cast(models.VectorParams, vectors).size  # one unnamed vector, created below
             stored = {**((found[0].payload or {}) if found else {}), "dim": size}
             check_meta(stored, meta, where)
             if found or client.count(self.collection, exact=True).count:
@@ -198,7 +199,7 @@ class QdrantStore:
     def get(self, entry_id: str) -> Entry | None:
         with _qdrant_errors(self.where), self._serial():
             found = self.client.retrieve(self.collection, [point_id(entry_id)], with_payload=True)
-        return Entry.from_dict(found[0].payload) if found else None
+        return Entry.from_dict(cast(dict[str, Any], found[0].payload)) if found else None
 
     def feature(self, entry_id: str) -> np.ndarray | None:
         with _qdrant_errors(self.where), self._serial():
@@ -213,7 +214,11 @@ class QdrantStore:
         with _qdrant_errors(self.where), self._serial():
             answers = self.client.query_batch_points(self.collection, requests)
         return [
-            [Hit(Entry.from_dict(p.payload), float(p.score)) for p in a.points] for a in answers
+            [
+                Hit(Entry.from_dict(cast(dict[str, Any], p.payload)), float(p.score))
+                for p in a.points
+            ]
+            for a in answers
         ]
 
     def __len__(self) -> int:
