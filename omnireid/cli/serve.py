@@ -8,7 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.common import add_weights_options
+from omnireid.cli.common import (
+    add_weights_options,
+    float_in,
+    int_in,
+    non_negative_int,
+    positive_int,
+)
 from omnireid.errors import UsageError
 
 log = logging.getLogger("omnireid.cli")
@@ -25,7 +31,9 @@ def register(sub: Any) -> None:
     )
     add_weights_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
+    p.add_argument(
+        "--port", type=int_in(0, 65535), default=8000, help="port (8000; 0: any free port)"
+    )
     p.add_argument("--backend", choices=("faiss", "qdrant"), default="faiss")
     p.add_argument("--qdrant-url", help="the Qdrant server, its key in $QDRANT_API_KEY")
     p.add_argument(
@@ -41,15 +49,30 @@ def register(sub: Any) -> None:
         "--no-auth", action="store_true", help="serve without API keys (loopback hosts only)"
     )
     p.add_argument("--verification", help="verification.json from `omnireid calibrate`")
-    p.add_argument("--target-fpr", type=float, help="use that file's threshold for this FPR")
-    p.add_argument("--threshold", type=float, help="same-person cosine threshold, given directly")
-    p.add_argument("--max-body-mb", type=float, default=16.0, help="request size limit (16)")
-    p.add_argument("--max-images", type=int, default=32, help="images per request (32)")
-    p.add_argument("--max-features", type=int, default=1000, help="features per request (1000)")
-    p.add_argument("--max-image-side", type=int, default=4096, help="pixels (4096)")
+    p.add_argument(
+        "--target-fpr",
+        type=float_in(0, 1, open_lo=True),
+        help="use that file's threshold for this FPR",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float_in(-1, 1),
+        help="same-person cosine threshold in [-1, 1], given directly",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float_in(0, open_lo=True),
+        default=16.0,
+        help="request size limit (16)",
+    )
+    p.add_argument("--max-images", type=positive_int, default=32, help="images per request (32)")
+    p.add_argument(
+        "--max-features", type=positive_int, default=1000, help="features per request (1000)"
+    )
+    p.add_argument("--max-image-side", type=positive_int, default=4096, help="pixels (4096)")
     p.add_argument(
         "--max-request-megapixels",
-        type=float,
+        type=float_in(0, open_lo=True),
         default=32.0,
         help="decoded pixels of all the images of a request together, and decoded at once "
         "across requests (32)",
@@ -61,7 +84,9 @@ def register(sub: Any) -> None:
         help="auto (default): the fastest path here within the stated accuracy bound "
         "(docs/deployment.md), named in the log; fast: the BN-folded PyTorch model, fp32",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="torch threads (default: torch's)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
@@ -96,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from omnireid.serve.backends import open_store
     from omnireid.serve.limits import Limits
     from omnireid.serve.server import is_loopback, run
-    from omnireid.serve.service import GalleryService
+    from omnireid.serve.service import GalleryService, check_extractor
     from omnireid.serve.store import gallery_meta
 
     if args.qdrant_url and args.backend != "qdrant":
@@ -140,6 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     extractor = FeatureExtractor(
         args.weights, arch=args.arch, device=args.device, image_size=size, backend=args.extractor
     )
+    check_extractor(extractor, args.weights)  # degenerate weights refused before serving
     threshold = _threshold(args, extractor.arch)
     if args.threads:
         import torch

@@ -74,7 +74,11 @@ def read_key_file(path: str | Path) -> dict[str, list[str]]:
     """``{"read": [...], "write": [...]}`` from a key file; warns when others can read it."""
     path = Path(path)
     keys: dict[str, list[str]] = {"read": [], "write": []}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not a key file (not UTF-8 text: {e.reason})") from e
+    for number, raw in enumerate(text.splitlines(), 1):
         line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()  # a comment: '#' after a space
         if not line:
             continue

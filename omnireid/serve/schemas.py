@@ -14,15 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from omnireid.serve.store import ID_MAX, ID_PATTERN
 
 CAMERA_MAX = 2**31 - 1
-TIMESTAMP_MAX = 2.0**53  # seconds; nanoseconds since 1970 (~1.7e18) are out of range
+# seconds, below it in magnitude: every integer there is exact in a float64 (2^53 + 1 would be
+# stored as 2^53); nanoseconds since 1970 (~1.7e18) are out of range
+TIMESTAMP_MAX = 2.0**53
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-Image = Annotated[str, Field(description="a base64-encoded JPEG, PNG, WebP or BMP image")]
+Image = Annotated[
+    str, Field(min_length=1, description="a base64-encoded JPEG, PNG, WebP or BMP image")
+]
 Feature = Annotated[list[float], Field(description="a feature vector (normalised by the server)")]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields refused, and no value converted into another type: ``"5"`` or ``true``
+    is not a ``k`` or a camera, ``"0.1"`` not a feature value (a JSON integer is a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Item(Strict):
@@ -40,9 +47,9 @@ class Item(Strict):
     timestamp: float | None = Field(
         None,
         allow_inf_nan=False,
-        ge=-TIMESTAMP_MAX,
-        le=TIMESTAMP_MAX,
-        description="seconds (any epoch), at most 2^53 in magnitude",
+        gt=-TIMESTAMP_MAX,
+        lt=TIMESTAMP_MAX,
+        description="seconds (any epoch), below 2^53 in magnitude",
     )
     track_id: str | None = Field(None, min_length=1, max_length=128)
     labels: dict[Label, Label] = Field(default_factory=dict, max_length=32)

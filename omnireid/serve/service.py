@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from omnireid.errors import RequestError, UsageError
+from omnireid.errors import (
+    DegenerateFeaturesError,
+    NonFiniteFeaturesError,
+    RequestError,
+    UsageError,
+)
 from omnireid.serve.batching import QueryBatcher
 from omnireid.serve.limits import Limits, decode_pixels, open_image
 from omnireid.serve.pixels import PixelBudget, release_free_memory
@@ -50,17 +55,50 @@ def read_threshold(path: str | Path, arch: str | None, target_fpr: float | None)
         raise UsageError(f"{path} is not a verification.json from `omnireid calibrate`")
     if arch and summary.get("arch") and summary["arch"] != arch:
         raise UsageError(f"{path} was calibrated for {summary['arch']}, the server runs {arch}")
-    point = summary["suggested"]
+    points = summary.get("tpr_at_fpr", {})
+    if not isinstance(points, dict):
+        raise UsageError(f"{path}: tpr_at_fpr is not an object of thresholds by FPR")
+    point = _point(summary["suggested"], path, "suggested")
     if target_fpr is not None:
-        points = summary.get("tpr_at_fpr", {})
-        point = points.get(f"{target_fpr:g}")
-        if point is None:
-            known = ", ".join(dict.fromkeys([*points, f"{summary['suggested']['target_fpr']:g}"]))
+        found = points.get(f"{target_fpr:g}")
+        if found is None:
+            known = ", ".join(dict.fromkeys([*points, f"{point.target_fpr:g}"]))
             raise UsageError(f"{path} has no threshold for FPR {target_fpr:g}; it has {known}")
-    value = float(point["threshold"])
-    if not math.isfinite(value):
-        raise UsageError(f"{path}: the threshold {value} is not a number")
-    return Threshold(value, float(point["target_fpr"]), str(path))
+        point = _point(found, path, f"tpr_at_fpr.{target_fpr:g}")
+    return point
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _point(point: object, path: Path, where: str) -> Threshold:
+    """One ``{"threshold": T, "target_fpr": F}`` entry of a verification.json, checked: a
+    threshold outside [-1, 1] (no cosine similarity reaches it, or every one does) would make
+    every answer's ``same_person`` the same, silently."""
+    if not isinstance(point, dict):
+        raise UsageError(f"{path}: {where} is not an object with a threshold and a target_fpr")
+    value, fpr = point.get("threshold"), point.get("target_fpr")
+    if not _number(value) or not -1 <= value <= 1:
+        raise UsageError(
+            f"{path}: {where}.threshold must be a cosine similarity in [-1, 1], got {value!r}"
+        )
+    if not _number(fpr) or not 0 < fpr <= 1:
+        raise UsageError(f"{path}: {where}.target_fpr must be a number in (0, 1], got {fpr!r}")
+    return Threshold(float(value), float(fpr), str(path))
+
+
+def check_extractor(extractor: Any, source: Any) -> None:
+    """Refuse to serve a model whose features would lie (``FeatureCheck``): two different
+    images of seeded noise must give finite, different features. Without this, degenerate
+    weights (all zero, collapsed) would pass every one-image request unnoticed."""
+    rng = np.random.default_rng(0)
+    height, width = extractor.image_size
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2)]
+    try:
+        extractor(images)
+    except (NonFiniteFeaturesError, DegenerateFeaturesError) as e:
+        raise UsageError(f"{source}: not served: {e}") from e
 
 
 # after a request of this many decoded pixels the freed memory is handed back to the system
@@ -127,13 +165,23 @@ class GalleryService:
                 while opened:  # each source dropped once converted: one image in two copies at most
                     pictures.append(decode_pixels(opened.pop(0), len(pictures)))
                 with self._model:
-                    feats = self.extractor(pictures)
+                    feats = self._extract(pictures)
                 del pictures
         finally:
             if pixels >= TRIM_FROM:
                 release_free_memory()
         self.count("embedded", len(feats))
         return feats
+
+    def _extract(self, pictures: list[Any]) -> np.ndarray:
+        """The model's features of decoded images; features that would lie (``FeatureCheck``:
+        not finite, or one feature for several different images) are a 422 naming why, not a
+        500: nothing is stored or searched with them."""
+        try:
+            return self.extractor(pictures)
+        except (NonFiniteFeaturesError, DegenerateFeaturesError) as e:
+            self.count("refused_features", len(pictures))
+            raise RequestError(f"no features for these images: {e}", 422) from e
 
     def features(self, rows: list[list[float]]) -> np.ndarray:
         """``(N, D)`` normalised features from JSON rows; 422 for another dimension."""
@@ -149,7 +197,8 @@ class GalleryService:
                 f"{self.store.dim}-d features",
                 422,
             )
-        return normalized(np.asarray(rows, np.float32).reshape(-1, self.store.dim), self.store.dim)
+        # float64: a value beyond float32's range (1e39) is scaled, not turned into infinity
+        return normalized(np.asarray(rows, np.float64).reshape(-1, self.store.dim), self.store.dim)
 
     # --- the gallery ---------------------------------------------------------------------
     def enrol(self, items: list[dict[str, Any]]) -> list[str]:
@@ -162,7 +211,10 @@ class GalleryService:
             has_image, has_feature = item.get("image") is not None, item.get("feature") is not None
             if has_image == has_feature:
                 raise RequestError(f"item {i}: give either an image or a feature", 422)
-            (images if has_image else rows).append((i, item.get("image") or item.get("feature")))
+            # (not `image or feature`: an empty image or feature is refused, not swapped for None)
+            (images if has_image else rows).append(
+                (i, item["image"] if has_image else item["feature"])
+            )
             entry_id = uuid.uuid4().hex if item.get("id") is None else check_id(item["id"])
             meta = {k: item.get(k) for k in ("camera", "timestamp", "track_id")}
             entries.append(Entry(entry_id, labels=dict(item.get("labels") or {}), **meta))

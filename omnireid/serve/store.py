@@ -147,17 +147,27 @@ def check_new_ids(entries: Sequence[Entry], exists: Callable[[str], bool]) -> No
 
 
 def normalized(feats: Any, dim: int, what: str = "features") -> np.ndarray:
-    """``(N, dim)`` float32 rows scaled to unit length; refuses other shapes, NaN and zeros."""
-    x = np.asarray(feats, dtype=np.float32)
+    """``(N, dim)`` float32 rows scaled to unit length; refuses other shapes, NaN and zeros.
+
+    Each row is divided by its largest magnitude before its length is taken (in float64 when
+    the rows come as float64, e.g. from JSON), so a row of tiny values (1e-30, whose squares
+    vanish in float32) or huge ones (1e38, whose squares overflow) keeps its direction: only
+    a row that is zero everywhere has none.
+    """
+    x = np.asarray(feats)
+    x = x.astype(np.float32 if x.dtype == np.float32 else np.float64, copy=False)
     if x.ndim != 2 or x.shape[1] != dim:
         got = x.shape[1] if x.ndim == 2 else f"shape {x.shape}"
         raise RequestError(f"{what} must be {dim}-dimensional, got {got}", 422)
     if not np.isfinite(x).all():
         raise RequestError(f"{what} contain NaN or infinite values", 422)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms < 1e-12).any():
+    if not len(x):
+        return np.zeros((0, dim), np.float32)
+    peak = np.abs(x).max(axis=1, keepdims=True)
+    if not peak.all():
         raise RequestError(f"{what} contain an all-zero vector, which has no direction", 422)
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
+    x = x / peak
+    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
 
 def gallery_meta(spec: ModelSpec, dim: int) -> dict[str, Any]:

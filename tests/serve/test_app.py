@@ -205,6 +205,20 @@ def test_a_tiff_is_not_decoded(http):
         ("/identify", {"features": []}, 422, "no features given"),
         ("/gallery", {"items": [{"feature": [1.0] * 512, "extra": 1}]}, 422, "items.0.extra"),
         ("/gallery", {"items": []}, 422, "items"),
+        # no value is converted from another JSON type
+        ("/identify", {"features": [[1.0] * 512], "k": "5"}, 422, "body.k: Input should be"),
+        ("/identify", {"features": [[1.0] * 512], "k": True}, 422, "body.k: Input should be"),
+        ("/identify", {"features": [[1.0] * 512], "k": 5.0}, 422, "body.k: Input should be"),
+        ("/identify", {"features": [["0.1"] * 512]}, 422, "features.0.0: Input should be a valid"),
+        ("/identify", {"features": [[True] * 512]}, 422, "features.0.0: Input should be a valid"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "camera": "3"}]}, 422, "items.0.camera"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "camera": True}]}, 422, "items.0.camera"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "timestamp": "1"}]}, 422, "timestamp"),
+        ("/gallery", {"items": [{"image": ""}]}, 422, "items.0.image: String should have at least"),
+        ("/embed", {"images": [""]}, 422, "body.images.0: String should have at least 1"),
+        # 2^53 + 1 would be stored as 2^53
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "timestamp": 2**53 + 1}]}, 422, "timest"),
+        ("/gallery", {"items": [{"feature": [1.0] * 512, "timestamp": -(2**53)}]}, 422, "timest"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_4xx_with_a_reason(http, path, body, status, reason):
@@ -250,11 +264,28 @@ def test_every_id_enrolment_accepts_can_be_read_and_deleted_by_the_client(url, h
 
 
 def test_values_at_the_ends_of_their_ranges_are_kept_exactly(http):
-    item = {"feature": [1.0] * 512, "id": "ends", "camera": 2**31 - 1, "timestamp": -(2.0**53)}
+    item = {"feature": [1.0] * 512, "id": "ends", "camera": 2**31 - 1, "timestamp": 1 - 2**53}
     assert http.post("/gallery", json={"items": [item]}, headers=WRITE).status_code == 201
     entry = http.get("/gallery/ends", headers=READ).json()
-    assert (entry["camera"], entry["timestamp"]) == (2**31 - 1, -(2.0**53))
+    assert (entry["camera"], entry["timestamp"]) == (2**31 - 1, 1 - 2.0**53)
     assert http.delete("/gallery/ends", headers=WRITE).status_code == 200
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-40, 1e30, 1e38, 1e39])
+def test_a_feature_counts_by_its_direction_however_small_or_large_its_values(http, scale):
+    """Squares of 1e-30 vanish in float32 and those of 1e38 overflow: neither is "all zero"."""
+    row = unit_rows(1, 512, seed=11)[0].astype(np.float64)
+    item = {"feature": row.tolist(), "id": f"scaled-{np.log10(scale):.0f}"}
+    assert http.post("/gallery", json={"items": [item]}, headers=WRITE).status_code == 201
+    scaled = (row * scale).tolist()
+    answer = http.post("/identify", json={"features": [scaled], "k": 1}, headers=READ)
+    assert answer.status_code == 200, answer.text
+    best = answer.json()["results"][0]["matches"][0]
+    assert best["id"] == item["id"] and best["score"] == pytest.approx(1.0, abs=1e-5)
+    again = {"feature": scaled, "id": f"scaled-again-{np.log10(scale):.0f}"}
+    assert http.post("/gallery", json={"items": [again]}, headers=WRITE).status_code == 201
+    for entry_id in (item["id"], again["id"]):
+        assert http.delete(f"/gallery/{entry_id}", headers=WRITE).status_code == 200
 
 
 def test_the_pixels_of_all_images_of_a_request_are_limited_before_decoding(http):

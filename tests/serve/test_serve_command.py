@@ -11,7 +11,7 @@ from tests.serve.helpers import READ_KEY
         (["--no-auth", "--host", "0.0.0.0"], {}, "--no-auth is for loopback hosts only"),
         (["--no-auth"], {"OMNIREID_READ_KEYS": READ_KEY}, "--no-auth with API keys given"),
         (["--no-auth", "--threshold", "0.5", "--verification", "v.json"], {}, "not both"),
-        (["--no-auth", "--threshold", "1.5"], {}, "cosine similarity in [-1, 1]"),
+        (["--no-auth", "--threshold", "1.5"], {}, "--threshold: must be a finite number >= -1"),
         (["--no-auth", "--target-fpr", "0.01"], {}, "--target-fpr picks a threshold from"),
         (
             ["--no-auth", "--backend", "faiss", "--qdrant-url", "http://127.0.0.1:6333"],
@@ -30,7 +30,8 @@ from tests.serve.helpers import READ_KEY
             {},
             "--unsafe-local-qdrant is for --backend qdrant without --qdrant-url",
         ),
-        (["--no-auth", "--max-request-megapixels", "0"], {}, "must be positive"),
+        (["--no-auth", "--max-request-megapixels", "0"], {}, "must be a finite number > 0"),
+        (["--no-auth", "--max-request-megapixels", "1e-9"], {}, "must be positive"),
     ],
 )
 def test_serve_refuses_unsafe_or_contradictory_settings(
@@ -44,4 +45,22 @@ def test_serve_refuses_unsafe_or_contradictory_settings(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert reason in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\x80\x04\x95binary", "is not a key file (not UTF-8 text: invalid start byte)"),
+        (b"\xef\xbb\xbfread " + READ_KEY.encode() + b"\n", "expected 'read KEY' or 'write KEY'"),
+    ],
+)
+def test_a_key_file_that_is_not_text_is_one_line(tmp_path, toy_weights, capsys, content, reason):
+    """A binary key file was a UnicodeDecodeError traceback."""
+    keys = tmp_path / "keys.txt"
+    keys.write_bytes(content)
+    args = ["serve", "--index", str(tmp_path / "g"), "--weights", str(toy_weights)]
+    assert main([*args, "--keys", str(keys)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{keys}" in err and reason in err, err
     assert not (tmp_path / "g").exists()
