@@ -52,6 +52,17 @@ def float_in(
     return parse
 
 
+def image_file(text: str) -> str:
+    """An argparse ``type``: the name of an image file to write, whose suffix says its format
+    (``IMAGE_SUFFIXES``); another suffix would fail after the work, in the image writer."""
+    if Path(text).suffix.lower() not in IMAGE_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"expected an image file name ending in {', '.join(IMAGE_SUFFIXES)}, got {text!r}"
+        )
+    return text
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 positive_int = int_in(1)  # a count: batch size, top-k, epochs
 non_negative_int = int_in(0)  # workers, threads (0: the default), a seed, an id
 pixels = int_in(16, 4096)  # an input side: OSNet downsamples by 16, smaller inputs vanish

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.common import add_weights_options, int_in, positive_int
+from omnireid.cli.common import add_weights_options, image_file, int_in, positive_int
 from omnireid.errors import UsageError
 
 
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
     p.add_argument("--query", nargs="+", required=True, help="query image(s)")
     p.add_argument("--topk", type=positive_int, default=10, help="hits per query (default 10)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking of the top 100")
-    p.add_argument("--strip", help="also draw the ranked lists into this PNG")
+    p.add_argument("--strip", type=image_file, help="also draw the ranked lists into this PNG")
     p.add_argument("--html", help="also write a self-contained HTML page")
     p.add_argument("--weights", help="extractor weights (default: those the index was built with)")
     p.add_argument("--device", default="cpu")

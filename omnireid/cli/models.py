@@ -6,10 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from omnireid.cli.common import pixels, positive_int, print_json
+from omnireid.cli.common import int_in, pixels, print_json
 from omnireid.models import build, list_models
 from omnireid.models.complexity import count_complexity
-from omnireid.models.layers import FUSIONS
+from omnireid.models.layers import FUSIONS, MAX_STREAM_DEPTH, MAX_STREAMS
+from omnireid.models.osnet import MAX_BLOCKS
 
 
 def register(sub: Any) -> None:
@@ -21,13 +22,21 @@ def register(sub: Any) -> None:
     p.add_argument("--height", type=pixels, default=256, help="input height (default 256)")
     p.add_argument("--width", type=pixels, default=128, help="input width (default 128)")
     p.add_argument("--json", action="store_true", help="print JSON with keys params, mult_adds")
-    p.add_argument("--streams", type=positive_int, help="T, streams per block (Table 5; default 4)")
+    p.add_argument(
+        "--streams",
+        type=int_in(1, MAX_STREAMS),
+        help="T, streams per block (Table 5; default 4)",
+    )
     p.add_argument("--fusion", choices=FUSIONS, help="stream fusion (Table 5; default unified)")
     p.add_argument("--full-conv", action="store_true", help="standard 3x3 instead of Lite 3x3")
     p.add_argument(
-        "--stream-depth", type=positive_int, help="same depth for every stream (ResNeXt-like)"
+        "--stream-depth",
+        type=int_in(1, MAX_STREAM_DEPTH),
+        help="same depth for every stream (ResNeXt-like)",
     )
-    p.add_argument("--layers", type=positive_int, nargs=3, help="blocks per stage, e.g. 3 8 6")
+    p.add_argument(
+        "--layers", type=int_in(1, MAX_BLOCKS), nargs=3, help="blocks per stage, e.g. 3 8 6"
+    )
     p.set_defaults(func=cmd_complexity)
 
     p = sub.add_parser("summary", help="size and cost of every architecture (Table 6 sizes)")

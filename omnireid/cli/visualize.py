@@ -9,7 +9,7 @@ from typing import Any
 
 from omnireid.cli.common import int_in, pixels, positive_int
 from omnireid.errors import UsageError
-from omnireid.models.layers import FUSIONS
+from omnireid.models.layers import FUSIONS, MAX_STREAMS
 
 
 def register(sub: Any) -> None:
@@ -18,12 +18,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--weights", help="run, checkpoint or weights file; random init if absent")
     p.add_argument("--arch", help="architecture (default: the checkpoint's)")
-    p.add_argument("--streams", type=positive_int, help="T of the first model (Table 5; default 4)")
+    p.add_argument(
+        "--streams", type=int_in(1, MAX_STREAMS), help="T of the first model (Table 5; default 4)"
+    )
     p.add_argument("--fusion", choices=FUSIONS, help="stream fusion of the first model")
     p.add_argument("--name", help="label of the first model")
     p.add_argument("--weights2", help="checkpoint of a second model to compare with")
     p.add_argument("--arch2", help="architecture of the second model")
-    p.add_argument("--streams2", type=positive_int, help="T of the second model")
+    p.add_argument("--streams2", type=int_in(1, MAX_STREAMS), help="T of the second model")
     p.add_argument(
         "--fusion2",
         choices=FUSIONS,

@@ -13,6 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from omnireid.errors import UsageError
+
+# The largest stream count (T) and stream depth a block is built with: T streams hold
+# T(T+1)/2 layers, so T = 1000 would take hours to build; Table 5 studies T = 1..4
+MAX_STREAMS = 16
+MAX_STREAM_DEPTH = 16
+
 Norm = Literal["bn", "in", "none"]
 Fusion = Literal["unified", "separate", "streamwise", "static", "concat", "add", "none"]
 InstanceNormPlacement = Literal["none", "in", "out", "in_out"]
@@ -95,8 +102,8 @@ class Stream(nn.Module):
 
     def __init__(self, channels: int, depth: int, lite: bool = True) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"stream depth must be >= 1, got {depth}")
+        if not 1 <= depth <= MAX_STREAM_DEPTH:
+            raise UsageError(f"stream depth must be within [1, {MAX_STREAM_DEPTH}], got {depth}")
         self.layers = nn.Sequential(
             *[conv3x3_layer(channels, channels, lite) for _ in range(depth)]
         )
@@ -116,7 +123,7 @@ class AggregationGate(nn.Module):
         super().__init__()
         hidden = channels // reduction
         if hidden < 1:
-            raise ValueError(f"gate needs channels >= reduction ({reduction}), got {channels}")
+            raise UsageError(f"gate needs channels >= reduction ({reduction}), got {channels}")
         self.fc1 = nn.Conv2d(channels, hidden, 1, bias=True)
         self.fc2 = nn.Conv2d(hidden, num_gates or channels, 1, bias=True)
 
@@ -164,17 +171,21 @@ class OSBlock(nn.Module):
         gate_reduction: int = 16,
     ) -> None:
         super().__init__()
-        if streams < 1:
-            raise ValueError(f"streams (T) must be >= 1, got {streams}")
+        if not 1 <= streams <= MAX_STREAMS:
+            raise UsageError(f"streams (T) must be within [1, {MAX_STREAMS}], got {streams}")
+        if stream_depth is not None and not 1 <= stream_depth <= MAX_STREAM_DEPTH:
+            raise UsageError(
+                f"stream_depth must be within [1, {MAX_STREAM_DEPTH}], got {stream_depth}"
+            )
         if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
+            raise UsageError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
         if fusion == "none" and streams != 1:
-            raise ValueError(
+            raise UsageError(
                 f"fusion='none' is the single-stream baseline of Fig. 4(a): it needs streams=1, "
                 f"got {streams}"
             )
         if instance_norm not in IN_PLACEMENTS:
-            raise ValueError(f"unknown instance_norm {instance_norm!r}; expected {IN_PLACEMENTS}")
+            raise UsageError(f"unknown instance_norm {instance_norm!r}; expected {IN_PLACEMENTS}")
         if out_channels % bottleneck_reduction:
             raise ValueError(
                 f"out_channels ({out_channels}) must be divisible by {bottleneck_reduction}"

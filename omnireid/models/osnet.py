@@ -18,6 +18,11 @@ from omnireid.models.spec import ModelSpec
 
 Stem = Literal["table1", "cifar"]
 
+# The most blocks per stage and the widest embedding a model is built with (Table 1 has 2 and
+# 512; the bounds keep a typo such as layers=[2000, ...] from building for hours or the memory)
+MAX_BLOCKS = 32
+MAX_FEATURE_DIM = 8192
+
 # Table 6's width multiplier beta applied to [conv1, conv2, conv3, conv4] of Table 1.
 WIDTHS: dict[str, tuple[int, int, int, int]] = {
     "x1_0": (64, 256, 384, 512),
@@ -100,8 +105,10 @@ class OSNet(nn.Module):
             raise ValueError(f"channels needs 4 widths (conv1..conv4), got {list(channels)}")
         if block_norms is None:
             layers = (2, 2, 2) if layers is None else tuple(layers)
-            if len(layers) != 3 or min(layers) < 1:
-                raise UsageError(f"layers needs 3 stage depths >= 1, got {list(layers)}")
+            if len(layers) != 3 or not all(1 <= n <= MAX_BLOCKS for n in layers):
+                raise UsageError(
+                    f"layers needs 3 stage depths within [1, {MAX_BLOCKS}], got {list(layers)}"
+                )
             plain: tuple[InstanceNormPlacement, ...] = ("none",)
             block_norms = [plain * n for n in layers]
         if len(block_norms) != 3 or any(len(stage) < 1 for stage in block_norms):
@@ -111,6 +118,10 @@ class OSNet(nn.Module):
             raise UsageError(
                 f"layers {list(layers)} conflicts with block_norms, which has {list(counts)} "
                 "blocks per stage; give one of them"
+            )
+        if not 1 <= feature_dim <= MAX_FEATURE_DIM:
+            raise UsageError(
+                f"feature_dim must be within [1, {MAX_FEATURE_DIM}], got {feature_dim}"
             )
         self.feature_dim = feature_dim
         self.arch: str | None = None  # the registry name ``models.build`` built it by

@@ -115,6 +115,12 @@ def unwrap_state_dict(obj: object, source: str = "checkpoint") -> StateDict:
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{source}: entries that are not tensors: {bad[:10]}")
+    odd = [k for k, v in obj.items() if v.layout != torch.strided or v.is_quantized or v.is_meta]
+    if odd:  # no training writes them; shape checks and loading fail on them in odd places
+        raise CheckpointError(
+            f"{source}: tensors that are not plain dense ones (sparse, quantized or without "
+            f"data): {odd[:10]}"
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 

@@ -222,7 +222,7 @@ def test_overrides_may_stand_anywhere_after_the_command():
         ("check-pipeline --limit 0", "argument --limit: must be an integer >= 1, got 0"),
         ("gates --clusters 0", "argument --clusters: must be an integer >= 1, got 0"),
         ("gates --seed -1", "argument --seed: must be an integer within [0, 4294967295]"),
-        ("actmap --streams 0", "argument --streams: must be an integer >= 1, got 0"),
+        ("actmap --streams 0", "argument --streams: must be an integer within [1, 16], got 0"),
         ("complexity osnet_x0_25 --height 0", "argument --height: must be an integer"),
         ("complexity osnet_x0_25 --layers 2 0 2", "argument --layers: must be"),
         ("train --seeds 1 -1", "argument --seeds: must be an integer within [0, "),
