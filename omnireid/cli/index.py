@@ -141,12 +141,12 @@ def cmd_index_query(args: argparse.Namespace) -> int:
             f"{weights} differs from the weights {args.index} was built with "
             f"({built_with}); query features would not match the gallery's"
         )
-    known = spec is not None and spec.preprocessing is not None
+    size = spec.input_size if spec is not None and spec.preprocessing is not None else None
     extractor = FeatureExtractor(
         weights,
         arch=spec.arch if spec is not None else None,
         device=args.device,
-        image_size=spec.input_size if known else None,
+        image_size=size,
         precision=args.precision,
     )
     index = GalleryIndex.load(

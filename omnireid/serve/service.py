@@ -17,7 +17,7 @@ from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def read_threshold(path: str | Path, arch: str | None, target_fpr: float | None)
     return point
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -206,7 +206,9 @@ class GalleryService:
         the store holds them durably."""
         if not items:
             raise RequestError("no items given", 422)
-        entries, images, rows = [], [], []
+        entries: list[Entry] = []
+        images: list[tuple[int, Any]] = []  # (item number, base64 image)
+        rows: list[tuple[int, Any]] = []  # (item number, feature)
         for i, item in enumerate(items):
             has_image, has_feature = item.get("image") is not None, item.get("feature") is not None
             if has_image == has_feature:
