@@ -23,13 +23,14 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/omnireid demo
 
+# ruff, the import layers and mypy on the package ([tool.mypy] in pyproject.toml)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-# mypy on the package ([tool.mypy] in pyproject.toml); not yet part of lint, which it joins
-# once it reports no error
+# mypy alone (part of lint)
 typecheck: venv
 	$(BIN)/mypy
 
