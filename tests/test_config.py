@@ -128,7 +128,10 @@ def test_the_choices_are_those_the_library_takes():
         ("test.metric=manhattan", r"test.metric must be one of \['euclidean', 'cosine'\]"),
         ("optim.name=rmsprop", r"optim.name must be one of \['sgd', 'adam', 'amsgrad'\]"),
         ("optim.schedule=step", r"optim.schedule must be one of \['multistep', 'cosine'\]"),
-        ("train.amp=fp32", r"train.amp must be one of \['none', 'auto', 'bf16', 'fp16'\], got 'fp32'"),
+        (
+            "train.amp=fp32",
+            r"train.amp must be one of \['none', 'auto', 'bf16', 'fp16'\], got 'fp32'",
+        ),
         ("train.collapse=maybe", r"train.collapse must be one of \['warn', 'stop', 'off'\]"),
         ("train.collapse=false", "got False .*quote it"),
         ("train.budget_clock=moon", r"train.budget_clock must be one of \['wall', 'cpu'\]"),
