@@ -191,7 +191,8 @@ def test_a_time_budget_ends_the_run_early_with_its_evaluation(tiny_world: Path, 
     records = fit_from_config(load_config(None, overrides))
     assert 1 <= len(records) < 1000 and "rank1" in records[-1]
     assert all("rank1" not in r for r in records[:-1])  # evaluated once, at the end
-    assert records[0]["lr"] > records[-1]["lr"]  # cosine over time
+    if len(records) > 1:  # a loaded machine may fit only one epoch in 3.6 s
+        assert records[0]["lr"] > records[-1]["lr"]  # cosine over time
     # run again: the finished run is kept as it is, not trained further or restarted
     log = (tmp_path / "log.jsonl").read_text()
     assert fit_from_config(load_config(None, overrides)) == []
