@@ -13,6 +13,8 @@ the contract had its last five fields store only size, mean and std; the rest ta
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,11 @@ from typing import Any
 import numpy as np
 
 from omnireid.errors import CheckpointError
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -69,6 +76,20 @@ class Preprocessing:
                 raise CheckpointError(
                     f"preprocessing {name}={getattr(self, name)!r}: this omnireid implements "
                     f"{', '.join(map(repr, allowed))}"
+                )
+        side = [v for v in (self.height, self.width) if isinstance(v, numbers.Integral)]
+        bools = isinstance(self.height, bool) or isinstance(self.width, bool)
+        if len(side) != 2 or bools or not all(1 <= v <= 4096 for v in side):
+            raise CheckpointError(
+                f"preprocessing height and width must be integers within [1, 4096], got "
+                f"{self.height!r} x {self.width!r}"
+            )
+        for name in ("mean", "std", "value_range"):
+            values = getattr(self, name)
+            count = 2 if name == "value_range" else 3
+            if len(values) != count or not all(_finite_number(v) for v in values):
+                raise CheckpointError(
+                    f"preprocessing {name} must be {count} finite numbers, got {list(values)}"
                 )
         low, high = self.value_range
         if not (self.height > 0 and self.width > 0 and high > low):

@@ -28,6 +28,7 @@ from omnireid.engine.callbacks import Checkpointer, EpochLog
 from omnireid.engine.loop import fit
 from omnireid.engine.optim import build_optimizer, build_scheduler
 from omnireid.engine.schedules import LRSchedule
+from omnireid.errors import UsageError
 from omnireid.models.spec import ModelSpec, Provenance, SourceWeights
 from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress
@@ -101,6 +102,10 @@ def build_adaptation(
 
 def samples_of(images: Sequence[str | Path], camids: Sequence[int] | None = None) -> list[Sample]:
     """Unlabelled samples of image files; camera ids given, from Market-style names, or 0."""
+    if not len(images):
+        raise UsageError("no images to adapt to")
+    if camids is not None and len(camids) != len(images):
+        raise UsageError(f"{len(camids)} camera ids for {len(images)} images: give one per image")
     out = []
     for i, path in enumerate(images):
         parsed = parse_market_name(path)

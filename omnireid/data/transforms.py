@@ -19,6 +19,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from omnireid.data.images import read_image
+from omnireid.errors import UsageError
 from omnireid.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ class WarnIfTiny(torch.nn.Module):
 
     def forward(self, img: Image.Image) -> Image.Image:
         w, h = img.size
+        if not w or not h:  # resized, it would pass for a black image
+            raise UsageError(
+                f"an input image is {h}x{w} pixels: there is nothing to compute a feature from"
+            )
         if not self.warned and (h * self.factor < self.height or w * self.factor < self.width):
             self.warned = True
             log.warning(

@@ -173,6 +173,8 @@ class GalleryIndex:
             raise ValueError(f"{what} must be (N, {self.dim}), got shape {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError(f"{what} contain NaN or infinite values")
+        if self.normalize and len(x) and not np.abs(x).max(axis=1).all():
+            raise ValueError(f"{what} contain an all-zero vector, which has no direction (cosine)")
         if self.normalize:
             x = l2_normalize(x)
         return x
