@@ -110,7 +110,10 @@ def read_onnx_contract(path: str | Path) -> ModelContract:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
-    proto = onnx.load(str(path))
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError, or onnx's own errors for other bytes
+        raise ExportError(f"{path} is not an ONNX model ({type(e).__name__}: {e})") from e
     props = {
         p.key.removeprefix(PREFIX): p.value
         for p in proto.metadata_props

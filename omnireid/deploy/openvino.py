@@ -47,7 +47,11 @@ def read_openvino_model(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"OpenVINO model not found: {path}")
-    return _core().read_model(str(path))
+    try:
+        return _core().read_model(str(path))
+    except RuntimeError as e:  # OpenVINO's reader: one multi-line message for any bad file
+        reason = " ".join(str(e).split())[-160:]
+        raise ExportError(f"{path} is not an OpenVINO IR or ONNX model ({reason})") from e
 
 
 def read_openvino_contract(path_or_model: str | Path | Any) -> ModelContract:

@@ -11,7 +11,7 @@ from PIL import Image
 from omnireid.adapt.api import samples_of
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.deploy.index import GalleryIndex
-from omnireid.errors import CheckpointError, UsageError
+from omnireid.errors import CheckpointError, ExportError, UsageError
 from omnireid.preprocessing import Preprocessing
 
 
@@ -67,3 +67,9 @@ def test_adaptation_needs_images_and_one_camera_id_each():
         samples_of(["a.jpg", "b.jpg"], camids=[0])
     with pytest.raises(UsageError, match="no images to adapt to"):
         samples_of([])
+
+
+def test_a_file_that_is_not_an_onnx_model_is_an_export_error(toy_weights):
+    """A .pt given as a graph was protobuf's DecodeError ("Wire format was corrupt")."""
+    with pytest.raises(ExportError, match=r"osnet_x0_25_toy\.pt is not an ONNX model"):
+        FeatureExtractor.from_onnx(toy_weights)

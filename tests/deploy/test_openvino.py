@@ -164,3 +164,11 @@ def test_nothing_wrong_passes_through_openvino(toy_weights, tiny_world, tmp_path
     flat = FeatureExtractor(zero, image_size=SIZE, backend="openvino")
     with pytest.raises(DegenerateFeaturesError, match="all 4 images gave the same feature"):
         flat(paths)
+
+
+def test_a_file_openvino_cannot_read_is_an_export_error(toy_weights):
+    """A .pt given as an IR was OpenVINO's multi-line RuntimeError."""
+    from omnireid.errors import ExportError
+
+    with pytest.raises(ExportError, match=r"osnet_x0_25_toy\.pt is not an OpenVINO IR or ONNX"):
+        FeatureExtractor.from_openvino(toy_weights)
