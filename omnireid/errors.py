@@ -8,6 +8,11 @@ programming bug keeps its traceback. Each class also derives from the builtin it
 
 from __future__ import annotations
 
+# What reading a JSON text can raise for bad input: JSONDecodeError and UnicodeDecodeError are
+# ValueErrors, and a text nested deeper than Python's recursion limit (``[[[[...``, a few KB)
+# raises RecursionError from the decoder. Every reader of a file given to omnireid catches these.
+JSON_ERRORS = (ValueError, RecursionError)
+
 
 class OmniReIDError(Exception):
     """Base class of the errors that describe a problem with the user's input or environment."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omnireid.errors import CheckpointError, ExportError
+from omnireid.errors import JSON_ERRORS, CheckpointError, ExportError
 from omnireid.models.spec import ModelSpec, Provenance
 from omnireid.preprocessing import Preprocessing
 
@@ -111,7 +111,7 @@ class ModelContract:
             )
         try:
             values = {k: v if k in TEXT_FIELDS else json.loads(v) for k, v in props.items()}
-        except json.JSONDecodeError as e:
+        except JSON_ERRORS as e:
             raise ExportError(f"{source}: unreadable contract property: {e}") from e
         version = values["format_version"]
         if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
@@ -140,7 +140,7 @@ def _read_spec(values: Mapping[str, Any], source: str | Path) -> ModelSpec:
         raise KeyError("spec")
     try:
         data = json.loads(values["spec"])
-    except json.JSONDecodeError as e:
+    except JSON_ERRORS as e:
         raise ValueError(f"its spec is not JSON: {e}") from e
     return ModelSpec.from_dict(data, source=f"{source} (contract spec)")
 

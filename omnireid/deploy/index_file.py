@@ -25,7 +25,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from omnireid.errors import CheckpointError, IndexFileError
+from omnireid.errors import JSON_ERRORS, CheckpointError, IndexFileError
 from omnireid.models.spec import ModelSpec
 from omnireid.models.weights import file_sha256
 from omnireid.preprocessing import Preprocessing
@@ -75,7 +75,7 @@ def read_header(path: str | Path) -> dict:
         )
     try:
         header = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except JSON_ERRORS as e:
         raise IndexFileError(f"{file} is corrupt (not valid JSON: {e})") from e
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise IndexFileError(f"{file} is not an {FORMAT} header")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from omnireid.errors import UsageError
+from omnireid.errors import JSON_ERRORS, UsageError
 from omnireid.models import osnet
 from omnireid.models.osnet import IN_FIXED, OSNet
 from omnireid.models.zoo import zoo_names
@@ -98,7 +98,7 @@ def read_spec(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"architecture spec not found: {path}")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except JSON_ERRORS as e:
         raise UsageError(f"{path}: not a JSON architecture spec ({e})") from e
 
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from omnireid.errors import CheckpointError
+from omnireid.errors import JSON_ERRORS, CheckpointError
 from omnireid.preprocessing import Preprocessing
 from omnireid.rundir import CheckpointDir
 
@@ -350,7 +350,7 @@ def read_spec_file(path: str | Path) -> ModelSpec:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except JSON_ERRORS as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from e
     return ModelSpec.from_dict(data, source=path)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from omnireid.errors import CheckpointError
+from omnireid.errors import JSON_ERRORS, CheckpointError
 from omnireid.models.spec import (
     ModelSpec,
     card_spec_fields,
@@ -103,7 +103,7 @@ def expand_zoo(weights: str | Path) -> Path:
 def _read_card(path: Path) -> dict[str, Any]:
     try:
         card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except JSON_ERRORS as e:
         raise CheckpointError(f"{path} is not a valid model card ({e})") from e
     if not isinstance(card, dict):
         raise CheckpointError(f"{path} is not a valid model card (not a JSON object)")

@@ -22,6 +22,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from omnireid.errors import (
+    JSON_ERRORS,
     DegenerateFeaturesError,
     NonFiniteFeaturesError,
     RequestError,
@@ -49,7 +50,7 @@ def read_threshold(path: str | Path, arch: str | None, target_fpr: float | None)
     path = Path(path)
     try:
         summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except JSON_ERRORS as e:
         raise UsageError(f"{path} is not a verification.json (invalid JSON: {e})") from e
     if not isinstance(summary, dict) or "suggested" not in summary:
         raise UsageError(f"{path} is not a verification.json from `omnireid calibrate`")
