@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ def check_index_options(args: argparse.Namespace, images: int) -> None:
         "--hnsw-m": args.hnsw_m,
         "--ef-search": args.ef_search,
     }
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):  # found only when saving
+        raise UsageError(f"--out {args.out} is a file; the index is a folder: give a new name")
     kinds = {"--nlist": "ivf", "--nprobe": "ivf", "--hnsw-m": "hnsw", "--ef-search": "hnsw"}
     for flag, value in given.items():
         if value is not None and kinds[flag] != args.kind:

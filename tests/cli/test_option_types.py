@@ -78,3 +78,16 @@ def test_image_outputs_and_model_sizes_are_checked_before_any_work(capsys, comma
     assert main(command.split()) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_index_build_refuses_an_out_that_is_a_file_before_extracting(tmp_path, capsys):
+    """It was found only when saving, after every image had been through the model."""
+    from PIL import Image
+
+    (tmp_path / "taken").write_text("x")
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (32, 64)).save(tmp_path / "images" / "a.png")
+    args = ["index", "build", "--weights", "w.pt", "--images", str(tmp_path / "images")]
+    assert main([*args, "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "taken is a file; the index is a folder" in err, err
