@@ -72,30 +72,36 @@ class Route:
         return f"{self.backend} {self.precision}"
 
 
-# Market-1501 mAP cost against fp32 (points; the worst over the real x0.25 models measured,
-# L2-normalised features), None where not measured yet. The fp32 paths give PyTorch's features
-# to 2e-7 (the export checks 1e-4). OpenVINO bf16: the reference x0.25 checkpoint, 74.88 vs
-# 74.94 (commit bfac38c). Filled from `benchmarks/quantized_market.py` (docs/deployment.md).
+# Market-1501 mAP cost against fp32 (points, cosine distance on L2-normalised features; the
+# worst over the real x0.25 models measured: the reference checkpoint and the zoo models in
+# docs/deployment.md's table, by `benchmarks/quantized_market.py`, calibrated on 300 train
+# images; docs/results/precision_cost_market.json). The fp32
+# paths give PyTorch's features to 2e-7 (the export checks 1e-4). int8 costs up to 0.75 (ONNX
+# Runtime) and 0.92 (OpenVINO, NNCF) on the ImageNet-fine-tuned 128x64 model: above the bound,
+# so auto never takes int8 until a calibration keeps it within.
 MAP_COST: dict[Route, float | None] = {
     Route("fast", "fp32"): 0.0,
     Route("torch", "fp32"): 0.0,
     Route("onnxruntime", "fp32"): 0.0,
     Route("openvino", "fp32"): 0.0,
-    Route("openvino", "bf16"): 0.06,
-    Route("fast", "bf16"): None,
-    Route("onnxruntime", "int8"): None,
-    Route("openvino", "int8"): None,
+    Route("openvino", "bf16"): 0.07,
+    Route("fast", "bf16"): 0.05,
+    Route("onnxruntime", "int8"): 0.75,
+    Route("openvino", "int8"): 0.92,
 }
 
-# Fastest first, batch 32 on the 2-core Zen 5 EPYC (x0.25 / x1.0 img/s, measured before this
-# module: OpenVINO bf16 1274 / 284, ONNX Runtime fp32 1053 / 130, the fast path 673 / 106;
-# int8 and torch bf16 placed by noisy runs beside training jobs: int8 level with bf16 for
-# x1.0, slower than ONNX Runtime fp32 for x0.25). `omnireid bench` re-measures them.
+# Fastest first: `omnireid bench --arch osnet_x0_25 osnet_x1_0 --batch 32 1` on the 2-core Zen 5
+# EPYC, nothing else running (docs/results/bench_zen5.json; img/s x0.25 b32 / b1, x1.0 b32 /
+# b1): OpenVINO bf16 1056 / 627 / 247 / 163, OpenVINO int8 866 / 577 / 231 / 185, ONNX Runtime
+# fp32 747 / 458 / 118 / 106, ONNX Runtime int8 356 / 265 / 159 / 110 (slower than fp32 for
+# x0.25), the fast path in bf16 549 / 83 / 123 / 61 and in fp32 405 / 115 / 76 / 55. OpenVINO
+# fp32 (795 / 620 / 123 / 124 here) stays out of the order: on CPUs without bf16 units, the only
+# ones where it would be chosen, it measured slower than ONNX Runtime (commit bfac38c).
 SPEED_ORDER = (
     Route("openvino", "bf16"),
     Route("openvino", "int8"),
-    Route("onnxruntime", "int8"),
     Route("onnxruntime", "fp32"),
+    Route("onnxruntime", "int8"),
     Route("fast", "bf16"),
     Route("fast", "fp32"),
 )
