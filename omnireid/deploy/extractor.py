@@ -356,12 +356,20 @@ def _check_options(
         raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if precision not in PRECISION_CHOICES:
         raise UsageError(f"precision must be one of {sorted(PRECISION_CHOICES)}, got {precision!r}")
+    try:
+        where = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise UsageError(f"device {device!r} is not a device torch knows ({e})") from None
+    if where.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (where.index or 0) >= count:
+            raise UsageError(f"device {device!r}: this machine has {count} usable CUDA GPU(s)")
     if precision == "fp16" and backend in ("onnxruntime", "openvino"):
         raise UsageError("precision='fp16' is for the torch backends (on a CUDA device)")
-    if precision == "fp16" and torch.device(device).type != "cuda":
+    if precision == "fp16" and where.type != "cuda":
         raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
     if onnx_path is not None and openvino_path is not None:
         raise UsageError("give onnx_path or openvino_path, not both")
     for name, path, wanted in (

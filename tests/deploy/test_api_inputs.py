@@ -73,3 +73,20 @@ def test_a_file_that_is_not_an_onnx_model_is_an_export_error(toy_weights):
     """A .pt given as a graph was protobuf's DecodeError ("Wire format was corrupt")."""
     with pytest.raises(ExportError, match=r"osnet_x0_25_toy\.pt is not an ONNX model"):
         FeatureExtractor.from_onnx(toy_weights)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"device": "cuda:99"}, "usable CUDA GPU"),
+        ({"device": "gpu-please"}, "not a device torch knows"),
+        ({"batch_size": True}, "positive integer, got True"),
+        ({"batch_size": 2.5}, "positive integer, got 2.5"),
+        ({"batch_size": 0}, "positive integer, got 0"),
+    ],
+)
+def test_device_and_batch_size_are_checked_when_the_extractor_is_made(
+    toy_weights, options, message
+):
+    with pytest.raises(UsageError, match=message):
+        FeatureExtractor(toy_weights, **options)
