@@ -158,6 +158,9 @@ def read_index_dir(path: Path, header: dict) -> tuple[faiss.Index, dict[str, np.
     return index, metadata
 
 
+REQUIRED_KEYS = ("dim", "metric", "kind", "params")  # every writer's header has them
+
+
 def _is_int(value: object, lo: int, hi: int | None = None) -> bool:
     if not isinstance(value, int) or isinstance(value, bool):
         return False
@@ -168,6 +171,9 @@ def check_header_values(header: dict, file: Path) -> None:
     """Refuse a header whose values this version cannot use (a checksum proves only that the
     header was not changed after it was written, not that its writer wrote sense): each is
     named with what it must be, as an ``IndexFileError``, never a crash or a wrong result."""
+    missing = [key for key in REQUIRED_KEYS if key not in header]
+    if missing:
+        raise IndexFileError(f"{file}: no {', '.join(missing)}: not a header any writer wrote")
     params = header.get("params")
     rules: list[tuple[str, object, bool, str]] = [
         ("dim", header.get("dim"), _is_int(header.get("dim"), 1), "an integer >= 1"),

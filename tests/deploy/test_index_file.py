@@ -27,7 +27,9 @@ def _write(tmp_path):
         "camids": np.array([0, 1, 0, -1]),
         "timestamps": np.array([0.5, np.nan, 2.0, 3.0]),
     }
-    return write_index_dir(tmp_path / "idx", index, metadata, {"dim": 4}), metadata
+    params = {"nlist": None, "nprobe": 8, "hnsw_m": 32, "ef_construction": 40, "ef_search": 16}
+    header = {"dim": 4, "metric": "l2", "kind": "flat", "params": params}
+    return write_index_dir(tmp_path / "idx", index, metadata, header), metadata
 
 
 def test_round_trip_keeps_the_vectors_and_metadata(tmp_path):

@@ -88,3 +88,10 @@ def test_the_command_line_refuses_them_in_one_line(index_dir, toy_weights, tiny_
     assert (
         err.strip().splitlines()[-1].endswith("params.ef_search is 0, it must be an integer >= 1")
     )
+
+
+@pytest.mark.parametrize("key", ["dim", "metric", "kind", "params"])
+def test_a_header_without_a_required_value_is_refused_by_name(index_dir, key):
+    resealed(index_dir, lambda header: header.pop(key))
+    with pytest.raises(IndexFileError, match=rf"header.json: no {key}"):
+        GalleryIndex.load(index_dir)
