@@ -369,7 +369,7 @@ def _check_options(
     if precision == "fp16" and where.type != "cuda":
         raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if onnx_path is not None and openvino_path is not None:
         raise UsageError("give onnx_path or openvino_path, not both")
     for name, path, wanted in (

@@ -80,9 +80,9 @@ def test_a_file_that_is_not_an_onnx_model_is_an_export_error(toy_weights):
     [
         ({"device": "cuda:99"}, "usable CUDA GPU"),
         ({"device": "gpu-please"}, "not a device torch knows"),
-        ({"batch_size": True}, "positive integer, got True"),
-        ({"batch_size": 2.5}, "positive integer, got 2.5"),
-        ({"batch_size": 0}, "positive integer, got 0"),
+        ({"batch_size": True}, "an integer >= 1, got True"),
+        ({"batch_size": 2.5}, "an integer >= 1, got 2.5"),
+        ({"batch_size": 0}, "an integer >= 1, got 0"),
     ],
 )
 def test_device_and_batch_size_are_checked_when_the_extractor_is_made(

@@ -156,7 +156,7 @@ def test_clear_errors(weights, images, tmp_path):
         extractor([3])
     with pytest.raises(UsageError, match="backend must be one of"):
         _extractor(weights, backend="tensorrt")
-    with pytest.raises(UsageError, match="batch_size must be >= 1"):
+    with pytest.raises(UsageError, match="batch_size must be an integer >= 1, got 0"):
         _extractor(weights, batch_size=0)
     with pytest.raises(UsageError, match="precision must be one of"):
         _extractor(weights, precision="int4")
