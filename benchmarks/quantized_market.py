@@ -155,12 +155,14 @@ def main() -> None:
             print(f"{weights}: not found, skipped")
             continue
         _, pre = load_for_inference(weights)
-        if pre.size not in cache:
+        if pre.input_size not in cache:
             start = time.perf_counter()
-            cache[pre.size] = decoded(dataset, pre.size)
+            cache[pre.input_size] = decoded(dataset, pre.input_size)
             took = time.perf_counter() - start
-            print(f"decoded {len(cache[pre.size])} images at {pre.size} in {took:.0f} s")
-        pixels = cache[pre.size]
+            print(
+                f"decoded {len(cache[pre.input_size])} images at {pre.input_size} in {took:.0f} s"
+            )
+        pixels = cache[pre.input_size]
         print(f"{weights} ({pre.height}x{pre.width}):", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             files = graphs(weights, train, Path(tmp), args.calib, not args.reduce_range)

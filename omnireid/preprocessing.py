@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from omnireid.deprecation import warn_renamed
 from omnireid.errors import CheckpointError
 
 
@@ -101,8 +102,15 @@ class Preprocessing:
             raise CheckpointError(f"preprocessing std must be positive, got {list(self.std)}")
 
     @property
-    def size(self) -> tuple[int, int]:
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the network's input."""
         return self.height, self.width
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Deprecated name of ``input_size``."""
+        warn_renamed("Preprocessing.size", "Preprocessing.input_size")
+        return self.input_size
 
     @property
     def unit_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

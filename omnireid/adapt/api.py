@@ -126,13 +126,13 @@ def source_preprocessing(
     if stored is not None and preprocessing != stored:
         differs = [
             name
-            for name in ("size", "mean", "std", "value_range", "output_norm")
+            for name in ("input_size", "mean", "std", "value_range", "output_norm")
             if getattr(preprocessing, name) != getattr(stored, name)
         ]
         log.warning(
             "%s was trained with %s %s; adapting with %s as asked",
             source,
-            ", ".join(differs),
+            ", ".join(n.removeprefix("input_") for n in differs),
             "/".join(str(getattr(stored, n)) for n in differs),
             "/".join(str(getattr(preprocessing, n)) for n in differs),
         )

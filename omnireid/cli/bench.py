@@ -83,7 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     payload: dict[str, Any] = {"machine": platform.machine(), "threads": threads, "runs": []}
     payload["peaks"] = {p: (peak.ops_per_s if peak else None) for p, peak in peaks.items()}
-    size = (args.height, args.width)
+    input_size = (args.height, args.width)
     archs = args.arch or ([None] if args.weights else ["osnet_x0_25"])
     for arch in archs:
         for batch in args.batch:
@@ -91,7 +91,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 arch,
                 batch,
                 weights=args.weights,
-                size=size,
+                input_size=input_size,
                 paths=args.paths or PATHS,
                 calib=args.calib,
                 seconds=args.seconds,
@@ -100,7 +100,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 flags=flags,
             )
             name = args.weights or arch
-            print(f"{name}, batch {batch}, {size[0]}x{size[1]} (ratios to {rows[0].baseline}):")
+            height, width = input_size
+            print(f"{name}, batch {batch}, {height}x{width} (ratios to {rows[0].baseline}):")
             for row in rows:
                 print(f"  {format_row(row)}")
             payload["runs"].append(

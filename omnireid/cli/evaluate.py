@@ -217,7 +217,7 @@ def make_extractor(args: argparse.Namespace, backend: str) -> FeatureExtractor:
     graph = args.onnx or args.openvino
     if graph is None:
         size = (args.height, args.width)  # None: the stored one
-        extractor = FeatureExtractor(args.weights, arch=args.arch, image_size=size, **options)
+        extractor = FeatureExtractor(args.weights, arch=args.arch, input_size=size, **options)
     else:
         key = "onnx_path" if args.onnx else "openvino_path"
         extractor = FeatureExtractor(**{key: graph}, **options)

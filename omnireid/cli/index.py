@@ -104,7 +104,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         args.weights,
         arch=args.arch,
         device=args.device,
-        image_size=size,
+        input_size=size,
         batch_size=args.batch_size,
         precision=args.precision,
     )
@@ -116,7 +116,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     index = index_image_folder(extractor, args.images, **options)
     index.save(args.out)
     known = int((index.meta.camids >= 0).sum())
-    h, w = extractor.image_size
+    h, w = extractor.input_size
     print(
         f"indexed {len(index)} images ({known} with a Market-style pid/camid) from {args.images}: "
         f"{index.kind} {index.metric} index of {index.dim}-d {extractor.arch} features at {h}x{w} "
@@ -149,7 +149,7 @@ def cmd_index_query(args: argparse.Namespace) -> int:
         weights,
         arch=spec.arch if spec is not None else None,
         device=args.device,
-        image_size=size,
+        input_size=size,
         precision=args.precision,
     )
     index = GalleryIndex.load(

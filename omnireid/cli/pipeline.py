@@ -82,11 +82,11 @@ def _engines(args: argparse.Namespace) -> tuple[Any, Any]:
         raise UsageError("give --onnx or --openvino, not both")
     if not (args.onnx or args.openvino):
         engine = FeatureExtractor(
-            args.weights, arch=args.arch, backend=args.backend, image_size=size, **common
+            args.weights, arch=args.arch, backend=args.backend, input_size=size, **common
         )
         return engine, None
     reference = FeatureExtractor(
-        args.weights, arch=args.arch, backend="fast", image_size=size, **common
+        args.weights, arch=args.arch, backend="fast", input_size=size, **common
     )
     # the runtime named, not auto's choice: the file runs in its own precision, fp32 unless it
     # is int8 (the drift measured is the integration's, not a reduced precision's)
@@ -95,7 +95,7 @@ def _engines(args: argparse.Namespace) -> tuple[Any, Any]:
     else:
         engine = FeatureExtractor.from_openvino(args.openvino, backend="openvino", **common)
     graph, weights = engine.preprocessing, reference.preprocessing
-    if (graph.size, graph.mean, graph.std) != (weights.size, weights.mean, weights.std):
+    if (graph.input_size, graph.mean, graph.std) != (weights.input_size, weights.mean, weights.std):
         raise UsageError(
             f"{args.onnx or args.openvino} expects {graph}, but {args.weights} was trained "
             f"with {weights}: the graph is fed differently from its weights"

@@ -163,7 +163,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     size = None if args.height is None and args.width is None else (args.height, args.width)
     extractor = FeatureExtractor(
-        args.weights, arch=args.arch, device=args.device, image_size=size, backend=args.extractor
+        args.weights, arch=args.arch, device=args.device, input_size=size, backend=args.extractor
     )
     check_extractor(extractor, args.weights)  # degenerate weights refused before serving
     threshold = _threshold(args, extractor.arch)

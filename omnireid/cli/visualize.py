@@ -75,7 +75,7 @@ def model_and_size(
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if weights is not None:
         model, pre = load_for_inference(weights, arch, height=height, width=width, **options)
-        return model, pre.size
+        return model, pre.input_size
     if arch is None:
         raise UsageError("give --weights, or --arch for a randomly initialised model")
     default = Preprocessing()

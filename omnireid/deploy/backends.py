@@ -45,15 +45,17 @@ class _GraphRunner:
     fixed_batch: int | None = None
     feature_dim: int = 0
 
-    def _check_input(self, dims: list[int | None], size: tuple[int, int], source: Any) -> None:
+    def _check_input(
+        self, dims: list[int | None], input_size: tuple[int, int], source: Any
+    ) -> None:
         """``dims``: the graph input's (N, C, H, W), None where free."""
-        wanted = (3, *size)
+        wanted = (3, *input_size)
         if len(dims) != 4 or any(
             d is not None and d != s for d, s in zip(dims[1:], wanted, strict=True)
         ):
             raise ExportError(
                 f"{source} takes {dims} (N, C, H, W) inputs; the preprocessing gives "
-                f"(N, 3, {size[0]}, {size[1]})"
+                f"(N, 3, {input_size[0]}, {input_size[1]})"
             )
         self.fixed_batch = dims[0]
 
@@ -72,12 +74,16 @@ class _GraphRunner:
 
 
 class OnnxRunner(_GraphRunner):
-    """An ONNX Runtime ``InferenceSession`` whose first input takes ``size`` images."""
+    """An ONNX Runtime ``InferenceSession`` whose first input takes ``input_size`` images."""
 
-    def __init__(self, session: Any, size: tuple[int, int], source: Any = "the ONNX graph") -> None:
+    def __init__(
+        self, session: Any, input_size: tuple[int, int], source: Any = "the ONNX graph"
+    ) -> None:
         self.session = session
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
-        self._check_input([d if isinstance(d, int) else None for d in inp.shape], size, source)
+        self._check_input(
+            [d if isinstance(d, int) else None for d in inp.shape], input_size, source
+        )
         self.names = (inp.name, out.name)
         self.feature_dim = int(out.shape[1])
 
@@ -86,12 +92,14 @@ class OnnxRunner(_GraphRunner):
 
 
 class OpenVinoRunner(_GraphRunner):
-    """A compiled OpenVINO model whose first input takes ``size`` images."""
+    """A compiled OpenVINO model whose first input takes ``input_size`` images."""
 
-    def __init__(self, compiled: Any, size: tuple[int, int], source: Any = "the IR") -> None:
+    def __init__(self, compiled: Any, input_size: tuple[int, int], source: Any = "the IR") -> None:
         self.compiled = compiled
         shape = compiled.inputs[0].get_partial_shape()
-        self._check_input([d.get_length() if d.is_static else None for d in shape], size, source)
+        self._check_input(
+            [d.get_length() if d.is_static else None for d in shape], input_size, source
+        )
         self.output = compiled.outputs[0]
         self.feature_dim = int(self.output.get_partial_shape()[1].get_length())
 

@@ -44,6 +44,7 @@ from torch import nn
 from omnireid.deploy.agreement import agreement
 from omnireid.deploy.auto import has_units, installed_runtimes
 from omnireid.deploy.peak import Peak, cpu_flags, measure_peak
+from omnireid.deprecation import warn_renamed
 from omnireid.models import build, load_for_inference
 from omnireid.models.complexity import count_complexity
 
@@ -173,7 +174,7 @@ def _compiled_run(compiled: Any) -> Run:
 
 
 def _graph_paths(
-    model: nn.Module, size: tuple[int, int], folder: Path, calib: np.ndarray, wanted: set[str]
+    model: nn.Module, input_size: tuple[int, int], folder: Path, calib: np.ndarray, wanted: set[str]
 ) -> dict[str, tuple[Run, Any]]:
     """The ONNX Runtime and OpenVINO paths in ``wanted`` that are installed: name -> (run,
     the graph it runs: an ONNX path or an ``openvino.Model``)."""
@@ -181,7 +182,7 @@ def _graph_paths(
 
     runtimes = installed_runtimes()
     out: dict[str, tuple[Run, Any]] = {}
-    fp32 = export_onnx(model, folder / "m.onnx", size)
+    fp32 = export_onnx(model, folder / "m.onnx", input_size)
     if "onnxruntime" in runtimes:
         from omnireid.deploy.quantize import quantize_onnx
 
@@ -285,19 +286,24 @@ def bench(
     batch: int = 32,
     *,
     weights: str | Path | None = None,
-    size: tuple[int, int] = (256, 128),
+    input_size: tuple[int, int] = (256, 128),
     paths: Sequence[str] = PATHS,
     calib: str | Path | None = None,
     seconds: float = 2.0,
     rounds: int = 3,
     peaks: dict[str, Peak | None] | None = None,
     flags: frozenset[str] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> list[Row]:
     """Measure every path of ``paths`` this machine can run (module docstring) on ``arch``
     with random weights, or on ``weights`` (its architecture and input size; ``arch`` may be
     None); ``calib``: a folder of real images, 64 to calibrate int8 on and ``batch`` others
     as the input (else a random input); ``peaks`` as
-    ``measure_peaks`` gives them (measured here when None)."""
+    ``measure_peaks`` gives them (measured here when None). ``size``: the deprecated name of
+    ``input_size``."""
+    if size is not None:
+        warn_renamed("bench(size=...)", "input_size")
+        input_size = size
     flags = cpu_flags() if flags is None else flags
     threads = torch.get_num_threads()
     peaks = measure_peaks(threads) if peaks is None else peaks
@@ -307,15 +313,15 @@ def bench(
 
     if weights is not None:
         model, pre = load_for_inference(weights, arch)
-        size = pre.size
+        input_size = pre.input_size
     else:
-        model, pre = random_weights(arch or "osnet_x0_25"), Preprocessing(*size)
-    x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1)).numpy()
+        model, pre = random_weights(arch or "osnet_x0_25"), Preprocessing(*input_size)
+    x = torch.randn(batch, 3, *input_size, generator=torch.Generator().manual_seed(1)).numpy()
     if calib is not None:  # real images to calibrate on, and others of the folder to run
         images, held = calibration_split(calib, pre, 64, batch)
         x = np.resize(held, (batch, *held.shape[1:])) if len(held) else x
     else:
-        images = torch.randn(8, 3, *size, generator=torch.Generator().manual_seed(2)).numpy()
+        images = torch.randn(8, 3, *input_size, generator=torch.Generator().manual_seed(2)).numpy()
     runs: dict[str, tuple[Run, Any]] = {}
     if "reference fp32" in paths and (ref := reference_model(model)) is not None:
         runs["reference fp32"] = (_torch_run(ref), None)
@@ -324,7 +330,7 @@ def bench(
     runs["fast fp32"] = (_torch_run(fast), None)
     runs["fast bf16"] = (_torch_run(fast, torch.bfloat16), None)
     with tempfile.TemporaryDirectory(prefix="omnireid-bench-") as tmp:
-        runs.update(_graph_paths(model, size, Path(tmp), images, set(paths)))
+        runs.update(_graph_paths(model, input_size, Path(tmp), images, set(paths)))
         runs = {name: runs[name] for name in PATHS if name in runs and name in paths}
         timed: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(rounds):
@@ -339,8 +345,8 @@ def bench(
             (b for b in ("reference fp32", "torch fp32") if b in runs), next(iter(runs))
         )
         speed = {name: statistics.median(r) for name, r in timed.items()}
-        mult_adds = count_complexity(model, *size).mult_adds
-        traffic = conv_traffic(model, *size)
+        mult_adds = count_complexity(model, *input_size).mult_adds
+        traffic = conv_traffic(model, *input_size)
         rows = []
         for name, (run, graph) in runs.items():
             precision = name.rsplit(" ", 1)[1]

@@ -33,6 +33,7 @@ from omnireid.deploy.auto import CheckedRunner, Route, resolve_route, sibling_gr
 from omnireid.deploy.backends import PRECISIONS, OnnxRunner, OpenVinoRunner, TorchRunner
 from omnireid.deploy.boxes import crop_boxes
 from omnireid.deploy.contract import MissingContractError, ModelContract
+from omnireid.deprecation import renamed_argument, warn_renamed
 from omnireid.errors import UsageError
 from omnireid.evaluation.features import Embedder, FeatureCheck
 from omnireid.models import build, load_for_inference
@@ -57,13 +58,14 @@ class FeatureExtractor:
     ``FeatureExtractor(model)`` from a loaded model's ``model.spec``,
     ``FeatureExtractor(ModelSpec("osnet_x0_25"))`` builds that model with random weights,
     ``FeatureExtractor.from_onnx("m.onnx")`` / ``from_openvino("m.xml")`` reads the exported
-    file's contract; ``image_size``, ``mean`` and ``std`` override the preprocessing. Every
+    file's contract; ``input_size`` (``(height, width)``; ``image_size`` is its deprecated
+    name), ``mean`` and ``std`` override the preprocessing. Every
     argument after the first is keyword-only. ``self.spec`` is the spec of what runs (the
     preprocessing in use, the runner's feature size).
 
     ``inputs``: one item or a list of image paths, PIL images, ``(H, W, 3)`` uint8 arrays (RGB,
     BGR when ``bgr=True``) or float tensors ``(3, H, W)`` / ``(N, 3, H, W)`` already resized to
-    ``image_size`` and normalised. Rows follow the input order and are L2-normalised when
+    ``input_size`` and normalised. Rows follow the input order and are L2-normalised when
     ``normalize`` (default: the contract's ``output_norm``, "l2"). Runs ``batch_size`` images
     at a time.
 
@@ -91,7 +93,7 @@ class FeatureExtractor:
         model: nn.Module | ModelSpec | str | Path | None = None,
         *,
         arch: str | None = None,
-        image_size: tuple[int | None, int | None] | None = None,
+        input_size: tuple[int | None, int | None] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         device: str = "cpu",
@@ -103,12 +105,14 @@ class FeatureExtractor:
         openvino_path: str | Path | None = None,
         precision: str = "auto",
         exclude_backends: Sequence[str] = (),
+        image_size: tuple[int | None, int | None] | None = None,
     ) -> None:
+        input_size = renamed_argument(input_size, image_size, "image_size", "input_size")
         graph = _check_options(backend, precision, device, batch_size, onnx_path, openvino_path)
         self.device, self.batch_size = device, batch_size
         family = "onnxruntime" if onnx_path is not None else "openvino"  # when a graph is given
         self.contract: ModelContract | None = None
-        network, spec = _source(model, arch, image_size, num_classes, graph)
+        network, spec = _source(model, arch, input_size, num_classes, graph)
         if graph is not None:
             self.contract = _graph_contract(family, graph)
             spec = self.contract.spec if self.contract else ModelSpec(arch or "unknown")
@@ -116,8 +120,8 @@ class FeatureExtractor:
                 raise UsageError(f"{graph} holds {spec.arch}, not {arch}")
             spec = replace(spec, preprocessing=spec.preprocessing or Preprocessing())
         pre = spec.preprocessing or Preprocessing()
-        if image_size is not None:  # either may be None: the stored one
-            height, width = image_size
+        if input_size is not None:  # either may be None: the stored one
+            height, width = input_size
             pre = replace(pre, height=height or pre.height, width=width or pre.width)
         if mean is not None or std is not None:
             pre = replace(
@@ -126,7 +130,7 @@ class FeatureExtractor:
                 mean=cast(RGB, tuple(mean)) if mean is not None else pre.mean,
                 std=cast(RGB, tuple(std)) if std is not None else pre.std,
             )
-        self.preprocessing, self.image_size = pre, pre.size
+        self.preprocessing, self.input_size = pre, pre.input_size
         self.normalize = pre.output_norm == "l2" if normalize is None else normalize
         self.arch = spec.arch
         self.transform = transform_for(pre)
@@ -148,6 +152,12 @@ class FeatureExtractor:
         self.feature_dim: int = self.runner.feature_dim
         # what runs: the model's spec, with the preprocessing in use and the runner's size
         self.spec = replace(spec, preprocessing=pre, feature_dim=self.feature_dim)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """Deprecated name of ``input_size``."""
+        warn_renamed("FeatureExtractor.image_size", "FeatureExtractor.input_size")
+        return self.input_size
 
     def embedder(self) -> Embedder:
         """This extractor as evaluation takes it: its spec and runner (raw features, the
@@ -201,14 +211,14 @@ class FeatureExtractor:
         with tempfile.TemporaryDirectory(prefix="omnireid-export-") as tmp:
             if graph is None:  # the runtime keeps the graph in memory: the file may go
                 assert model is not None  # no graph file: weights were given
-                graph = export_onnx(model, Path(tmp) / "model.onnx", self.image_size)
+                graph = export_onnx(model, Path(tmp) / "model.onnx", self.input_size)
             if route.backend == "onnxruntime":
                 check_onnx_weights(graph)
-                return OnnxRunner(open_session(graph, self.device), self.image_size, graph)
+                return OnnxRunner(open_session(graph, self.device), self.input_size, graph)
             ir = read_openvino_model(graph)
             check_openvino_weights(ir, graph)
             compiled = compile_openvino(ir, self.device, precision=HINTS[route.precision])
-            return OpenVinoRunner(compiled, self.image_size, graph)
+            return OpenVinoRunner(compiled, self.input_size, graph)
 
     # --- input handling ---------------------------------------------------------------------
     def _to_tensor(self, item: Any, bgr: bool, index: int) -> torch.Tensor:
@@ -227,11 +237,11 @@ class FeatureExtractor:
             return self.transform(Image.fromarray(rgb))[None]
         if isinstance(item, torch.Tensor):
             x = item[None] if item.dim() == 3 else item
-            expected = (3, *self.image_size)
+            expected = (3, *self.input_size)
             if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
                 raise TypeError(
                     f"input {index}: expected a normalised float tensor (3, H, W) or "
-                    f"(N, 3, H, W) with H, W = {self.image_size}, got {tuple(item.shape)} "
+                    f"(N, 3, H, W) with H, W = {self.input_size}, got {tuple(item.shape)} "
                     f"{item.dtype}"
                 )
             if not bool(torch.isfinite(x).all()):
@@ -385,12 +395,12 @@ def _check_options(
 def _source(
     model: nn.Module | ModelSpec | str | Path | None,
     arch: str | None,
-    image_size: tuple[int | None, int | None] | None,
+    input_size: tuple[int | None, int | None] | None,
     num_classes: int | None,
     graph: Path | None,
 ) -> tuple[nn.Module | None, ModelSpec]:
     """``(eval model or None for a graph, its spec)`` of what ``FeatureExtractor`` was given:
-    weights (a path or ``zoo:NAME``: ``load_for_inference``, ``arch`` and ``image_size``
+    weights (a path or ``zoo:NAME``: ``load_for_inference``, ``arch`` and ``input_size``
     override), a loaded model (its ``model.spec``), a ``ModelSpec`` (that model, randomly
     initialised) or nothing beside a graph file."""
     if graph is not None:
@@ -404,7 +414,7 @@ def _source(
             "model, a ModelSpec, or an exported onnx_path / openvino_path"
         )
     if isinstance(model, str | Path):
-        h, w = image_size if image_size is not None else (None, None)
+        h, w = input_size if input_size is not None else (None, None)
         network, _ = load_for_inference(model, arch, height=h, width=w, num_classes=num_classes)
         return network, cast(ModelSpec, network.spec)  # load_for_inference attaches it
     if arch is not None:

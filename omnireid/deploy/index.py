@@ -27,6 +27,7 @@ import numpy as np
 
 from omnireid.data.images import list_images, parse_market_name
 from omnireid.deploy.index_file import header_spec, read_header, read_index_dir, write_index_dir
+from omnireid.deprecation import warn_renamed
 from omnireid.errors import IndexFileError
 from omnireid.models.spec import ModelSpec
 from omnireid.preprocessing import l2_normalize
@@ -138,11 +139,17 @@ class GalleryIndex:
         return None if self.spec is None else self.spec.arch
 
     @property
-    def image_size(self) -> tuple[int, int] | None:
+    def input_size(self) -> tuple[int, int] | None:
         """``(height, width)`` of the model's input (None when its spec does not say)."""
         if self.spec is None or self.spec.preprocessing is None:
             return None
-        return self.spec.preprocessing.size
+        return self.spec.preprocessing.input_size
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """Deprecated name of ``input_size``."""
+        warn_renamed("GalleryIndex.image_size", "GalleryIndex.input_size")
+        return self.input_size
 
     # ---------------------------------------------------------------------------------------
     # building

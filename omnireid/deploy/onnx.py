@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from omnireid.deploy.contract import INPUT_NAME, OUTPUT_NAME, PREFIX, ModelContract
+from omnireid.deprecation import warn_renamed
 from omnireid.errors import ExportError, UsageError
 
 
@@ -45,18 +46,24 @@ def check_opset(opset: int) -> None:
 def export_onnx(
     model: nn.Module,
     out: str | Path,
-    image_size: tuple[int, int] = (256, 128),
+    input_size: tuple[int, int] = (256, 128),
     dynamic_batch: bool = True,
     opset: int = 17,
     contract: ModelContract | None = None,
+    *,
+    image_size: tuple[int, int] | None = None,
 ) -> Path:
     """Write ``model`` (an eval copy, on the CPU) as ONNX: ``images`` ``(N, 3, H, W)`` float32
     normalised -> ``features`` ``(N, D)``. With ``dynamic_batch`` N is free, else fixed to 1.
     ``contract`` goes into the file's ``metadata_props``.
 
-    Returns the path written. ``model`` itself is left unchanged.
+    Returns the path written. ``model`` itself is left unchanged. ``image_size``: the
+    deprecated name of ``input_size``.
     """
-    height, width = image_size
+    if image_size is not None:
+        warn_renamed("export_onnx(image_size=...)", "input_size")
+        input_size = image_size
+    height, width = input_size
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plain = copy.deepcopy(model).cpu().float().eval()
@@ -136,7 +143,7 @@ def export_verified_onnx(
     ``OnnxVerificationError`` says by how much it missed. Returns the max abs difference."""
     out = Path(out)
     partial = out.with_name(f".{out.name}.partial")
-    size = contract.preprocessing.size
+    size = contract.preprocessing.input_size
     try:
         export_onnx(model, partial, size, dynamic_batch, opset, contract)
         diff = verify_onnx(model, partial, size, batch=2 if dynamic_batch else 1, atol=atol)
@@ -202,13 +209,19 @@ def open_session(
 def verify_onnx(
     model: nn.Module,
     onnx_path: str | Path,
-    image_size: tuple[int, int] = (256, 128),
+    input_size: tuple[int, int] = (256, 128),
     batch: int = 2,
     atol: float = 1e-4,
+    *,
+    image_size: tuple[int, int] | None = None,
 ) -> float:
     """Max abs difference between ONNX Runtime's and ``model``'s (eval, CPU) features on a
     seeded random ``(batch, 3, H, W)`` input; raises ``OnnxVerificationError`` above ``atol``.
+    ``image_size``: the deprecated name of ``input_size``.
     """
+    if image_size is not None:
+        warn_renamed("verify_onnx(image_size=...)", "input_size")
+        input_size = image_size
     session = open_session(onnx_path)
     expected_batch = session.get_inputs()[0].shape[0]
     if isinstance(expected_batch, int) and expected_batch != batch:
@@ -219,7 +232,7 @@ def verify_onnx(
     return compare_with_torch(
         model,
         lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0],
-        image_size,
+        input_size,
         batch=batch,
         atol=atol,
         source=onnx_path,
@@ -232,7 +245,7 @@ def verify_onnx(
 def compare_with_torch(
     model: nn.Module,
     run: Callable[[np.ndarray], np.ndarray],
-    image_size: tuple[int, int],
+    input_size: tuple[int, int],
     *,
     batch: int,
     atol: float,
@@ -244,7 +257,7 @@ def compare_with_torch(
     array) and ``model``'s (eval, CPU) on a seeded random ``(batch, 3, H, W)`` input; raises
     ``error`` naming ``source`` and ``engine`` on another shape or a difference above ``atol``
     (NaN included)."""
-    x = torch.randn(batch, 3, *image_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch, 3, *input_size, generator=torch.Generator().manual_seed(0))
     reference = copy.deepcopy(model).cpu().float().eval()(x).numpy()
     got = run(x.numpy())
     if got.shape != reference.shape:

@@ -112,7 +112,7 @@ def compile_openvino(
 def verify_openvino(
     model: nn.Module,
     compiled: Any,
-    image_size: tuple[int, int],
+    input_size: tuple[int, int],
     batch: int = 2,
     atol: float = 1e-4,
     source: str | Path = "the OpenVINO model",
@@ -122,7 +122,7 @@ def verify_openvino(
     return compare_with_torch(
         model,
         lambda x: compiled([x])[compiled.outputs[0]],
-        image_size,
+        input_size,
         batch=batch,
         atol=atol,
         source=source,
@@ -146,7 +146,7 @@ def export_openvino(
     if out.suffix != ".xml":
         raise UsageError(f"an OpenVINO IR is an .xml file (with its .bin), got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    size = contract.preprocessing.size
+    size = contract.preprocessing.input_size
     with tempfile.TemporaryDirectory(prefix=".omnireid-ov-", dir=out.parent) as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size, dynamic_batch)
         xml = Path(tmp) / out.name
@@ -197,7 +197,7 @@ def export_openvino_bf16(
     are within the bf16 bound of its fp32 ones (``PrecisionCheckError`` and nothing written
     otherwise). Compiled on a CPU without bf16 units the hint gives fp32."""
     out = Path(out)
-    size = contract.preprocessing.size
+    size = contract.preprocessing.input_size
     x = torch.randn(8, 3, *size, generator=torch.Generator().manual_seed(0)).numpy()
     with tempfile.TemporaryDirectory(prefix=".omnireid-ov-", dir=out.parent) as tmp:
         xml = Path(tmp) / out.name

@@ -68,7 +68,7 @@ def calibration_split(
 
     def load(items: list[Path]) -> np.ndarray:
         if not items:
-            return np.zeros((0, 3, *preprocessing.size), np.float32)
+            return np.zeros((0, 3, *preprocessing.input_size), np.float32)
         return np.stack([transform(read_image(p)).numpy() for p in items])
 
     calib = load([p for i, p in enumerate(picks) if i not in held])

@@ -278,11 +278,11 @@ def override_size(
         height=preprocessing.height if height is None else height,
         width=preprocessing.width if width is None else width,
     )
-    if stored and new.size != preprocessing.size:
+    if stored and new.input_size != preprocessing.input_size:
         log.warning(
             "%s was trained at %dx%d; using %dx%d as asked",
             source,
-            *preprocessing.size,
-            *new.size,
+            *preprocessing.input_size,
+            *new.input_size,
         )
     return new

@@ -130,7 +130,7 @@ class ModelSpec:
     @property
     def input_size(self) -> tuple[int, int]:
         """``(height, width)`` the weights were trained at (256x128 when not recorded)."""
-        return (self.preprocessing or Preprocessing()).size
+        return (self.preprocessing or Preprocessing()).input_size
 
     def to_dict(self) -> dict[str, Any]:
         """Format 2 as plain JSON data."""

@@ -51,10 +51,10 @@ def _check_fits(store: VectorStore, folder: Path, header: dict) -> None:
             "its features would not match queries"
         )
     size, ours_size = built.preprocessing, ours.preprocessing
-    if size is not None and ours_size is not None and size.size != ours_size.size:
+    if size is not None and ours_size is not None and size.input_size != ours_size.input_size:
         raise UsageError(
-            f"{folder} holds features of {list(size.size)} inputs, the server uses "
-            f"{list(ours_size.size)}"
+            f"{folder} holds features of {list(size.input_size)} inputs, the server uses "
+            f"{list(ours_size.input_size)}"
         )
 
 

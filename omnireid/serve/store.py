@@ -206,7 +206,7 @@ def _identity(meta: dict[str, Any], where: str) -> dict[str, Any]:
         "dim": meta.get("dim"),
         "arch": None if spec is None else spec.arch,
         "weights_sha256": (spec.weights_sha256 or None) if spec is not None else None,
-        "image_size": None if pre is None else list(pre.size),
+        "image_size": None if pre is None else list(pre.input_size),
         "preprocessing": pre.to_meta() if pre is not None and meta.get(SPEC_KEY) else None,
     }
 

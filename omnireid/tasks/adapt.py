@@ -81,12 +81,12 @@ def _source(config: Config, method: str = "") -> tuple[nn.Module, Preprocessing,
     stored = source.preprocessing or Preprocessing()
     pre = replace(stored, height=d.height, width=d.width)
     recorded = info.stored is not None and info.stored.preprocessing is not None
-    if recorded and pre.size != stored.size:
+    if recorded and pre.input_size != stored.input_size:
         log.warning(
             "%s was trained at %dx%d; adapting it at %dx%d as configured (data.height/width)",
             weights,
-            *stored.size,
-            *pre.size,
+            *stored.input_size,
+            *pre.input_size,
         )
     origin = SourceWeights(
         path=str(expand_zoo(weights).resolve()),

@@ -64,7 +64,7 @@ def test_the_python_api_starts_from_the_models_spec(tiny_world, tmp_path):
     out = tmp_path / "api"
     adapted = adapt(model, images, epochs=1, batch_size=32, batches=2, k1=10, k2=3, out_dir=out)
     spec = load_spec(out / "epoch-0001")
-    assert spec.preprocessing == pre and pre.size == (128, 64)
+    assert spec.preprocessing == pre and pre.input_size == (128, 64)
     assert spec.provenance.adapted_from.sha256 == zoo_entry(ZOO_128X64).sha256
     assert adapted.spec.preprocessing == pre and not adapted.training
 

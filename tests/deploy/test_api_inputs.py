@@ -17,7 +17,7 @@ from omnireid.preprocessing import Preprocessing
 
 @pytest.fixture(scope="module")
 def extractor(toy_weights):
-    return FeatureExtractor(toy_weights, image_size=(64, 32))
+    return FeatureExtractor(toy_weights, input_size=(64, 32))
 
 
 @pytest.mark.parametrize(
@@ -33,8 +33,8 @@ def test_an_image_without_pixels_gives_no_feature(extractor, image):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"image_size": (10**6, 10**6)}, "height and width must be integers within [1, 4096]"),
-        ({"image_size": (128.5, 64)}, "height and width must be integers within [1, 4096]"),
+        ({"input_size": (10**6, 10**6)}, "height and width must be integers within [1, 4096]"),
+        ({"input_size": (128.5, 64)}, "height and width must be integers within [1, 4096]"),
         ({"std": (1.0, 1.0)}, "std must be 3 finite numbers, got [1.0, 1.0]"),
         ({"mean": (math.nan, 0.5, 0.5)}, "mean must be 3 finite numbers"),
     ],

@@ -160,7 +160,7 @@ def test_the_extractor_falls_back_to_fp32_without_bf16_or_vnni(weights, monkeypa
     monkeypatch.setattr(auto, "cpu_flags", lambda: AVX2)
     monkeypatch.setattr(auto, "installed_runtimes", lambda: frozenset())
     with caplog.at_level(logging.INFO, logger="omnireid"):
-        extractor = FeatureExtractor(weights, image_size=SIZE)
+        extractor = FeatureExtractor(weights, input_size=SIZE)
     assert (extractor.backend, extractor.precision) == ("fast", "fp32")
     assert not isinstance(extractor.runner, CheckedRunner)
     lines = [r.getMessage() for r in caplog.records if "inference path" in r.getMessage()]
@@ -172,9 +172,9 @@ def test_the_extractor_takes_bf16_where_the_cpu_has_it(weights, monkeypatch):
     monkeypatch.delenv(auto.ENV)
     monkeypatch.setattr(auto, "cpu_flags", lambda: ZEN5)
     x = torch.randn(4, 3, *SIZE, generator=torch.Generator().manual_seed(0))
-    extractor = FeatureExtractor(weights, image_size=SIZE)
+    extractor = FeatureExtractor(weights, input_size=SIZE)
     assert extractor.route == Route("openvino", "bf16")
     assert isinstance(extractor.runner, CheckedRunner)  # checked on its first batch
     got = extractor(x)
-    fp32 = FeatureExtractor(weights, image_size=SIZE, precision="fp32")(x)
+    fp32 = FeatureExtractor(weights, input_size=SIZE, precision="fp32")(x)
     assert (got * fp32).sum(1).min() > 0.999

@@ -45,7 +45,7 @@ def _expected(weights, crops_rgb: list[np.ndarray]) -> np.ndarray:
 
 
 def test_boxes_are_clipped_cropped_and_degenerate_ones_masked(toy_weights, frame, caplog):
-    extractor = FeatureExtractor(toy_weights, image_size=SIZE, batch_size=2)
+    extractor = FeatureExtractor(toy_weights, input_size=SIZE, batch_size=2)
     with caplog.at_level(logging.WARNING, logger="omnireid"):
         feats, valid = extractor.extract_boxes(frame, np.array(BOXES))
     assert valid.tolist() == [True, True, True, False, False, False]
@@ -61,7 +61,7 @@ def test_boxes_are_clipped_cropped_and_degenerate_ones_masked(toy_weights, frame
 
 
 def test_rgb_frames_and_no_boxes(toy_weights, frame):
-    extractor = FeatureExtractor(toy_weights, image_size=SIZE)
+    extractor = FeatureExtractor(toy_weights, input_size=SIZE)
     feats, valid = extractor.extract_boxes(frame, BOXES[:1], bgr=False)
     r, c = CROPS[0]
     np.testing.assert_allclose(feats, _expected(toy_weights, [frame[r, c]]), atol=1e-5)
@@ -70,7 +70,7 @@ def test_rgb_frames_and_no_boxes(toy_weights, frame):
 
 
 def test_bad_frames_and_boxes_are_refused(toy_weights, frame):
-    extractor = FeatureExtractor(toy_weights, image_size=SIZE)
+    extractor = FeatureExtractor(toy_weights, input_size=SIZE)
     with pytest.raises(UsageError, match=r"frame: expected an \(H, W, 3\) uint8"):
         extractor.extract_boxes(frame.astype(np.float32), BOXES)
     with pytest.raises(UsageError, match=r"boxes: expected an \(N, 4\) xyxy array"):

@@ -23,7 +23,7 @@ from omnireid.preprocessing import Preprocessing
 def test_a_checkpoint_from_before_the_contract_reads_with_the_defaults():
     old = {"height": 128, "width": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     pre = Preprocessing.from_meta(old)
-    assert pre.size == (128, 64) and pre.mean == (0.5, 0.5, 0.5)
+    assert pre.input_size == (128, 64) and pre.mean == (0.5, 0.5, 0.5)
     assert (pre.channel_order, pre.value_range, pre.interpolation) == ("RGB", (0, 1), "bilinear")
     assert (pre.resize, pre.output_norm) == ("stretch", "l2")
     assert Preprocessing.from_meta(pre.to_meta()) == pre
@@ -96,7 +96,7 @@ def test_a_format_1_contract_reads_into_a_spec():
     assert (spec.arch, spec.feature_dim, spec.weights_sha256) == ("osnet_x0_25", 256, "cd" * 32)
     assert spec.provenance.trained_on == "dukemtmcreid" and spec.task == "reid"
     pre = spec.preprocessing
-    assert pre.size == (128, 64) and pre.mean == (0.5, 0.5, 0.5) and pre.std == (0.25,) * 3
+    assert pre.input_size == (128, 64) and pre.mean == (0.5, 0.5, 0.5) and pre.std == (0.25,) * 3
     assert pre.value_range == (0.0, 255.0) and pre.output_norm == "none"
     assert contract.dataset == "dukemtmcreid" and contract.format_version == 1 + 1
     del props["arch"]

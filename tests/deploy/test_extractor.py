@@ -49,7 +49,7 @@ def images(tmp_path_factory) -> list[Path]:
 
 
 def _extractor(weights, **kw) -> FeatureExtractor:
-    kw.setdefault("image_size", SIZE)
+    kw.setdefault("input_size", SIZE)
     return FeatureExtractor(weights, arch="osnet_x0_25", **kw)
 
 
@@ -100,7 +100,7 @@ def test_batches_need_not_divide_the_count(weights, images):
 def test_backends_agree(arch, images, tmp_path):
     path = tmp_path / f"{arch}.pt"
     torch.save(trained_like(arch).state_dict(), path)
-    common = dict(image_size=SIZE, batch_size=2, normalize=False)
+    common = dict(input_size=SIZE, batch_size=2, normalize=False)
     expected = FeatureExtractor(path, arch=arch, **common)(images)
     assert np.abs(expected).max() > 1e-2
     for backend in ("fast", "onnxruntime"):
@@ -112,12 +112,12 @@ def test_onnx_path_with_a_fixed_batch_is_padded(weights, images, tmp_path):
     onnx_file = export_onnx(load_for_inference(weights)[0], tmp_path / "m.onnx", SIZE, False)
     extractor = FeatureExtractor(  # a graph without a contract: arch names it
         arch="osnet_x0_25",
-        image_size=SIZE,
+        input_size=SIZE,
         backend="onnxruntime",
         batch_size=3,
         onnx_path=onnx_file,
     )
-    assert (extractor.arch, extractor.feature_dim, extractor.image_size) == (
+    assert (extractor.arch, extractor.feature_dim, extractor.input_size) == (
         "osnet_x0_25",
         512,
         SIZE,
@@ -126,7 +126,7 @@ def test_onnx_path_with_a_fixed_batch_is_padded(weights, images, tmp_path):
     with pytest.raises(ExportError, match=r"takes \[1, 3, 64, 32\].*gives \(N, 3, 256, 128\)"):
         FeatureExtractor(backend="onnxruntime", onnx_path=onnx_file)
     with pytest.raises(UsageError, match="not both"):
-        FeatureExtractor(weights, arch="osnet_x0_25", image_size=SIZE, backend="onnxruntime",
+        FeatureExtractor(weights, arch="osnet_x0_25", input_size=SIZE, backend="onnxruntime",
                          onnx_path=onnx_file)  # fmt: skip
 
 
@@ -195,7 +195,7 @@ def test_real_checkpoint_through_onnxruntime(market_weights, market_mini):
         market_weights, arch="osnet_x0_25", backend="onnxruntime", normalize=False
     )
     model, pre = load_for_inference(market_weights)
-    assert pre.size == (256, 128)  # a plain weights file: the default preprocessing
+    assert pre.input_size == (256, 128)  # a plain weights file: the default preprocessing
     expected = extract_features(model, query, build_eval_transform(), progress=False).feats
     q = extractor.extract_paths([s.path for s in query], show_progress=False)
     np.testing.assert_allclose(q, expected.numpy(), atol=1e-4, rtol=0)
@@ -219,7 +219,7 @@ def test_a_training_checkpoint_brings_its_own_preprocessing(images, tmp_path):
     pre = {"height": 64, "width": 32, "mean": mean, "std": std}
     save_checkpoint(tmp_path / "run", model, 3, meta={"arch": "osnet_x0_25", "preprocessing": pre})
     extractor = FeatureExtractor.from_checkpoint(tmp_path / "run", normalize=False)
-    assert (extractor.arch, extractor.image_size) == ("osnet_x0_25", (64, 32))
+    assert (extractor.arch, extractor.input_size) == ("osnet_x0_25", (64, 32))
     transform = build_eval_transform(64, 32, mean=mean, std=std)
     from omnireid.data.images import read_image
 
@@ -228,7 +228,7 @@ def test_a_training_checkpoint_brings_its_own_preprocessing(images, tmp_path):
         expected = model.eval()(x).numpy()
     np.testing.assert_allclose(extractor(images[:2]), expected, atol=1e-5)
     plain = FeatureExtractor.from_checkpoint(_plain(tmp_path))  # arch from the tensors
-    assert (plain.arch, plain.image_size) == ("osnet_x0_25", (256, 128))
+    assert (plain.arch, plain.input_size) == ("osnet_x0_25", (256, 128))
 
 
 def _plain(tmp_path: Path) -> Path:
@@ -281,8 +281,8 @@ def test_an_onnx_graph_with_a_nan_weight_is_refused(weights, images, tmp_path):
     good = export_onnx(load_for_inference(weights)[0], tmp_path / "m.onnx", SIZE)
     name = nan_initializer(good, tmp_path / "bad.onnx")
     with pytest.raises(ExportError, match=rf"bad\.onnx holds NaN.*1 tensor\(s\), e\.g\. {name}"):
-        FeatureExtractor(backend="onnxruntime", onnx_path=tmp_path / "bad.onnx", image_size=SIZE)
-    extractor = FeatureExtractor(backend="onnxruntime", onnx_path=good, image_size=SIZE)
+        FeatureExtractor(backend="onnxruntime", onnx_path=tmp_path / "bad.onnx", input_size=SIZE)
+    extractor = FeatureExtractor(backend="onnxruntime", onnx_path=good, input_size=SIZE)
     assert extractor(images).shape == (5, 512)
 
 
@@ -307,13 +307,17 @@ def test_a_loaded_model_or_a_spec_is_taken_and_the_spec_of_what_runs_kept(weight
         from_model(images), _extractor(weights, backend="torch")(images), atol=1e-6, rtol=0
     )
     spec = from_model.spec
-    assert (spec.arch, spec.feature_dim, spec.preprocessing.size) == ("osnet_x0_25", 512, SIZE)
+    assert (spec.arch, spec.feature_dim, spec.preprocessing.input_size) == (
+        "osnet_x0_25",
+        512,
+        SIZE,
+    )
     assert spec.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
-    wider = FeatureExtractor(model, backend="torch", image_size=(128, 64), mean=(0.5, 0.5, 0.5))
+    wider = FeatureExtractor(model, backend="torch", input_size=(128, 64), mean=(0.5, 0.5, 0.5))
     assert wider.spec.preprocessing == Preprocessing(128, 64, mean=(0.5, 0.5, 0.5))
     random = FeatureExtractor(ModelSpec("osnet_x0_25", preprocessing=Preprocessing(*SIZE)))
     assert random(images).shape == (5, 512) and random.spec.weights_sha256 == ""
-    assert random.spec.preprocessing.size == SIZE
+    assert random.spec.preprocessing.input_size == SIZE
 
 
 def test_what_the_extractor_cannot_take_is_refused_in_one_line(weights):

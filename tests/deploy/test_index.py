@@ -100,7 +100,7 @@ def test_save_load_round_trip(tmp_path, gallery, kind):
     np.testing.assert_array_equal(after.camids, before.camids)
     np.testing.assert_array_equal(after.timestamps, before.timestamps)
     assert after.paths == before.paths
-    assert (loaded.kind, loaded.arch, loaded.image_size, len(loaded)) == (
+    assert (loaded.kind, loaded.arch, loaded.input_size, len(loaded)) == (
         kind,
         "osnet_x0_25",
         (64, 32),
@@ -131,7 +131,7 @@ def test_the_header_carries_the_whole_spec(tmp_path, gallery):
     assert header["spec"]["format_version"] == 2 and "arch" not in header
     loaded = GalleryIndex.load(tmp_path / "idx")
     assert loaded.spec == _spec((64, 32), "ab" * 32)  # mean 0.5 too, not only the size
-    assert (loaded.arch, loaded.image_size) == ("osnet_x0_25", (64, 32))
+    assert (loaded.arch, loaded.input_size) == ("osnet_x0_25", (64, 32))
     unknown = GalleryIndex.build(gallery, names(300)).save(tmp_path / "plain")
     assert GalleryIndex.load(unknown).spec is None and GalleryIndex.load(unknown).arch is None
 
@@ -155,7 +155,7 @@ def test_a_format_2_index_still_loads_into_a_spec(saved):
     spec = loaded.spec
     assert (spec.arch, spec.feature_dim, spec.weights_sha256) == ("osnet_x0_25", 16, "cd" * 32)
     assert spec.preprocessing == Preprocessing(128, 64)  # format 2 recorded the size only
-    assert len(loaded) == 300 and loaded.image_size == (128, 64)
+    assert len(loaded) == 300 and loaded.input_size == (128, 64)
     with pytest.raises(IndexFileError, match="built with arch 'osnet_x0_25'"):
         GalleryIndex.load(saved, expect_arch="osnet_x1_0")
 
@@ -166,7 +166,7 @@ def test_a_format_2_header_is_checked_before_it_is_migrated(saved):
     with pytest.raises(IndexFileError, match="changed after the index was written"):
         GalleryIndex.load(saved)
     _edit_header(saved, lambda h: h.update(version=2))  # re-signed: reads again
-    assert GalleryIndex.load(saved).image_size == (128, 64)
+    assert GalleryIndex.load(saved).input_size == (128, 64)
 
 
 def _edit_header(saved: Path, change, resign: bool = True) -> None:

@@ -159,7 +159,7 @@ def test_cli_default_export_is_named_dynamic_and_carries_the_contract(
     assert props["omnireid.weights_sha256"] == hashlib.sha256(toy_weights.read_bytes()).hexdigest()
     assert props["omnireid.arch"] == "osnet_x0_25" and props["omnireid.dataset"] == "toy"
     assert (props["omnireid.height"], props["omnireid.width"]) == ("64", "128")
-    assert read_onnx_contract(out).preprocessing.size == (64, 128)
+    assert read_onnx_contract(out).preprocessing.input_size == (64, 128)
 
 
 def test_cli_fixed_batch_and_folder_output(tmp_path):
@@ -205,7 +205,7 @@ def test_the_export_command_embeds_the_checkpoint_spec(tmp_path):
     assert main(["export", "onnx", "--weights", str(run), "--out", str(out)]) == 0
     spec = read_onnx_contract(out).spec
     assert (spec.arch, spec.epoch, spec.feature_dim) == ("osnet_x0_25", 3, 512)
-    assert spec.preprocessing.size == (64, 32) and spec.preprocessing.mean == tuple(mean)
+    assert spec.preprocessing.input_size == (64, 32) and spec.preprocessing.mean == tuple(mean)
     assert spec.preprocessing.std == tuple(std)
     weights = run / "epoch-0003" / "model.safetensors"
     assert spec.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -98,13 +98,13 @@ def test_from_openvino_alone_reproduces_a_runs_features(tiny_world, tmp_path, ca
     with torch.no_grad():
         expected = torch.nn.functional.normalize(model(x), dim=1).numpy()
     extractor = FeatureExtractor.from_openvino(out, batch_size=2)
-    assert (extractor.arch, extractor.image_size) == ("osnet_ibn_x1_0", (64, 32))
+    assert (extractor.arch, extractor.input_size) == ("osnet_ibn_x1_0", (64, 32))
     np.testing.assert_allclose(extractor(paths), expected, atol=1e-4)
 
 
 def test_openvino_backend_from_weights_and_fixed_batch(toy_weights, tiny_world, tmp_path):
     paths = sorted((tiny_world / "query").glob("*.jpg"))[:5]
-    common = dict(image_size=SIZE, batch_size=2, normalize=False)
+    common = dict(input_size=SIZE, batch_size=2, normalize=False)
     expected = FeatureExtractor(toy_weights, **common)(paths)
     got = FeatureExtractor(toy_weights, backend="openvino", **common)(paths)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
@@ -130,7 +130,7 @@ def test_f32_unless_bf16_is_asked(toy_weights, tiny_world):
     import openvino as ov
 
     paths = sorted((tiny_world / "query").glob("*.jpg"))[:4]
-    common = dict(image_size=SIZE, backend="openvino")
+    common = dict(input_size=SIZE, backend="openvino")
     f32 = FeatureExtractor(toy_weights, **common)
     assert f32.runner.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
     bf16 = FeatureExtractor(toy_weights, **common, precision="bf16")
@@ -150,7 +150,7 @@ def test_nothing_wrong_passes_through_openvino(toy_weights, tiny_world, tmp_path
     from tests.deploy.helpers import degenerate, nan_initializer
 
     paths = sorted((tiny_world / "query").glob("*.jpg"))[:4]
-    extractor = FeatureExtractor(toy_weights, image_size=SIZE, backend="openvino")
+    extractor = FeatureExtractor(toy_weights, input_size=SIZE, backend="openvino")
     x = torch.stack([build_eval_transform(*SIZE)(read_image(p)) for p in paths])
     x[2, 1, 3, 3] = float("nan")
     with pytest.raises(UsageError, match="input 0: the tensor holds NaN or infinite values"):
@@ -158,10 +158,10 @@ def test_nothing_wrong_passes_through_openvino(toy_weights, tiny_world, tmp_path
     good = export_onnx(trained_like("osnet_x0_25"), tmp_path / "m.onnx", SIZE)
     name = nan_initializer(good, tmp_path / "bad.onnx")
     with pytest.raises(ExportError, match=rf"bad\.onnx holds NaN.*1 tensor\(s\), e\.g\. {name}"):
-        FeatureExtractor(backend="openvino", openvino_path=tmp_path / "bad.onnx", image_size=SIZE)
+        FeatureExtractor(backend="openvino", openvino_path=tmp_path / "bad.onnx", input_size=SIZE)
     zero = tmp_path / "zero_conv1.pt"
     torch.save(degenerate().state_dict(), zero)
-    flat = FeatureExtractor(zero, image_size=SIZE, backend="openvino")
+    flat = FeatureExtractor(zero, input_size=SIZE, backend="openvino")
     with pytest.raises(DegenerateFeaturesError, match="all 4 images gave the same feature"):
         flat(paths)
 

@@ -72,7 +72,7 @@ def test_rows_match_an_independent_evaluation(tiny_world, toy_weights):
     labels = Labels(
         np.array([s.pid for s in samples]), np.array([s.camid for s in samples]), len(dataset.query)
     )
-    engine = FeatureExtractor(toy_weights, image_size=(64, 32), normalize=False)
+    engine = FeatureExtractor(toy_weights, input_size=(64, 32), normalize=False)
     rows = check_pipeline(engine.runner, paths, PRE, labels=labels, batch_size=7, jpeg_quality=90)
     by_name = {r.name: r for r in rows}
     assert [r.name for r in rows][:2] == ["reference", "bgr"] and "jpeg_q90" in by_name
@@ -85,7 +85,7 @@ def test_rows_match_an_independent_evaluation(tiny_world, toy_weights):
         assert by_name[name].metrics["rank1"] == pytest.approx(expected["rank1"], abs=1e-6)
         assert by_name[name].metrics["mAP"] == pytest.approx(expected["mAP"], abs=1e-2)
     # BGR by hand: the extractor told an RGB image is BGR reverses its channels
-    unit = FeatureExtractor(toy_weights, image_size=(64, 32))
+    unit = FeatureExtractor(toy_weights, input_size=(64, 32))
     rgb = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     cosine = (unit(rgb, bgr=True) * unit(rgb)).sum(1)
     assert by_name["bgr"].cos_mean == pytest.approx(cosine.mean(), abs=1e-5)

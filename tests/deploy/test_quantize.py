@@ -47,7 +47,7 @@ def test_int8_and_bf16_exports_carry_the_fp32_contract(toy_weights, tiny_world, 
     assert main(["export", "openvino", *base, "--bf16"]) == 0
     stem = tmp_path / "osnet_x0_25_toy"
     contract = read_onnx_contract(f"{stem}.onnx")
-    assert contract.preprocessing.size == (64, 32) and contract.weights_sha256
+    assert contract.preprocessing.input_size == (64, 32) and contract.weights_sha256
     assert read_onnx_contract(f"{stem}.int8.onnx") == contract
     assert [read_openvino_contract(f"{stem}{s}.xml") for s in ("", ".int8", ".bf16")] == [
         contract
@@ -76,7 +76,7 @@ def test_seven_bit_weights_when_asked(toy_weights, tiny_world, tmp_path):
 def test_an_int8_graph_too_far_from_fp32_is_not_written(tiny_world, tmp_path, monkeypatch):
     model = trained_like("osnet_x0_25")
     pre = Preprocessing(64, 32)
-    fp32 = export_onnx(model, tmp_path / "m.onnx", pre.size)
+    fp32 = export_onnx(model, tmp_path / "m.onnx", pre.input_size)
     calib, check = calibration_split(tiny_world / "bounding_box_train", pre, 8, 4)
     assert (len(calib), len(check)) == (8, 4)
     monkeypatch.setitem(agreement_mod.MIN_COSINE, "int8", 1.01)  # nothing can pass

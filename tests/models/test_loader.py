@@ -37,7 +37,7 @@ def test_a_run_folder_brings_arch_and_preprocessing(run):
 def test_arguments_override_and_a_contradiction_warns(run, caplog):
     with caplog.at_level(logging.WARNING, logger="omnireid"):
         _, pre = load_for_inference(run, height=256, width=128)
-    assert pre.size == (256, 128) and pre.mean == (0.5, 0.5, 0.5)
+    assert pre.input_size == (256, 128) and pre.mean == (0.5, 0.5, 0.5)
     assert "trained at 128x64; using 256x128 as asked" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="omnireid"):
@@ -55,7 +55,7 @@ def test_a_plain_file_gets_its_arch_from_the_tensors_and_default_preprocessing(t
     save_file(state, str(tmp_path / "ain.safetensors"))
     model, pre = load_for_inference(tmp_path / "ain.safetensors")
     assert model.arch == "osnet_ain_x0_25" and model.classifier.out_features == 7
-    assert pre.size == (256, 128) and pre.mean == IMAGENET_MEAN
+    assert pre.input_size == (256, 128) and pre.mean == IMAGENET_MEAN
     assert (model.spec.arch, model.spec.num_classes, model.spec.preprocessing) == (
         "osnet_ain_x0_25",
         7,

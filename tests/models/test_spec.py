@@ -181,7 +181,7 @@ def test_an_old_zoo_entry_folder_still_loads(tmp_path):
     assert entry.sha256 == _v1(f"card_{name}.json")["file"]["sha256"]  # from the card
     assert "arch" not in entry.card and entry.spec.input_size == (128, 64)
     model, pre = load_for_inference(folder)
-    assert (model.arch, pre.size, model.spec.weights_sha256) == (
+    assert (model.arch, pre.input_size, model.spec.weights_sha256) == (
         "osnet_x0_25",
         (128, 64),
         entry.sha256,
@@ -214,7 +214,7 @@ def test_a_run_folder_written_before_the_spec_loads_and_resumes(tiny_world, tmp_
     assert "format_version" not in json.loads((out / "epoch-0001" / "meta.json").read_text())
 
     model, pre = load_for_inference(out)
-    assert (model.arch, pre.size, model.bnneck is not None) == ("osnet_x0_25", (64, 32), True)
+    assert (model.arch, pre.input_size, model.bnneck is not None) == ("osnet_x0_25", (64, 32), True)
     assert model.spec.provenance.init.loaded == 271
 
     with caplog.at_level(logging.INFO, logger="omnireid"):

@@ -54,7 +54,7 @@ def test_every_zoo_model_is_intact_and_described(name):
         "an absolute path of the training machine is stored; models.zoo.portable relativises it"
     )
     model, pre = load_pretrained(name)
-    assert model.arch == entry.spec.arch and pre.size == entry.spec.input_size
+    assert model.arch == entry.spec.arch and pre.input_size == entry.spec.input_size
 
 
 def test_the_zoo_is_listed_with_specs_and_transforms():

@@ -86,7 +86,7 @@ def test_a_run_stores_its_preprocessing_and_test_settings(tiny_world: Path, tmp_
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["rank1"] == records[-1]["rank1"]
     model, pre = load_for_inference(tmp_path)
-    assert pre.size == (64, 32) and model.arch == "osnet_x0_25"
+    assert pre.input_size == (64, 32) and model.arch == "osnet_x0_25"
 
 
 def test_mutual_training_reports_ensemble_and_single_model(tiny_world: Path, tmp_path: Path):
