@@ -14,7 +14,6 @@ go to a worker thread as before, so that the event loop is never held for long.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -150,7 +149,7 @@ def create_app(service: GalleryService, keys: ApiKeys) -> FastAPI:
             queries = await run_in_threadpool(service.queries, body.images, body.features)
         else:
             queries = service.queries(body.images, body.features)
-        hits = await asyncio.wrap_future(service.search(queries, body.k))
+        hits = await service.search(queries, body.k)
         threshold = service.threshold.value if service.threshold else None
 
         def answer() -> bytes:

@@ -21,9 +21,14 @@ the order of enrolment.
 
 Rows are packed in chunks of ``chunk`` rows (packing costs ~3 us a row); the newest rows wait
 in a float32 tail (scanned in float32, with the float32 error bound) until they fill a chunk.
-A removed row is masked in its chunk (a bias of -1e30) until a quarter of the chunk is
-removed, then the chunk is repacked. Without the int8 kernel (another build of PyTorch, another
-CPU) or if its self-check fails, every row stays in the tail: a plain float32 scan, still exact.
+Each chunk is one call of the kernel, and a call costs ~75 us beyond its rows here, so small
+chunks are merged: a gallery loaded at once is packed ``MERGE * chunk`` rows at a time, and
+whenever ``MERGE`` chunks of at most ``chunk`` rows have been packed (enrolments as they come),
+they are repacked as one (a 100,000-row scan: 25 calls before, 7 after; ``benchmarks/
+exact_search.py`` measures both). A removed row is masked in its chunk (a bias of -1e30) until
+a quarter of the chunk is removed, then the chunk is repacked. Without the int8 kernel (another
+build of PyTorch, another CPU) or if its self-check fails, every row stays in the tail: a plain
+float32 scan, still exact.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import numpy as np
 log = logging.getLogger("omnireid.serve")
 
 CHUNK = 4096
+MERGE = 4  # chunks of at most CHUNK rows merged into one
 BLOCK = 64  # queries scored at once
 GROUP = 64  # first-pass scores looked at in groups of this many (their maxima first)
 _Q_MAX = 63  # query codes in [-63, 63], sent as uint8 around the zero point 64: no int16
@@ -210,9 +216,14 @@ class ExactSearch:
     def add(self, seqs: np.ndarray, rows: np.ndarray) -> None:
         """Append unit rows (``(N, D)`` float32) under new ``seqs``."""
         seqs, start = np.asarray(seqs, np.int64), 0
+        big = MERGE * self.chunk
         while start < len(seqs):
-            end = len(seqs) if self._kernel is None else start + self.chunk - self._n
-            self._append(seqs[start:end], rows[start:end])
+            if self._kernel is not None and self._n == 0 and len(seqs) - start >= big:
+                end = start + big  # a gallery loaded at once: large chunks straight away
+                self._pack(seqs[start:end], rows[start:end])
+            else:
+                end = len(seqs) if self._kernel is None else start + self.chunk - self._n
+                self._append(seqs[start:end], rows[start:end])
             start = end
 
     def _append(self, seqs: np.ndarray, rows: np.ndarray) -> None:
@@ -229,6 +240,18 @@ class ExactSearch:
         if self._kernel is not None and self._n == self.chunk:
             self._pack(self._buf_seqs, self._buf)
             self._n = 0
+            self._merge_small()
+
+    def _merge_small(self) -> None:
+        """Repack the chunks of at most ``chunk`` rows as one once there are ``MERGE``."""
+        small = [c for c in self._chunks if len(c.seqs) <= self.chunk]
+        if len(small) < MERGE:
+            return
+        live = np.concatenate([c.live() for c in small])
+        self._chunks = [c for c in self._chunks if len(c.seqs) > self.chunk]
+        self._reseq()
+        if len(live):
+            self._pack(live, self._rows(live))
 
     def flush(self) -> None:
         """Pack the tail now, however short (after loading a gallery: nothing is scanned in
@@ -248,10 +271,14 @@ class ExactSearch:
         if chunk.removed * 4 > len(chunk.seqs):  # repack what is left of it
             self._chunks.remove(chunk)
             live = chunk.live()
+            self._reseq()
             if len(live):
                 self._pack(live, self._rows(live))
-            seqs = [c.seqs for c in self._chunks] or [np.zeros(0, np.int64)]
-            self._chunk_seqs = np.concatenate(seqs).astype(np.int64)
+
+    def _reseq(self) -> None:
+        """The chunks' seqs again, in the order their scores are concatenated."""
+        seqs = [c.seqs for c in self._chunks] or [np.zeros(0, np.int64)]
+        self._chunk_seqs = np.concatenate(seqs).astype(np.int64)
 
     def _pack(self, seqs: np.ndarray, rows: np.ndarray) -> None:
         assert self._kernel is not None

@@ -8,13 +8,13 @@ Inputs arrive as JSON values (base64 images, lists of floats); every refusal is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -252,10 +252,11 @@ class GalleryService:
             raise RequestError("no features given", 422)
         return self.features(features)
 
-    def search(self, queries: np.ndarray, k: int) -> Future:
-        """A future of the ``k`` best hits of each query, searched together with the queries
-        of other requests waiting at the same time (``batching.QueryBatcher``)."""
-        return self._search.submit(queries, k)
+    def search(self, queries: np.ndarray, k: int) -> asyncio.Future:
+        """On the running event loop: a future of the ``k`` best hits of each query, searched
+        together with the queries of other requests waiting at the same time
+        (``batching.QueryBatcher``)."""
+        return self._search.submit_async(queries, k)
 
     def results(self, hits: list[list[Hit]]) -> list[dict[str, Any]]:
         """``identify``'s answer for the hits of each query."""

@@ -104,6 +104,46 @@ def test_a_cancelled_request_is_skipped_and_a_large_one_searched_alone():
         batcher.submit(np.zeros((1, 2), np.float32), 1)
 
 
+def test_coroutines_waiting_together_get_their_own_answers_in_one_wake_up(monkeypatch):
+    import asyncio
+
+    search = SlowSearch()
+    batcher = QueryBatcher(search)
+    wakeups: list[int] = []
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback, answers):
+            wakeups.append(len(answers))
+            return threadsafe(callback, answers)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+        first = batcher.submit_async(np.array([[0, 0.0]], np.float32), 1)
+        await asyncio.sleep(0.2)  # the first search is running (blocked)
+        rows = ([1], [2, 3], [-4], [5])  # -4: refused by the search, alone
+        futures = [
+            batcher.submit_async(np.array([[r, 0.0] for r in x], np.float32), 2) for x in rows
+        ]
+        gone = batcher.submit_async(np.array([[9, 0.0]], np.float32), 1)
+        gone.cancel()  # its client left while it waited
+        search.release.set()
+        return await asyncio.gather(first, *futures, return_exceptions=True)
+
+    first, one, two, bad, five = asyncio.run(main())
+    assert [h.entry.id for h in first[0]] == ["0/0"]
+    assert [[h.entry.id for h in row] for row in two] == [["2/0", "2/1"], ["3/0", "3/1"]]
+    assert [h.entry.id for h in one[0]] == ["1/0", "1/1"]
+    assert [h.entry.id for h in five[0]] == ["5/0", "5/1"]
+    assert isinstance(bad, ValueError)
+    # the first search's answer, then the four that waited (the cancelled one never searched),
+    # each batch delivered to the loop in one call
+    assert wakeups == [1, 4]
+    assert [rows for rows, _ in search.calls][:2] == [[0], [1, 2, 3, -4, 5]]
+    batcher.close()
+
+
 def axis_query(a: int, b: int, c: int, dim: int = 512) -> list[float]:
     """3 e_a + 2 e_b + e_c, normalised: it scores 3, 2 and 1 over sqrt(14) on axes a, b, c."""
     q = np.zeros(dim)

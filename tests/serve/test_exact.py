@@ -75,3 +75,29 @@ def test_a_query_alone_scores_as_in_any_batch():
         alone, alone_scores = search.search(q[None], 7)
         assert list(alone[0]) == list(together[i])
         assert list(alone_scores[0]) == list(together_scores[i])  # bit for bit
+
+
+def test_small_chunks_are_merged_and_a_bulk_load_packs_large_ones():
+    # chunk 8, MERGE 4: rows enrolled 3 at a time fill 8-row chunks, and every 4 of those
+    # become one 32-row chunk; 70 rows added at once go 32 + 32 straight away, 6 in the tail
+    from omnireid.serve.exact import MERGE
+
+    assert MERGE == 4
+    rows = unit_rows(200, 24, seed=6)
+    grown = ExactSearch(24, lambda seqs: rows[seqs - 100], chunk=8)
+    for start in range(0, 99, 3):
+        grown.add(np.arange(100 + start, 103 + start), rows[start : start + 3])
+    # 99 rows: 12 full chunks of 8 (3 merges of 4 -> 3 chunks of 32), 3 rows in the tail
+    assert sorted(len(c.seqs) for c in grown._chunks) == [32, 32, 32]
+    loaded = searcher(rows[:70], chunk=8)
+    assert [len(c.seqs) for c in loaded._chunks] == [32, 32]
+    alive = np.zeros(len(rows), bool)
+    alive[:99] = True
+    for r in [*range(9), 40, 97]:  # 9 of a 32-row chunk: masked, then repacked; the tail
+        grown.remove(100 + r)
+        alive[r] = False
+    assert sorted(len(c.seqs) for c in grown._chunks) == [23, 32, 32]
+    queries = np.concatenate([unit_rows(10, 24, seed=7), rows[[3, 50]]])
+    for k in (1, 5, 40):
+        seqs, _ = grown.search(queries, k)
+        assert [list(s - 100) for s in seqs] == brute_force(queries, rows, alive, k)
