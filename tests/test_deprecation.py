@@ -44,3 +44,17 @@ def test_export_onnx_image_size_keyword(tmp_path) -> None:
     with pytest.warns(DeprecationWarning, match="export_onnx"):
         path = export_onnx(model, tmp_path / "m.onnx", image_size=(32, 16))
     assert list(open_session(path).get_inputs()[0].shape[1:]) == [3, 32, 16]
+
+
+def test_serve_backends_is_the_deprecated_module_of_the_stores(monkeypatch) -> None:
+    """``serve.backends`` opened the vector stores; ``backend`` now names only the inference
+    runners (``deploy.backends``)."""
+    import importlib
+    import sys
+
+    from omnireid.serve import stores
+
+    monkeypatch.delitem(sys.modules, "omnireid.serve.backends", raising=False)
+    with pytest.warns(DeprecationWarning, match="now omnireid.serve.stores"):
+        old = importlib.import_module("omnireid.serve.backends")
+    assert old.open_store is stores.open_store and old.BACKENDS == stores.STORES

@@ -30,6 +30,7 @@ from omnireid.cli import (
     train,
     visualize,
 )
+from omnireid.cli.common import check_renamed_flags
 from omnireid.errors import OmniReIDError, UsageError
 
 GROUPS: tuple[ModuleType, ...] = (models, train, adapt, evaluate, calibrate, index, export)
@@ -128,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     setup_logging()
     try:
+        check_renamed_flags(args)
         check_device(args)
         return args.func(args)
     except (OmniReIDError, OSError) as e:

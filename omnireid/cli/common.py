@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,32 @@ def float_in(
         return value
 
     return parse
+
+
+class RenamedFlag(argparse.Action):
+    """A flag's deprecated old name: sets the new flag's ``dest`` and notes the use in
+    ``args.renamed_flags`` (``check_renamed_flags`` warns, naming the new flag). Hidden from
+    ``--help``. The new flag's default must be None, so that giving both is seen."""
+
+    def __init__(self, option_strings: Any, dest: str, new: str = "", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        given = getattr(namespace, "renamed_flags", None) or []
+        before = getattr(namespace, self.dest, None)  # the new flag's, when given first
+        clash = before is not None and before != values
+        namespace.renamed_flags = [*given, (option, self.new, self.dest, values, clash)]
+        setattr(namespace, self.dest, values)
+
+
+def check_renamed_flags(args: argparse.Namespace) -> None:
+    """Warn for each deprecated flag name used (``RenamedFlag``); both names with different
+    values is a ``UsageError``."""
+    for old, new, dest, value, clash in getattr(args, "renamed_flags", None) or []:
+        if clash or getattr(args, dest) != value:
+            raise UsageError(f"{old} is the deprecated name of {new}: give {new} only")
+        logging.getLogger("omnireid.cli").warning("%s is deprecated: it is now %s", old, new)
 
 
 def image_file(text: str) -> str:

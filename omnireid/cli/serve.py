@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from omnireid.cli.common import (
+    RenamedFlag,
     add_weights_options,
     float_in,
     int_in,
@@ -18,6 +19,7 @@ from omnireid.cli.common import (
 from omnireid.errors import UsageError
 
 log = logging.getLogger("omnireid.cli")
+STORES = ("faiss", "qdrant")  # serve.stores.STORES, spelled here: the parser imports no server
 
 
 def register(sub: Any) -> None:
@@ -34,12 +36,17 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--port", type=int_in(0, 65535), default=8000, help="port (8000; 0: any free port)"
     )
-    p.add_argument("--backend", choices=("faiss", "qdrant"), default="faiss")
+    p.add_argument(
+        "--store",
+        choices=STORES,
+        help="the gallery's vector store: faiss (SQLite + FAISS in INDEX; the default) or qdrant",
+    )
+    p.add_argument("--backend", dest="store", choices=STORES, action=RenamedFlag, new="--store")
     p.add_argument("--qdrant-url", help="the Qdrant server, its key in $QDRANT_API_KEY")
     p.add_argument(
         "--unsafe-local-qdrant",
         action="store_true",
-        help="--backend qdrant without a server: qdrant-client's local mode in INDEX/qdrant, "
+        help="--store qdrant without a server: qdrant-client's local mode in INDEX/qdrant, "
         "which unpickles that folder at start (code execution for whoever can write it); "
         "development and tests only",
     )
@@ -118,19 +125,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from omnireid.runtime import tune_allocator
     from omnireid.serve.app import create_app
     from omnireid.serve.auth import load_keys
-    from omnireid.serve.backends import open_store
     from omnireid.serve.limits import Limits
     from omnireid.serve.server import is_loopback, run
     from omnireid.serve.service import GalleryService, check_extractor
     from omnireid.serve.store import gallery_meta
+    from omnireid.serve.stores import open_store
 
-    if args.qdrant_url and args.backend != "qdrant":
-        raise UsageError("--qdrant-url is for --backend qdrant")
-    if args.unsafe_local_qdrant and (args.backend != "qdrant" or args.qdrant_url):
-        raise UsageError("--unsafe-local-qdrant is for --backend qdrant without --qdrant-url")
-    if args.backend == "qdrant" and not args.qdrant_url and not args.unsafe_local_qdrant:
+    args.store = args.store or "faiss"
+    if args.qdrant_url and args.store != "qdrant":
+        raise UsageError("--qdrant-url is for --store qdrant")
+    if args.unsafe_local_qdrant and (args.store != "qdrant" or args.qdrant_url):
+        raise UsageError("--unsafe-local-qdrant is for --store qdrant without --qdrant-url")
+    if args.store == "qdrant" and not args.qdrant_url and not args.unsafe_local_qdrant:
         raise UsageError(
-            "--backend qdrant without --qdrant-url would run qdrant-client's local mode, which "
+            "--store qdrant without --qdrant-url would run qdrant-client's local mode, which "
             f"unpickles {Path(args.index) / 'qdrant'} at start (whoever can write that folder "
             "runs code in this server): give --qdrant-url, or --unsafe-local-qdrant for "
             "development on a folder only you can write"
@@ -173,7 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     tune_allocator()
     store = open_store(
-        args.backend,
+        args.store,
         args.index,
         gallery_meta(extractor.spec, extractor.feature_dim),
         qdrant_url=args.qdrant_url,
@@ -193,7 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     args.index,
                 )
         service = GalleryService(store, extractor, threshold, limits)
-        log.info("gallery %s: %d entries (%s backend)", args.index, len(store), store.name)
+        log.info("gallery %s: %d entries (%s store)", args.index, len(store), store.name)
         try:
             run(create_app(service, keys), args.host, args.port, access_log=args.access_log)
         finally:

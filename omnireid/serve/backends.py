@@ -1,42 +1,18 @@
-"""Opening a gallery by backend name: ``faiss`` (SQLite + FAISS in the gallery folder) or
-``qdrant`` (a Qdrant server at a url; qdrant-client's local mode in ``<folder>/qdrant`` only
-with ``unsafe_local_qdrant=True``, as it unpickles that folder: see ``qdrant_store``)."""
+"""Deprecated: the vector stores are opened by ``serve.stores`` (``open_store``, ``STORES``);
+"backend" names the inference runners (``deploy.backends``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import warnings
 
-from omnireid.errors import UsageError
-from omnireid.serve.store import VectorStore
+from omnireid.serve.stores import STORES, open_store
 
-BACKENDS = ("faiss", "qdrant")
+BACKENDS = STORES
 
+warnings.warn(
+    "omnireid.serve.backends is deprecated: it is now omnireid.serve.stores (STORES, open_store)",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
-def open_store(
-    backend: str,
-    folder: str | Path,
-    meta: dict[str, Any],
-    *,
-    qdrant_url: str | None = None,
-    qdrant_api_key: str | None = None,
-    collection: str = "omnireid_gallery",
-    unsafe_local_qdrant: bool = False,
-) -> VectorStore:
-    """The gallery in ``folder`` (or, for qdrant, at ``qdrant_url`` when given), created when
-    it does not exist yet; ``meta`` (``store.gallery_meta``: ``dim`` and the model's spec)
-    is recorded or checked. A gallery in ``folder`` holds its lock while open (one store per
-    folder)."""
-    if backend == "faiss":
-        from omnireid.serve.faiss_store import FaissStore
-
-        return FaissStore(folder, meta)
-    if backend == "qdrant":
-        from omnireid.serve.qdrant_store import QdrantStore
-
-        if qdrant_url:
-            return QdrantStore(meta, url=qdrant_url, api_key=qdrant_api_key, collection=collection)
-        return QdrantStore(
-            meta, folder=folder, collection=collection, unsafe_local=unsafe_local_qdrant
-        )
-    raise UsageError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+__all__ = ["BACKENDS", "STORES", "open_store"]

@@ -37,7 +37,7 @@ def enrol_until_stopped(url: str, writer: int, acked: dict, lock: threading.Lock
 @pytest.mark.parametrize("backend", ["faiss", pytest.param("qdrant", marks=pytest.mark.slow)])
 def test_kill_9_loses_no_acknowledged_enrolment(tmp_path, toy_weights, backend):
     args = ["--index", str(tmp_path / "gallery"), "--weights", str(toy_weights)]
-    args += ["--height", "128", "--width", "64", "--backend", backend, "--extractor", "torch"]
+    args += ["--height", "128", "--width", "64", "--store", backend, "--extractor", "torch"]
     args += ["--unsafe-local-qdrant"] if backend == "qdrant" else []
     server = ServerProcess(args, tmp_path / "first.log")
     acked: dict[str, np.ndarray] = {}

@@ -10,8 +10,8 @@ from omnireid.cli import main
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.serve.app import create_app
 from omnireid.serve.auth import ApiKeys
-from omnireid.serve.backends import open_store
 from omnireid.serve.service import GalleryService
+from omnireid.serve.stores import open_store
 from tests.deploy.helpers import degenerate
 from tests.serve.conftest import LIMITS
 from tests.serve.helpers import b64, png_bytes, serving_in_thread

@@ -41,7 +41,7 @@ def test_deleted_entries_of_an_imported_index_stay_deleted_after_a_restart(
     paths = [f"/site/{i}.jpg" for i in range(3)]
     spec = ModelSpec("osnet_x0_25", feature_dim=512, preprocessing=Preprocessing(128, 64))
     GalleryIndex.build(feats, paths, spec=spec).save(folder)
-    extra = ["--backend", backend] + (["--unsafe-local-qdrant"] if backend == "qdrant" else [])
+    extra = ["--store", backend] + (["--unsafe-local-qdrant"] if backend == "qdrant" else [])
     args = server_args(folder, toy_weights, *extra)
     first = ServerProcess(args, tmp_path / "first.log")
     try:

@@ -14,21 +14,21 @@ from tests.serve.helpers import READ_KEY
         (["--no-auth", "--threshold", "1.5"], {}, "--threshold: must be a finite number >= -1"),
         (["--no-auth", "--target-fpr", "0.01"], {}, "--target-fpr picks a threshold from"),
         (
-            ["--no-auth", "--backend", "faiss", "--qdrant-url", "http://127.0.0.1:6333"],
+            ["--no-auth", "--store", "faiss", "--qdrant-url", "http://127.0.0.1:6333"],
             {},
             "is for",
         ),
         (
-            ["--no-auth", "--backend", "qdrant"],
+            ["--no-auth", "--store", "qdrant"],
             {},
-            "--backend qdrant without --qdrant-url would run qdrant-client's local mode, which "
+            "--store qdrant without --qdrant-url would run qdrant-client's local mode, which "
             "unpickles",
         ),
-        (["--no-auth", "--unsafe-local-qdrant"], {}, "--unsafe-local-qdrant is for --backend"),
+        (["--no-auth", "--unsafe-local-qdrant"], {}, "--unsafe-local-qdrant is for --store"),
         (
-            ["--no-auth", "--backend", "qdrant", "--unsafe-local-qdrant", "--qdrant-url", "u"],
+            ["--no-auth", "--store", "qdrant", "--unsafe-local-qdrant", "--qdrant-url", "u"],
             {},
-            "--unsafe-local-qdrant is for --backend qdrant without --qdrant-url",
+            "--unsafe-local-qdrant is for --store qdrant without --qdrant-url",
         ),
         (["--no-auth", "--max-request-megapixels", "0"], {}, "must be a finite number > 0"),
         (["--no-auth", "--max-request-megapixels", "1e-9"], {}, "must be positive"),
@@ -46,6 +46,19 @@ def test_serve_refuses_unsafe_or_contradictory_settings(
     err = capsys.readouterr().err
     assert reason in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "g").exists()
+
+
+def test_serve_backend_is_the_deprecated_name_of_store(tmp_path, toy_weights, capsys):
+    """``--backend`` named the vector store before ``--store``; it still does, with a warning
+    (``backend`` is the inference runner's word: ``--extractor``)."""
+    args = ["serve", "--index", str(tmp_path / "g"), "--weights", str(toy_weights), "--no-auth"]
+    assert main([*args, "--backend", "qdrant"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend is deprecated: it is now --store" in err
+    assert "--store qdrant without --qdrant-url" in err  # --backend qdrant read as --store qdrant
+    assert main([*args, "--store", "faiss", "--backend", "qdrant"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend is the deprecated name of --store: give --store only" in err
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from omnireid.errors import IndexFileError, RequestError, UsageError
 from omnireid.models.spec import ModelSpec
 from omnireid.preprocessing import Preprocessing
-from omnireid.serve import backends
+from omnireid.serve import stores
 from omnireid.serve.faiss_store import DB_FILE, FaissStore
 from omnireid.serve.store import Entry, gallery_meta, gallery_spec
 from tests.serve.helpers import unit_rows
@@ -24,7 +24,7 @@ SPEC = ModelSpec(
 
 def open_store(backend, folder, meta):
     """A store as the service opens it (Qdrant: local mode, which tests may use)."""
-    return backends.open_store(backend, folder, meta, unsafe_local_qdrant=True)
+    return stores.open_store(backend, folder, meta, unsafe_local_qdrant=True)
 
 
 @pytest.fixture(params=["faiss", "qdrant"])
@@ -231,7 +231,7 @@ def test_local_qdrant_is_refused_unless_asked_for_as_it_unpickles_its_folder(tmp
     db.commit()
     db.close()
     with pytest.raises(UsageError, match=r"local mode unpickles .*qdrant .*--unsafe-local-qdrant"):
-        backends.open_store("qdrant", tmp_path, META)
+        stores.open_store("qdrant", tmp_path, META)
     assert not marker.exists()
     with pytest.raises(AttributeError):  # what the flag risks: the planted code runs
         open_store("qdrant", tmp_path, META)
