@@ -94,7 +94,7 @@ def check_extractor(extractor: Any, source: Any) -> None:
     images of seeded noise must give finite, different features. Without this, degenerate
     weights (all zero, collapsed) would pass every one-image request unnoticed."""
     rng = np.random.default_rng(0)
-    height, width = extractor.image_size
+    height, width = extractor.input_size
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2)]
     try:
         extractor(images)
