@@ -26,7 +26,7 @@ THRESHOLD = 0.9
 
 @pytest.fixture(scope="session")
 def toy_extractor(toy_weights) -> FeatureExtractor:
-    return FeatureExtractor(toy_weights, image_size=(128, 64))
+    return FeatureExtractor(toy_weights, input_size=(128, 64))
 
 
 @pytest.fixture(scope="module")

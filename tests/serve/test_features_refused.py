@@ -26,7 +26,7 @@ def degenerate_weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def http(degenerate_weights, tmp_path_factory):
-    extractor = FeatureExtractor.from_checkpoint(degenerate_weights, image_size=(128, 64))
+    extractor = FeatureExtractor.from_checkpoint(degenerate_weights, input_size=(128, 64))
     meta = {"dim": extractor.feature_dim, "arch": extractor.arch}
     store = open_store("faiss", tmp_path_factory.mktemp("gallery"), meta)
     service = GalleryService(store, extractor, None, LIMITS)
