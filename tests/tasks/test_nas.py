@@ -127,6 +127,7 @@ def test_the_search_recipe_is_the_papers():
     demo = load_config(CONFIGS / "search_demo_synthetic.yaml")
     assert demo.train.task == "nas"
     assert demo.search.synthetic_world and demo.model.arch == "osnet_x0_25"
+    assert demo.search.min_temperature == 1.0  # TPAMI Sec. 4.2's floor, in the demo too
 
 
 def test_the_cli_runs_the_search_as_a_training_task(world, tmp_path, capsys):
