@@ -58,3 +58,30 @@ def test_serve_backends_is_the_deprecated_module_of_the_stores(monkeypatch) -> N
     with pytest.warns(DeprecationWarning, match="now omnireid.serve.stores"):
         old = importlib.import_module("omnireid.serve.backends")
     assert old.open_store is stores.open_store and old.BACKENDS == stores.STORES
+
+
+def test_gallery_index_metric_is_faiss_metric() -> None:
+    """``metric`` means the evaluation's distance (cosine, euclidean); FAISS's ip / l2 of an
+    index is ``faiss_metric`` (the header keeps its key "metric")."""
+    with pytest.warns(DeprecationWarning, match="now called faiss_metric"):
+        index = GalleryIndex(4, metric="l2")
+    assert index.faiss_metric == "l2"
+    with pytest.warns(DeprecationWarning, match="GalleryIndex.faiss_metric"):
+        assert index.metric == "l2"
+
+
+def test_index_build_metric_flag_is_faiss_metric(caplog) -> None:
+    from omnireid.cli import parse
+    from omnireid.cli.common import check_renamed_flags
+
+    build = ["index", "build", "--weights", "w.pt", "--images", "imgs", "--out", "idx"]
+    assert parse([*build, "--faiss-metric", "l2"]).faiss_metric == "l2"
+    old = parse([*build, "--metric", "l2"])
+    with caplog.at_level("WARNING", logger="omnireid"):
+        check_renamed_flags(old)
+    assert (
+        old.faiss_metric == "l2"
+        and "--metric is deprecated: it is now --faiss-metric" in caplog.text
+    )
+    with pytest.raises(UsageError, match="give --faiss-metric only"):
+        check_renamed_flags(parse([*build, "--faiss-metric", "ip", "--metric", "l2"]))

@@ -7,8 +7,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omnireid.cli.common import add_weights_options, image_file, int_in, positive_int
+from omnireid.cli.common import (
+    RenamedFlag,
+    add_weights_options,
+    image_file,
+    int_in,
+    positive_int,
+)
 from omnireid.errors import UsageError
+
+FAISS_METRICS = ("ip", "l2")  # deploy.index_file's, spelled here: the parser imports no FAISS
 
 
 def register(sub: Any) -> None:
@@ -20,7 +28,16 @@ def register(sub: Any) -> None:
     p.add_argument("--images", required=True, help="folder of gallery images (recursive)")
     p.add_argument("--out", required=True, help="index directory to write")
     p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact")
-    p.add_argument("--metric", choices=("ip", "l2"), default="ip", help="ip: cosine similarity")
+    p.add_argument(
+        "--faiss-metric", choices=FAISS_METRICS, help="ip (the default): cosine similarity; l2"
+    )
+    p.add_argument(
+        "--metric",
+        dest="faiss_metric",
+        choices=FAISS_METRICS,
+        action=RenamedFlag,
+        new="--faiss-metric",
+    )
     p.add_argument("--nlist", type=positive_int, help="ivf cells (default 4 sqrt(N))")
     p.add_argument("--nprobe", type=positive_int, help="ivf cells visited per query")
     p.add_argument("--hnsw-m", type=int_in(2, 256), help="hnsw links per node, 2-256")
@@ -109,7 +126,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     weights = str(Path(args.weights).resolve()) if Path(args.weights).exists() else args.weights
-    options: dict[str, Any] = dict(kind=args.kind, metric=args.metric, extra={"weights": weights})
+    options: dict[str, Any] = dict(
+        kind=args.kind, faiss_metric=args.faiss_metric or "ip", extra={"weights": weights}
+    )
     for key in ("nlist", "nprobe", "hnsw_m", "ef_search"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
@@ -119,8 +138,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     h, w = extractor.input_size
     print(
         f"indexed {len(index)} images ({known} with a Market-style pid/camid) from {args.images}: "
-        f"{index.kind} {index.metric} index of {index.dim}-d {extractor.arch} features at {h}x{w} "
-        f"-> {args.out}"
+        f"{index.kind} {index.faiss_metric} index of {index.dim}-d {extractor.arch} features "
+        f"at {h}x{w} -> {args.out}"
     )
     return 0
 

@@ -3,7 +3,8 @@
 A ``GalleryIndex`` holds ``(N, D)`` float32 features (L2-normalised by default) with per-item
 metadata (image path, person id, camera id, timestamp; -1 / NaN when unknown) and answers
 top-k queries. Kinds: ``flat`` (exact, the default), ``ivf`` (inverted lists; ``nlist`` cells,
-``nprobe`` visited per query) and ``hnsw`` (graph; ``M`` links, ``ef_search`` beam). Metrics:
+``nprobe`` visited per query) and ``hnsw`` (graph; ``M`` links, ``ef_search`` beam). FAISS
+metrics (``faiss_metric``; ``metric`` is its deprecated name, and the header's key):
 ``ip`` (inner product = cosine similarity on normalised features, higher is better) or ``l2``
 (squared Euclidean distance, lower is better).
 
@@ -26,16 +27,23 @@ import faiss
 import numpy as np
 
 from omnireid.data.images import list_images, parse_market_name
-from omnireid.deploy.index_file import header_spec, read_header, read_index_dir, write_index_dir
+from omnireid.deploy.index_file import (
+    FAISS_METRICS,
+    header_spec,
+    read_header,
+    read_index_dir,
+    write_index_dir,
+)
 from omnireid.deprecation import warn_renamed
 from omnireid.errors import IndexFileError
 from omnireid.models.spec import ModelSpec
 from omnireid.preprocessing import l2_normalize
 
 KINDS = ("flat", "ivf", "hnsw")
-METRICS = ("ip", "l2")
+METRICS = FAISS_METRICS  # its old name
 Kind = Literal["flat", "ivf", "hnsw"]
-IndexMetric = Literal["ip", "l2"]
+FaissMetric = Literal["ip", "l2"]
+IndexMetric = FaissMetric  # its old name
 
 
 @dataclass
@@ -98,7 +106,7 @@ class GalleryIndex:
         dim: int,
         *,
         kind: Kind = "flat",
-        metric: IndexMetric = "ip",
+        faiss_metric: FaissMetric = "ip",
         normalize: bool = True,
         nlist: int | None = None,
         nprobe: int = 16,
@@ -107,11 +115,17 @@ class GalleryIndex:
         ef_search: int = 64,
         spec: ModelSpec | None = None,
         extra: dict | None = None,
+        metric: FaissMetric | None = None,
     ) -> None:
+        if metric is not None:  # the deprecated name of faiss_metric
+            warn_renamed("GalleryIndex(metric=...)", "faiss_metric")
+            faiss_metric = metric
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {KINDS}")
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+        if faiss_metric not in FAISS_METRICS:
+            raise ValueError(
+                f"unknown faiss_metric {faiss_metric!r}; expected one of {FAISS_METRICS}"
+            )
         if dim < 1:
             raise ValueError(f"feature dimension must be positive, got {dim}")
         if hnsw_m < 2 or nprobe < 1 or ef_construction < 1 or ef_search < 1:  # FAISS aborts
@@ -121,7 +135,8 @@ class GalleryIndex:
             )
         if nlist is not None and nlist < 1:
             raise ValueError(f"nlist must be >= 1, got {nlist}")
-        self.dim, self.kind, self.metric, self.normalize = int(dim), kind, metric, normalize
+        self.dim, self.kind, self.normalize = int(dim), kind, normalize
+        self.faiss_metric: FaissMetric = faiss_metric
         self.params = IndexParams(
             nlist=nlist,
             nprobe=nprobe,
@@ -154,14 +169,22 @@ class GalleryIndex:
     # ---------------------------------------------------------------------------------------
     # building
 
-    def _faiss_metric(self) -> int:
-        return faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+    @property
+    def metric(self) -> FaissMetric:
+        """Deprecated name of ``faiss_metric``."""
+        warn_renamed("GalleryIndex.metric", "GalleryIndex.faiss_metric")
+        return self.faiss_metric
+
+    def _faiss_metric_type(self) -> int:
+        return faiss.METRIC_INNER_PRODUCT if self.faiss_metric == "ip" else faiss.METRIC_L2
 
     def _new_index(self, n: int) -> faiss.Index:
-        p, metric = self.params, self._faiss_metric()
+        p, metric = self.params, self._faiss_metric_type()
         if self.kind == "flat":
             return (
-                faiss.IndexFlatIP(self.dim) if self.metric == "ip" else faiss.IndexFlatL2(self.dim)
+                faiss.IndexFlatIP(self.dim)
+                if self.faiss_metric == "ip"
+                else faiss.IndexFlatL2(self.dim)
             )
         if self.kind == "hnsw":
             index = faiss.IndexHNSWFlat(self.dim, p["hnsw_m"], metric)
@@ -269,7 +292,7 @@ class GalleryIndex:
         n_first = max(k, candidates) if rerank else k
         assert self._index is not None  # len(self) > 0
         scores, indices = self._index.search(q, min(n_first, len(self)))
-        higher = self.metric == "ip"
+        higher = self.faiss_metric == "ip"
         if rerank:
             scores, indices = self._rerank(q, scores, indices, k, k1, k2, lambda_value)
             higher = False
@@ -316,7 +339,7 @@ class GalleryIndex:
         return {
             "dim": self.dim,
             "spec": None if self.spec is None else self.spec.to_dict(),
-            "metric": self.metric,
+            "metric": self.faiss_metric,  # the header's key since format 1
             "kind": self.kind,
             "normalize": self.normalize,
             "count": len(self),
@@ -358,7 +381,7 @@ class GalleryIndex:
         index = cls(
             h["dim"],
             kind=h["kind"],
-            metric=h["metric"],
+            faiss_metric=h["metric"],
             normalize=h["normalize"],
             ef_search=h["params"]["ef_search"],
             spec=spec,

@@ -37,7 +37,8 @@ READ_VERSIONS = (2, 3)
 FILES = ("index.faiss", "metadata.npz")
 METADATA = ("paths", "pids", "camids", "timestamps")
 # what a header's values may be (as ``deploy.index.GalleryIndex`` takes them)
-METRICS = ("ip", "l2")
+FAISS_METRICS = ("ip", "l2")  # the header's "metric": GalleryIndex.faiss_metric
+METRICS = FAISS_METRICS  # its old name
 KINDS = ("flat", "ivf", "hnsw")
 PARAMS: tuple[tuple[str, int, int | None], ...] = (("nlist", 1, None), ("nprobe", 1, None))
 PARAMS += (("hnsw_m", 2, None),)
@@ -178,7 +179,12 @@ def check_header_values(header: dict, file: Path) -> None:
     rules: list[tuple[str, object, bool, str]] = [
         ("dim", header.get("dim"), _is_int(header.get("dim"), 1), "an integer >= 1"),
         ("count", header.get("count"), _is_int(header.get("count", 0), 0), "an integer >= 0"),
-        ("metric", header.get("metric"), header.get("metric") in METRICS, f"one of {METRICS}"),
+        (
+            "metric",
+            header.get("metric"),
+            header.get("metric") in FAISS_METRICS,
+            f"one of {FAISS_METRICS}",
+        ),
         ("kind", header.get("kind"), header.get("kind") in KINDS, f"one of {KINDS}"),
         (
             "normalize",

@@ -58,7 +58,7 @@ def test_an_all_zero_vector_has_no_direction_in_a_cosine_index():
     index = GalleryIndex.build(feats, list("abcd"))
     with pytest.raises(ValueError, match="queries contain an all-zero vector"):
         index.search(np.zeros((1, 8), np.float32))
-    assert len(GalleryIndex.build(np.zeros((1, 8)), ["z"], metric="l2", normalize=False)) == 1
+    assert len(GalleryIndex.build(np.zeros((1, 8)), ["z"], faiss_metric="l2", normalize=False)) == 1
 
 
 def test_adaptation_needs_images_and_one_camera_id_each():

@@ -47,7 +47,7 @@ def gallery() -> np.ndarray:
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_exact_search_equals_brute_force(gallery, metric):
     queries = normalised(np.random.default_rng(1).standard_normal((7, 16)))
-    index = GalleryIndex.build(gallery, names(300), metric=metric, pids=np.arange(300) // 3)
+    index = GalleryIndex.build(gallery, names(300), faiss_metric=metric, pids=np.arange(300) // 3)
     result = index.search(queries, k=5)
     sim = queries @ gallery.T
     expected = np.argsort(-sim, axis=1, kind="stable")[:, :5]
