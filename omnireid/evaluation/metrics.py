@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-CMC_RANKS = (1, 5, 10)  # the ranks every report shows
-RANK_KEYS = (*(f"rank{k}" for k in CMC_RANKS), "mAP", "mINP")  # RankResult.as_dict's keys
+from omnireid.scores import CMC_RANKS as CMC_RANKS  # re-exported: evaluation's names
+from omnireid.scores import RANK_KEYS as RANK_KEYS
 
 
 @dataclass(frozen=True)

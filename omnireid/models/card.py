@@ -22,8 +22,11 @@ from omnireid.models.loader import build_for, read_weights
 from omnireid.models.mutual import MutualPair
 from omnireid.models.spec import ModelSpec
 from omnireid.rundir import RunDir
+from omnireid.scores import RANK_KEYS
 
-EVAL_KEYS: tuple[str, ...] = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+# what a card shows of a record: the ranking scores ("rank20": earlier code's records), the
+# attribute and classification scores
+EVAL_KEYS: tuple[str, ...] = (*RANK_KEYS, "rank20")
 EVAL_KEYS += ("mA", "accuracy", "precision", "recall", "f1", "error")
 
 

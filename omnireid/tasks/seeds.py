@@ -22,10 +22,11 @@ from typing import Any
 from omnireid.config import Config
 from omnireid.errors import ConfigError
 from omnireid.rundir import RunDir
+from omnireid.scores import RANK_KEYS
 from omnireid.tasks import fit_from_config
 
 log = logging.getLogger("omnireid.train")
-KEYS = ("rank1", "rank5", "mAP")
+KEYS = (*RANK_KEYS[:2], "mAP")  # R1, R5 and mAP: the columns of TPAMI's search table
 
 
 def _metrics(records: list[dict[str, Any]], run: Path) -> dict[str, float]:
