@@ -186,6 +186,16 @@ def portable(value: Any, base: Path) -> Any:
     return value
 
 
+def portable_source(weights: str | Path, base: Path) -> str:
+    """How a spec names the weights a model started from, readable on any machine: ``zoo:NAME``
+    as given, a path inside ``base`` (the run folder) relative to it (``portable``), else the
+    file or folder name alone (the SHA-256 stored beside it says which weights they were)."""
+    if str(weights).startswith(ZOO_PREFIX):
+        return str(weights)
+    path, base = Path(weights).resolve(), Path(base).resolve()
+    return str(portable(str(path), base)) if path.is_relative_to(base) else path.name
+
+
 def _portable_spec(spec: ModelSpec, base: Path) -> ModelSpec:
     """``spec`` with its training config and provenance paths relative to ``base``."""
     p = spec.provenance
@@ -246,6 +256,7 @@ __all__ = [
     "expand_zoo",
     "list_pretrained",
     "portable",
+    "portable_source",
     "read_entry",
     "read_zoo_card",
     "zoo_entry",

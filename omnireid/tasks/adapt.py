@@ -33,7 +33,7 @@ from omnireid.errors import ConfigError
 from omnireid.models import load_for_inference
 from omnireid.models.loader import read_weights
 from omnireid.models.spec import ModelSpec, SourceWeights
-from omnireid.models.zoo import expand_zoo
+from omnireid.models.zoo import portable_source
 from omnireid.preprocessing import Preprocessing
 from omnireid.progress import progress
 from omnireid.rundir import RunDir
@@ -71,8 +71,9 @@ def source_spec(weights: str | Path) -> ModelSpec:
 def _source(config: Config, method: str = "") -> tuple[nn.Module, Preprocessing, ModelSpec]:
     """The model to adapt (in eval mode), the preprocessing (the source's, at ``data.height x
     data.width``: a size other than the one it was trained at is used with a warning), and the
-    spec the adapted checkpoints carry: the source's, recording its weights' path and SHA-256
-    (and ``method`` when not the full self-training)."""
+    spec the adapted checkpoints carry: the source's, recording its weights (``zoo:NAME``, a
+    path inside the run folder relative to it, else the file name: ``portable_source``), their
+    SHA-256 and ``method`` when not the full self-training)."""
     d, weights = config.data, config.model.weights
     assert weights  # adapt_run refuses a config without model.weights
     info = read_weights(weights)
@@ -89,7 +90,7 @@ def _source(config: Config, method: str = "") -> tuple[nn.Module, Preprocessing,
             *pre.input_size,
         )
     origin = SourceWeights(
-        path=str(expand_zoo(weights).resolve()),
+        path=portable_source(weights, Path(config.train.out_dir)),
         sha256=source.weights_sha256,
         method=method,
     )

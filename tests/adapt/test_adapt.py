@@ -108,9 +108,10 @@ def test_the_adapted_model_is_a_reid_model_whose_card_names_its_source(shifted, 
     model, pre = load_for_inference(out)
     assert (pre.height, pre.width) == (64, 32) and model.arch == "osnet_x0_25"
     card = read_card(out)
-    assert card.adapted_from["path"] == str(Path(shifted["source"]).resolve())
+    # a source outside the run folder is named by its folder name alone, its SHA-256 beside it
+    assert card.adapted_from["path"] == Path(shifted["source"]).name == "source"
     assert len(card.adapted_from["sha256"]) == 64 and card.config["train"]["task"] == "adapt"
-    assert f"adapted from   {Path(shifted['source']).resolve()}" in format_card(card)
+    assert "adapted from   source (sha256 " in format_card(card)
     assert "AdaBN only" not in format_card(card)
 
 

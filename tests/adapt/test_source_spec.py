@@ -44,7 +44,7 @@ def test_omnireid_adapt_from_a_128x64_zoo_model_adapts_at_128x64(tiny_world, tmp
     assert spec.preprocessing == source.spec.preprocessing  # size, mean/std, range, L2: as trained
     assert spec.config["data"]["height"] == 128 and spec.config["data"]["width"] == 64
     assert spec.provenance.adapted_from.sha256 == source.sha256
-    assert spec.provenance.adapted_from.path == str(source.folder.resolve())
+    assert spec.provenance.adapted_from.path == f"zoo:{ZOO_128X64}"  # no folder of this machine
     assert (spec.arch, spec.num_classes) == ("osnet_x0_25", 751)
 
 

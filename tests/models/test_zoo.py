@@ -22,6 +22,7 @@ from omnireid.models.zoo import (
     ZooEntry,
     add_to_zoo,
     portable,
+    portable_source,
     read_entry,
     zoo_entry,
     zoo_names,
@@ -200,3 +201,12 @@ def test_portable_makes_absolute_paths_relative_to_the_checkout(tmp_path):
         "train": {"out_dir": "runs/a", "resume": True},
         "command": "omnireid evaluate --root ../shared/data",
     }
+
+
+def test_portable_source_names_weights_without_this_machines_folders(tmp_path):
+    """What an adapted model records as its source: the zoo name, a path inside the run folder
+    relative to it, else the file name (its SHA-256 is stored beside it)."""
+    run = tmp_path / "runs" / "adapted"
+    assert portable_source("zoo:osnet_x0_25_market_ce_cpu", run) == "zoo:osnet_x0_25_market_ce_cpu"
+    assert portable_source(run / "source" / "model.pt", run) == "source/model.pt"
+    assert portable_source(tmp_path / "weights" / "msmt17.pth", run) == "msmt17.pth"
