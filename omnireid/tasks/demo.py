@@ -25,7 +25,7 @@ from omnireid.visualize.ranking import write_evaluation_report
 
 
 def demo_overrides(world: Path, out_dir: Path, epochs: int, height: int, width: int) -> list[str]:
-    """The demo's training recipe as config overrides (see ``omnireid/config.py``)."""
+    """The demo's training recipe as config overrides (see ``omnireid/config/sections.py``)."""
     return [
         "model.arch=osnet_x0_25",
         "data.dataset=market1501",
