@@ -17,37 +17,51 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
-from omnireid.data.images import read_image, to_rgb
 from omnireid.data.transforms import transform_for
 from omnireid.deploy.auto import CheckedRunner, Route, resolve_route, sibling_graphs
-from omnireid.deploy.backends import PRECISIONS, OnnxRunner, OpenVinoRunner, TorchRunner
+from omnireid.deploy.backends import OnnxRunner, OpenVinoRunner, TorchRunner
 from omnireid.deploy.boxes import crop_boxes
-from omnireid.deploy.contract import MissingContractError, ModelContract
+from omnireid.deploy.contract import ModelContract
+from omnireid.deploy.extractor_inputs import ImageInput, batches, is_single, to_tensor
+from omnireid.deploy.extractor_options import (
+    BACKENDS,
+    GRAPH_SUFFIXES,
+    PRECISION_CHOICES,
+    check_options,
+    choose_backend,
+    graph_runtime,
+)
+from omnireid.deploy.extractor_sources import graph_contract, graph_precision, model_and_spec
 from omnireid.deprecation import renamed_argument, warn_renamed
 from omnireid.errors import UsageError
 from omnireid.evaluation.features import Embedder, FeatureCheck
-from omnireid.models import build, load_for_inference
 from omnireid.models.spec import ModelSpec
 from omnireid.preprocessing import Preprocessing, l2_normalize
 from omnireid.progress import progress
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "fast", "onnxruntime", "openvino")
-PRECISION_CHOICES = ("auto", *PRECISIONS, "int8")
-GRAPH_SUFFIXES = {"onnxruntime": ".onnx", "openvino": ".xml"}  # a graph file's runtime
 RGB = tuple[float, float, float]  # Preprocessing's mean and std
-ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
+
+# what callers imported from here before the argument checks and input handling moved out
+__all__ = [
+    "BACKENDS",
+    "GRAPH_SUFFIXES",
+    "PRECISION_CHOICES",
+    "FeatureExtractor",
+    "ImageInput",
+    "choose_backend",
+    "graph_runtime",
+]
 
 
 class FeatureExtractor:
@@ -108,13 +122,13 @@ class FeatureExtractor:
         image_size: tuple[int | None, int | None] | None = None,
     ) -> None:
         input_size = renamed_argument(input_size, image_size, "image_size", "input_size")
-        graph = _check_options(backend, precision, device, batch_size, onnx_path, openvino_path)
+        graph = check_options(backend, precision, device, batch_size, onnx_path, openvino_path)
         self.device, self.batch_size = device, batch_size
         family = "onnxruntime" if onnx_path is not None else "openvino"  # when a graph is given
         self.contract: ModelContract | None = None
-        network, spec = _source(model, arch, input_size, num_classes, graph)
+        network, spec = model_and_spec(model, arch, input_size, num_classes, graph)
         if graph is not None:
-            self.contract = _graph_contract(family, graph)
+            self.contract = graph_contract(family, graph)
             spec = self.contract.spec if self.contract else ModelSpec(arch or "unknown")
             if arch is not None and arch != spec.arch:
                 raise UsageError(f"{graph} holds {spec.arch}, not {arch}")
@@ -134,7 +148,7 @@ class FeatureExtractor:
         self.normalize = pre.output_norm == "l2" if normalize is None else normalize
         self.arch = spec.arch
         self.transform = transform_for(pre)
-        given = None if graph is None else (graph, _graph_precision(graph, family), family)
+        given = None if graph is None else (graph, graph_precision(graph, family), family)
         graphs = sibling_graphs(*given[:2]) if given else {}
         self.route, self.why, checked = resolve_route(
             backend, precision, given, network is not None, device, tuple(exclude_backends)
@@ -220,65 +234,17 @@ class FeatureExtractor:
             compiled = compile_openvino(ir, self.device, precision=HINTS[route.precision])
             return OpenVinoRunner(compiled, self.input_size, graph)
 
-    # --- input handling ---------------------------------------------------------------------
-    def _to_tensor(self, item: Any, bgr: bool, index: int) -> torch.Tensor:
-        """One input item -> ``(k, 3, H, W)`` normalised float tensor."""
-        if isinstance(item, str | Path):
-            return self.transform(read_image(item))[None]
-        if isinstance(item, Image.Image):
-            return self.transform(to_rgb(item))[None]
-        if isinstance(item, np.ndarray):
-            if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
-                raise TypeError(
-                    f"input {index}: expected an (H, W, 3) uint8 array, got shape "
-                    f"{item.shape} dtype {item.dtype}"
-                )
-            rgb = np.ascontiguousarray(item[:, :, ::-1] if bgr else item)
-            return self.transform(Image.fromarray(rgb))[None]
-        if isinstance(item, torch.Tensor):
-            x = item[None] if item.dim() == 3 else item
-            expected = (3, *self.input_size)
-            if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
-                raise TypeError(
-                    f"input {index}: expected a normalised float tensor (3, H, W) or "
-                    f"(N, 3, H, W) with H, W = {self.input_size}, got {tuple(item.shape)} "
-                    f"{item.dtype}"
-                )
-            if not bool(torch.isfinite(x).all()):
-                raise UsageError(f"input {index}: the tensor holds NaN or infinite values")
-            return x.detach().float().cpu()
-        raise TypeError(
-            f"input {index}: expected an image path, PIL image, uint8 array or float tensor, "
-            f"got {type(item).__name__}"
-        )
-
-    def _batches(self, items: Sequence[Any], bgr: bool) -> Iterator[torch.Tensor]:
-        """``(<= batch_size, 3, H, W)`` batches, decoding images only as they are needed."""
-        pending: list[torch.Tensor] = []
-        count = 0
-        for i, item in enumerate(items):
-            x = self._to_tensor(item, bgr, i)
-            while len(x):
-                take = x[: self.batch_size - count]
-                pending.append(take)
-                count += len(take)
-                x = x[len(take) :]
-                if count == self.batch_size:
-                    yield torch.cat(pending)
-                    pending, count = [], 0
-        if pending:
-            yield torch.cat(pending)
-
     # --- running ------------------------------------------------------------------------------
     def _run(self, inputs: Any, bgr: bool, show: bool) -> np.ndarray:
-        single = isinstance(inputs, str | Path | Image.Image | torch.Tensor) or (
-            isinstance(inputs, np.ndarray) and inputs.ndim == 3
-        )
-        items = [inputs] if single else list(inputs)
+        items = [inputs] if is_single(inputs) else list(inputs)
+
+        def convert(item: Any, index: int) -> torch.Tensor:
+            return to_tensor(item, bgr, index, self.transform, self.input_size)
+
         feats = []
         guard = FeatureCheck()  # the same check on every backend (NaN, one feature for all)
         with progress(total=len(items), desc="features", unit="image", enabled=show) as bar:
-            for batch in self._batches(items, bgr):
+            for batch in batches(items, self.batch_size, convert):
                 guard.see(batch)
                 feats.append(self.runner(batch))
                 bar.update(len(batch))
@@ -321,141 +287,3 @@ class FeatureExtractor:
         if crops:
             feats[valid] = self._run(crops, bgr, show=False)
         return feats, valid
-
-
-def choose_backend(backend: str | None, precision: str, graph: str | None = None) -> str:
-    """The backend an evaluation runs (``omnireid evaluate``): ``backend``, else "auto";
-    ``graph`` is the runtime of a given graph file ("onnxruntime" or "openvino",
-    ``graph_runtime``), which then fixes the backend. Refuses what cannot run together: a
-    graph with another runtime, ``precision`` "bf16" off OpenVINO (the torch backends' bf16 is
-    no faster on a CPU without bf16 units) and "int8" without an int8 graph."""
-    family = graph
-    backend = backend or "auto"
-    if backend not in BACKENDS:
-        raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if family not in (None, *GRAPH_SUFFIXES):
-        raise UsageError(f"a graph runs in {sorted(GRAPH_SUFFIXES)}, not {family!r}")
-    if family is not None and backend not in (family, "auto"):
-        suffix = GRAPH_SUFFIXES[family]
-        raise UsageError(f"a {suffix} graph runs with backend {family}, not {backend}")
-    if precision == "bf16" and (backend not in ("auto", "openvino") or family == "onnxruntime"):
-        raise UsageError("precision bf16 is for backend openvino (OpenVINO's bf16 inference)")
-    if precision == "int8" and backend in ("torch", "fast"):
-        raise UsageError("precision int8 runs an int8 graph (omnireid export --int8-calib)")
-    return backend
-
-
-def graph_runtime(path: str | Path) -> str:
-    """The runtime of a graph file by its suffix: "onnxruntime" (.onnx), "openvino" (.xml)."""
-    families = {suffix: runtime for runtime, suffix in GRAPH_SUFFIXES.items()}
-    if Path(path).suffix.lower() not in families:
-        raise UsageError(f"{path}: a graph file is a .onnx or an OpenVINO .xml")
-    return families[Path(path).suffix.lower()]
-
-
-def _check_options(
-    backend: str,
-    precision: str,
-    device: str,
-    batch_size: int,
-    onnx_path: str | Path | None,
-    openvino_path: str | Path | None,
-) -> Path | None:
-    """Refuse options that cannot work together; the graph file given, if any."""
-    if backend not in BACKENDS:
-        raise UsageError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if precision not in PRECISION_CHOICES:
-        raise UsageError(f"precision must be one of {sorted(PRECISION_CHOICES)}, got {precision!r}")
-    try:
-        where = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise UsageError(f"device {device!r} is not a device torch knows ({e})") from None
-    if where.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (where.index or 0) >= count:
-            raise UsageError(f"device {device!r}: this machine has {count} usable CUDA GPU(s)")
-    if precision == "fp16" and backend in ("onnxruntime", "openvino"):
-        raise UsageError("precision='fp16' is for the torch backends (on a CUDA device)")
-    if precision == "fp16" and where.type != "cuda":
-        raise UsageError("precision='fp16' needs a CUDA device; use 'bf16' on CPU")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if onnx_path is not None and openvino_path is not None:
-        raise UsageError("give onnx_path or openvino_path, not both")
-    for name, path, wanted in (
-        ("onnx_path", onnx_path, "onnxruntime"),
-        ("openvino_path", openvino_path, "openvino"),
-    ):
-        if path is not None and backend not in (wanted, "auto"):
-            raise UsageError(f"{name} is for backend={wanted!r}, not {backend!r}")
-    graph = onnx_path if onnx_path is not None else openvino_path
-    return Path(graph) if graph is not None else None
-
-
-def _source(
-    model: nn.Module | ModelSpec | str | Path | None,
-    arch: str | None,
-    input_size: tuple[int | None, int | None] | None,
-    num_classes: int | None,
-    graph: Path | None,
-) -> tuple[nn.Module | None, ModelSpec]:
-    """``(eval model or None for a graph, its spec)`` of what ``FeatureExtractor`` was given:
-    weights (a path or ``zoo:NAME``: ``load_for_inference``, ``arch`` and ``input_size``
-    override), a loaded model (its ``model.spec``), a ``ModelSpec`` (that model, randomly
-    initialised) or nothing beside a graph file."""
-    if graph is not None:
-        if model is not None:
-            option = "onnx_path" if graph.suffix == ".onnx" else "openvino_path"
-            raise UsageError(f"give a model or {option}, not both: the graph holds weights")
-        return None, ModelSpec("unknown")  # the contract's, read by the caller
-    if model is None:
-        raise UsageError(
-            "give a model: weights (a run, checkpoint or weights file, zoo:NAME), a loaded "
-            "model, a ModelSpec, or an exported onnx_path / openvino_path"
-        )
-    if isinstance(model, str | Path):
-        h, w = input_size if input_size is not None else (None, None)
-        network, _ = load_for_inference(model, arch, height=h, width=w, num_classes=num_classes)
-        return network, cast(ModelSpec, network.spec)  # load_for_inference attaches it
-    if arch is not None:
-        raise UsageError("arch overrides the architecture of weights given as a path")
-    if isinstance(model, ModelSpec):
-        if not model.arch:
-            raise UsageError("the ModelSpec names no architecture (arch)")
-        classes = model.num_classes or num_classes or 1
-        network = build(model.arch, num_classes=classes, **model.options).eval()
-        if model.weights_sha256:
-            log.warning("%s: a spec carries no weights; its model is randomly initialised", model)
-        return network, replace(model, feature_dim=network.feature_dim)
-    spec = getattr(model, "spec", None)
-    if not isinstance(spec, ModelSpec):
-        raise UsageError(
-            f"the {type(model).__name__} carries no ModelSpec (model.spec): load it with "
-            "omnireid.models.load_for_inference, or give a ModelSpec"
-        )
-    return model.eval(), spec
-
-
-def _graph_precision(path: Path, backend: str) -> str:
-    """What the graph file for ``backend`` holds: "int8", "bf16" (an OpenVINO IR marked to run
-    in bf16) or "fp32"."""
-    if backend == "onnxruntime":
-        from omnireid.deploy.onnx import onnx_precision
-
-        return onnx_precision(path)
-    from omnireid.deploy.openvino import openvino_precision, read_openvino_model
-
-    return openvino_precision(read_openvino_model(path))
-
-
-def _graph_contract(backend: str, path: Path) -> ModelContract | None:
-    """The contract ``path`` carries, or None (with a warning) for a graph without one."""
-    from omnireid.deploy.onnx import read_onnx_contract
-    from omnireid.deploy.openvino import read_openvino_contract
-
-    read = read_onnx_contract if backend == "onnxruntime" else read_openvino_contract
-    try:
-        return read(path)
-    except MissingContractError:
-        log.warning("%s carries no preprocessing contract: assuming the defaults", path)
-        return None
