@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 from common import cpu_name
 
-from omnireid.serve.backends import open_store
 from omnireid.serve.store import Entry
+from omnireid.serve.stores import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def load_gallery(backend: str, folder: Path, feats: np.ndarray, meta: dict) -> f
 
 def start_server(backend: str, folder: Path, weights: Path, key: str, log: Path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMNIREID_READ_KEYS": key}
-    command = [sys.executable, "-m", "omnireid", "serve", "--backend", backend]
+    command = [sys.executable, "-m", "omnireid", "serve", "--store", backend]
     command += ["--index", str(folder), "--weights", str(weights), "--port", "0"]
     if backend == "qdrant":  # local mode: a development store (see docs/serve.md)
         command.append("--unsafe-local-qdrant")

@@ -8,10 +8,10 @@ import pytest
 from omnireid.deploy.extractor import FeatureExtractor
 from omnireid.serve.app import create_app
 from omnireid.serve.auth import ApiKeys
-from omnireid.serve.backends import open_store
 from omnireid.serve.limits import Limits
 from omnireid.serve.service import GalleryService, Threshold
 from omnireid.serve.store import gallery_meta
+from omnireid.serve.stores import open_store
 from tests.serve.helpers import READ_KEY, WRITE_KEY, serving_in_thread
 
 LIMITS = Limits(
