@@ -7,7 +7,9 @@ Recipe (ICCV Sec. 4.1, as configs/iccv/table6_x0_25_*.yaml): OSNet x0.25 from
 classifier is left fresh), AMSGrad lr 0.0015, weight decay 5e-4, batch 64, 150 epochs with lr x0.1
 every 60 (torchreid's ``single_step`` schedule), the base frozen for the first 10 epochs
 (``fixbase_epoch=10, open_layers=["classifier"]``), transforms ``random_flip`` +
-``random_erasing``, label-smoothed cross-entropy (``ImageSoftmaxEngine``). Trained epoch by
+``random_erase`` (torchreid's name; it silently ignores a name it does not know, so the built
+transforms are checked; an earlier run, docs/results/reference_table6_64x32_no_erasing.json,
+trained without it), label-smoothed cross-entropy (``ImageSoftmaxEngine``). Trained epoch by
 epoch with torchreid's ``Engine.train``; a checkpoint (model, optimiser, schedule, RNG) after every
 epoch lets an interrupted run resume. The trained weights are saved as a plain state_dict and
 scored on the full Market-1501 by omnireid's evaluator (the same metrics as torchreid's
@@ -86,11 +88,14 @@ def main() -> None:
         sources="market1501",
         height=height,
         width=width,
-        transforms=["random_flip", "random_erasing"],
+        transforms=["random_flip", "random_erase"],  # torchreid's names; others are ignored
         batch_size_train=64,
         workers=0,
         use_gpu=False,
     )
+    built = {type(t).__name__ for t in manager.transform_tr.transforms}
+    if not {"RandomHorizontalFlip", "RandomErasing"} <= built:  # a misspelt name is dropped
+        raise SystemExit(f"torchreid built {sorted(built)}: flip or random erasing missing")
     model = torchreid.models.build_model("osnet_x0_25", num_classes=751, pretrained=False)
     torchreid.utils.load_pretrained_weights(model, str(args.weights))
     optimizer = torchreid.optim.build_optimizer(model, optim="amsgrad", lr=0.0015)
