@@ -41,41 +41,10 @@ ORT = {
     "ort_default": {},
     "ort_no_gemm": {"exclude_op_types": ("Gemm",)},
     "ort_conv_only": {"exclude_op_types": ("Add", "Mul", "GlobalAveragePool", "MaxPool")},
-    "ort_no_dw": {"depthwise_fp32": True},
+    "ort_no_dw": {"depthwise_fp32": True},  # quantize_onnx keeps grouped convolutions fp32
     "ort_percentile": {"method": "percentile"},
 }
 OV = ("ov_default", "ov_no_matmul", "ov_mixed", "ov_no_dw")
-
-
-def ort_graph(onnx32: Path, out: Path, calib: np.ndarray, options: dict) -> Path:
-    if not options.pop("depthwise_fp32", False):
-        return quantize_onnx(onnx32, out, calib, **options)
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
-
-    from omnireid.deploy.quantize import _Batches
-
-    prepared = out.with_name("prep.onnx")
-    quant_pre_process(str(onnx32), str(prepared), skip_symbolic_shape=True)
-    depthwise = [
-        n.name
-        for n in onnx.load(str(prepared)).graph.node
-        if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
-    ]
-    quantize_static(
-        str(prepared), str(out), _Batches(calib, 16), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-        nodes_to_exclude=depthwise, calibrate_method=CalibrationMethod.MinMax,
-        op_types_to_quantize=["Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool",
-                              "MaxPool"],
-    )  # fmt: skip
-    return out
 
 
 def ov_graph(xml32: Path, out: Path, calib: np.ndarray, name: str, contract) -> Path:
@@ -129,7 +98,7 @@ def main() -> None:
         print("fp32", {k: round(v, 2) for k, v in rows["fp32"].items()}, flush=True)
         for name in args.variants:
             if name in ORT:
-                graph = ort_graph(onnx32, folder / f"{name}.onnx", calib, dict(ORT[name]))
+                graph = quantize_onnx(onnx32, folder / f"{name}.onnx", calib, **ORT[name])
                 run = FeatureExtractor(backend="onnxruntime", onnx_path=graph, precision="int8",
                                        normalize=False)  # fmt: skip
             else:

@@ -107,6 +107,7 @@ def quantize_onnx(
     per_channel: bool = True,
     batch_size: int = 16,
     exclude_op_types: tuple[str, ...] = (),
+    depthwise_fp32: bool = False,
     reduce_range: bool = False,
 ) -> Path:
     """Write an int8 QDQ copy of the fp32 graph ``onnx_path`` (as exported by ``export_onnx``):
@@ -114,8 +115,10 @@ def quantize_onnx(
 
     ``calibration``: ``(N, 3, H, W)`` float32 images preprocessed as for inference (the
     evaluation transform). ``exclude_op_types`` keeps those operator types in fp32 (e.g.
-    ``("Gemm",)`` for the final fc). ``reduce_range`` quantises weights to 7 bits, for CPUs
-    without VNNI (module docstring). Returns the path written (unchecked:
+    ``("Gemm",)`` for the final fc); ``depthwise_fp32`` keeps every grouped convolution (OSNet's
+    depthwise 3x3) in fp32, the setting that cost the least mAP in ``benchmarks/int8_variants.py``
+    (not the default: still over 0.5 mAP on some models). ``reduce_range`` quantises weights to
+    7 bits, for CPUs without VNNI (module docstring). Returns the path written (unchecked:
     ``export_onnx_int8`` checks).
     """
     from onnxruntime.quantization import (
@@ -135,6 +138,7 @@ def quantize_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     prepared = out.with_name(out.stem + ".prep.onnx")
     quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+    kept = _grouped_convolutions(prepared) if depthwise_fp32 else []
     types = ["Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "MaxPool"]
     try:
         quantize_static(
@@ -148,6 +152,7 @@ def quantize_onnx(
             per_channel=per_channel,
             reduce_range=reduce_range,
             op_types_to_quantize=[t for t in types if t not in exclude_op_types],
+            nodes_to_exclude=kept,
             calibrate_method={
                 "minmax": CalibrationMethod.MinMax,
                 "percentile": CalibrationMethod.Percentile,
@@ -157,6 +162,17 @@ def quantize_onnx(
     finally:
         prepared.unlink(missing_ok=True)
     return out
+
+
+def _grouped_convolutions(path: Path) -> list[str]:
+    """Names of the Conv nodes with ``group > 1`` in the ONNX graph at ``path``."""
+    import onnx
+
+    return [
+        node.name
+        for node in onnx.load(str(path), load_external_data=False).graph.node
+        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+    ]
 
 
 def import_nncf() -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from omnireid.data.images import parse_market_name
-from omnireid.deploy.index import SearchResult
+from omnireid.deploy.index_records import SearchResult
 from omnireid.visualize.canvas import (
     BLUE,
     CAPTION_HEIGHT,

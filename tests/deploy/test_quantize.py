@@ -73,6 +73,30 @@ def test_seven_bit_weights_when_asked(toy_weights, tiny_world, tmp_path):
     assert max(np.abs(w).max() for w in _int8_weights(tmp_path / "m.int8.onnx")) <= 64
 
 
+def test_depthwise_convolutions_stay_fp32_when_asked(tiny_world, tmp_path):
+    model = trained_like("osnet_x0_25")
+    pre = Preprocessing(64, 32)
+    fp32 = export_onnx(model, tmp_path / "m.onnx", pre.input_size)
+    calib, _ = calibration_split(tiny_world / "bounding_box_train", pre, 4, 0)
+
+    def conv_weights(path) -> dict[bool, set[str]]:
+        """Where each Conv's weight comes from, by whether the Conv is grouped: a float
+        initializer (fp32) or a DequantizeLinear (int8)."""
+        graph = onnx.load(str(path)).graph
+        made_by = {out: node.op_type for node in graph.node for out in node.output}
+        found: dict[bool, set[str]] = {True: set(), False: set()}
+        for node in graph.node:
+            if node.op_type == "Conv":
+                grouped = any(a.name == "group" and a.i > 1 for a in node.attribute)
+                found[grouped].add(made_by.get(node.input[1], "initializer"))
+        return found
+
+    plain = conv_weights(quantize_onnx(fp32, tmp_path / "a.onnx", calib))
+    kept = conv_weights(quantize_onnx(fp32, tmp_path / "b.onnx", calib, depthwise_fp32=True))
+    assert plain == {True: {"DequantizeLinear"}, False: {"DequantizeLinear"}}
+    assert kept == {True: {"initializer"}, False: {"DequantizeLinear"}}
+
+
 def test_an_int8_graph_too_far_from_fp32_is_not_written(tiny_world, tmp_path, monkeypatch):
     model = trained_like("osnet_x0_25")
     pre = Preprocessing(64, 32)
